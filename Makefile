@@ -1,0 +1,82 @@
+# Two commands do all set-up: `make run` (the whole stack) and `make test` (the suite).
+# Both create .venv and install the project when pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+DEVSTACK := $(BIN)/python -m config.devstack exec --
+export PATH := $(BIN):$(PATH)
+
+.PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
+.PHONY: install run test lint typecheck reconcile clean-local _stack bench bench-fairness \
+	bench-pipeline bench-latency bench-api bench-growth
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+## Run web, workers, beat and Flower on the embedded PostgreSQL + Redis (or DATABASE_URL / REDIS_URL).
+run: $(STAMP)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(DEVSTACK) $(MAKE) --no-print-directory _stack
+
+_stack:
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py setup_periodic_tasks -v0
+	$(BIN)/python manage.py setup_alert_rules -v0
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py stack_banner
+	exec $(BIN)/honcho start
+
+## The full test suite (real PostgreSQL, Redis and Celery workers).
+test: $(STAMP)
+	$(BIN)/ruff check --quiet .
+	$(DEVSTACK) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Benchmarks print a table and write bench/results/*.json (see bench/RESULTS.md).
+bench-fairness: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/fairness.py
+
+## Pipeline throughput vs bare Celery (target ratio >= 0.6).
+bench-pipeline: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/pipeline.py
+
+## Commit-to-handler-start latency, idle system, beside bare Celery (target p99 < 20 ms).
+bench-latency: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/latency.py
+
+## API throughput under gunicorn + wrk vs a trivial DRF endpoint (target ratio >= 0.4; needs wrk).
+bench-api: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/api.py
+
+## Periodic jobs and availability at 10k and 100k bookings (BENCH_GROWTH_ARGS="--sizes 10000,100000,1000000").
+bench-growth: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/growth.py $(BENCH_GROWTH_ARGS)
+
+bench: bench-fairness bench-pipeline bench-latency bench-api bench-growth
+
+## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
+FAULT_RUNS := chaos redis-restart broker-down postgres-restart poison
+faults: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/faults.py all $(FAULTS_ARGS)
+
+$(addprefix faults-,$(FAULT_RUNS)): faults-%: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/faults.py $* $(FAULTS_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	DJANGO_DEBUG=true $(DEVSTACK) $(BIN)/mypy .
+
+reconcile: $(STAMP)
+	$(DEVSTACK) $(BIN)/python manage.py reconcile
+
+## Stop and delete the embedded servers' data under .local/.
+clean-local:
+	-$(BIN)/python -m config.devstack down
+	rm -rf .local

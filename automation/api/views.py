@@ -1,0 +1,42 @@
+"""Guest API: report a maintenance issue about the booking the token opens."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from automation.api.serializers import MaintenanceReportSerializer, MaintenanceRequestSerializer
+from automation.choices import ReportedBy
+from automation.services import MaintenanceError, maintenance_request_create
+from bookings.api.views import ERRORS, GuestBookingAPIView, invalid_response
+from pms.api.errors import error_response
+
+
+class GuestMaintenanceView(GuestBookingAPIView):
+    @extend_schema(
+        request=MaintenanceReportSerializer,
+        responses={201: MaintenanceRequestSerializer, **ERRORS},
+        tags=["bookings"],
+    )
+    def post(self, request: Request, reference: str) -> Response:
+        """Report a problem at the property (urgent ones alert the manager at once)."""
+        booking = self.booking(request, reference)
+        payload = MaintenanceReportSerializer(data=request.data)
+        if not payload.is_valid():
+            return invalid_response(payload)
+        data = payload.validated_data
+        try:
+            created = maintenance_request_create(
+                property=booking.property,
+                booking=booking,
+                title=data["title"],
+                description=data.get("description", ""),
+                priority=data["priority"],
+                reported_by=ReportedBy.GUEST,
+                actor=f"guest:{reference}",
+            )
+        except MaintenanceError as exc:
+            return error_response(exc.code, exc.text, 400)
+        return Response(MaintenanceRequestSerializer(created).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class MessageChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+
+
+class OutboundStatus(models.TextChoices):
+    # scheduled: waits for its ``send_after`` (the reminder sweep claims it then);
+    # pending: due, a send task is (or will be) enqueued.
+    SCHEDULED = "scheduled", "Scheduled"
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class TemplateTrigger(models.TextChoices):
+    BOOKING_CONFIRMED = "booking_confirmed", "Booking confirmed"
+    BEFORE_CHECK_IN = "before_check_in", "N days before check-in, at a local time"
+    CHECK_IN_DAY = "check_in_day", "Check-in day, at a local time"
+    AFTER_CHECK_OUT = "after_check_out", "N days after check-out, at a local time"
+    BOOKING_CANCELLED = "booking_cancelled", "Booking cancelled"
+
+
+# Triggers sent at a property-local time (the rest go out as soon as the event is handled).
+TIMED_TRIGGERS = (
+    TemplateTrigger.BEFORE_CHECK_IN,
+    TemplateTrigger.CHECK_IN_DAY,
+    TemplateTrigger.AFTER_CHECK_OUT,
+)
+
+
+class CleaningStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    STARTED = "started", "Started"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+CLEANING_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    CleaningStatus.SCHEDULED: (
+        CleaningStatus.STARTED,
+        CleaningStatus.DONE,
+        CleaningStatus.CANCELLED,
+    ),
+    CleaningStatus.STARTED: (CleaningStatus.DONE,),
+    CleaningStatus.DONE: (),
+    CleaningStatus.CANCELLED: (CleaningStatus.SCHEDULED,),
+}
+
+
+class MaintenancePriority(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    URGENT = "urgent", "Urgent"
+
+
+class MaintenanceStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ASSIGNED = "assigned", "Assigned"
+    IN_PROGRESS = "in_progress", "In progress"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# The whole workflow: from -> allowed targets. Assigning is its own service
+# (it sets the assignee); the rest go through maintenance_request_transition.
+MAINTENANCE_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    MaintenanceStatus.OPEN: (
+        MaintenanceStatus.ASSIGNED,
+        MaintenanceStatus.IN_PROGRESS,
+        MaintenanceStatus.DONE,
+        MaintenanceStatus.CANCELLED,
+    ),
+    MaintenanceStatus.ASSIGNED: (
+        MaintenanceStatus.ASSIGNED,
+        MaintenanceStatus.IN_PROGRESS,
+        MaintenanceStatus.DONE,
+        MaintenanceStatus.CANCELLED,
+    ),
+    MaintenanceStatus.IN_PROGRESS: (MaintenanceStatus.DONE, MaintenanceStatus.CANCELLED),
+    MaintenanceStatus.DONE: (),
+    MaintenanceStatus.CANCELLED: (),
+}
+
+
+class ReportedBy(models.TextChoices):
+    GUEST = "guest", "Guest"
+    STAFF = "staff", "Staff"
+    SCHEDULE = "schedule", "Recurring plan"

@@ -1,0 +1,195 @@
+"""Messages that events cause: recorded here (DB only), sent after commit by tasks."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from automation.choices import MaintenancePriority
+from automation.models import MaintenanceRequest
+from automation.services import (
+    cleaning_task_reconcile,
+    guest_messages_reconcile,
+    manager_emails,
+    outbound_message_queue,
+)
+from automation.services.cleaning import refresh_turnovers
+from bookings.models import Booking, GuestMessage, Payment
+from pms.models import DomainEvent
+from pms.registry import event_handler
+
+
+def _booking(booking_id: int) -> Booking:
+    return Booking.objects.select_related("guest", "property").get(pk=booking_id)
+
+
+@event_handler("booking.created", queue="messaging", name="automation.guest_booking_email")
+def email_guest_their_booking(event: DomainEvent) -> None:
+    booking = _booking(event.payload["booking_id"])
+    if not booking.guest.email or booking.source not in ("direct", "admin"):
+        return
+    outbound_message_queue(
+        tenant_id=event.tenant_id,
+        idempotency_key=f"{event.id}:guest_booking",
+        kind="guest_access",
+        booking=booking,
+        recipient=booking.guest.email,
+        subject=f"Your booking {booking.reference} at {booking.property.name}",
+        body=(
+            f"Hello {booking.guest.name},\n\n"
+            f"your stay at {booking.property.name} from {booking.check_in} to "
+            f"{booking.check_out} ({booking.nights} nights, {booking.guests_count} guests) "
+            f"is {booking.get_status_display().lower()}. "
+            f"Total: {booking.total} {booking.currency}.\n\n"
+            "See, cancel or message us about your booking here (keep this link private):\n"
+            "{guest_link}\n"
+        ),
+    )
+
+
+@event_handler("payment.requested", queue="messaging", name="automation.payment_instructions_email")
+def email_payment_instructions(event: DomainEvent) -> None:
+    payment = Payment.objects.select_related("booking__guest").get(pk=event.payload["id"])
+    if not payment.booking.guest.email:
+        return
+    outbound_message_queue(
+        tenant_id=event.tenant_id,
+        idempotency_key=f"{event.id}:payment_instructions",
+        kind="payment_instructions",
+        booking=payment.booking,
+        recipient=payment.booking.guest.email,
+        subject=f"Payment for booking {payment.booking.reference}",
+        body=event.payload.get("instructions")
+        or f"Please pay {payment.amount} {payment.currency}.",
+    )
+
+
+@event_handler("message.posted", queue="messaging", name="automation.thread_email")
+def email_thread_message(event: DomainEvent) -> None:
+    """A guest's message goes to the tenant's managers; a host's reply to the guest."""
+    message = GuestMessage.objects.select_related("booking__guest", "booking__property").get(
+        pk=event.payload["message_id"]
+    )
+    booking = message.booking
+    if message.sender == "guest":
+        recipients = manager_emails(tenant_id=event.tenant_id)
+        subject = f"Message from {booking.guest.name} about {booking.reference}"
+    else:
+        recipients = [booking.guest.email] if booking.guest.email else []
+        subject = f"Reply about your booking {booking.reference}"
+    for recipient in recipients:
+        outbound_message_queue(
+            tenant_id=event.tenant_id,
+            idempotency_key=f"{event.id}:thread:{recipient}",
+            kind="thread_message",
+            booking=booking,
+            recipient=recipient,
+            subject=subject,
+            body=message.body,
+        )
+
+
+# --- Guest messages from templates, cleaning (queue: automation) -----------------------
+
+TEMPLATE_EVENTS = (
+    "booking.created",
+    "booking.confirmed",
+    "booking.modified",
+    "booking.cancelled",
+    "booking.no_show",
+)
+
+
+@event_handler(*TEMPLATE_EVENTS, queue="automation", name="automation.template_messages")
+def schedule_template_messages(event: DomainEvent) -> None:
+    """Create, reschedule or cancel the booking's template messages (sent by tasks later)."""
+    guest_messages_reconcile(booking_id=event.payload["booking_id"], event_type=event.event_type)
+
+
+@event_handler(*TEMPLATE_EVENTS, queue="automation", name="automation.cleaning")
+def schedule_cleaning(event: DomainEvent) -> None:
+    """Schedule, move or cancel the cleaning after the stay, and tell the cleaner."""
+    cleaning_task_reconcile(booking_id=event.payload["booking_id"])
+    previous = event.payload.get("previous")
+    if previous:
+        # The old check-in day may have lost its same-day turnover.
+        refresh_turnovers(
+            property_id=previous["property_id"], day=date.fromisoformat(previous["check_in"])
+        )
+
+
+# --- Manager notifications (queue: messaging) ------------------------------------------
+
+
+@event_handler(
+    "booking.created",
+    "booking.cancelled",
+    queue="messaging",
+    name="automation.manager_booking_email",
+)
+def email_managers_about_booking(event: DomainEvent) -> None:
+    booking = _booking(event.payload["booking_id"])
+    if event.event_type == "booking.created":
+        subject = f"New booking {booking.reference} at {booking.property.name}"
+        intro = "A new booking arrived"
+    else:
+        subject = f"Booking {booking.reference} at {booking.property.name} cancelled"
+        reason = (event.payload.get("cancellation") or {}).get("reason") or "no reason given"
+        intro = f"A booking was cancelled ({reason})"
+    body = (
+        f"{intro}:\n\n"
+        f"Guest: {booking.guest.name} {booking.guest.email}\n"
+        f"Stay: {booking.check_in} to {booking.check_out} ({booking.nights} nights, "
+        f"{booking.guests_count} guests)\n"
+        f"Total: {booking.total} {booking.currency}; source: {booking.get_source_display()}\n"
+    )
+    for recipient in manager_emails(tenant_id=event.tenant_id):
+        outbound_message_queue(
+            tenant_id=event.tenant_id,
+            idempotency_key=f"{event.id}:manager:{recipient}",
+            kind="manager_notification",
+            booking=booking,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+        )
+
+
+@event_handler(
+    "maintenance.reported",
+    "maintenance.assigned",
+    queue="messaging",
+    name="automation.maintenance_email",
+)
+def email_about_maintenance(event: DomainEvent) -> None:
+    """Managers hear of every new request (urgent ones flagged), assignees of their work."""
+    request = MaintenanceRequest.objects.select_related("property", "assignee", "booking").get(
+        pk=event.payload["request_id"]
+    )
+    where = request.property.name
+    detail = (
+        f"{request.title}\nPriority: {request.get_priority_display()}\n"
+        f"Reported by: {request.get_reported_by_display()}"
+        + (f" (booking {request.booking.reference})" if request.booking else "")
+        + f"\n\n{request.description}\n"
+    )
+    if event.event_type == "maintenance.reported":
+        urgent = request.priority == MaintenancePriority.URGENT
+        subject = f"{'URGENT ' if urgent else ''}Maintenance at {where}: {request.title}"
+        recipients = manager_emails(tenant_id=event.tenant_id)
+        kind = "maintenance_urgent" if urgent else "maintenance_reported"
+    else:
+        if request.assignee is None or not request.assignee.email:
+            return
+        subject = f"Maintenance assigned to you at {where}: {request.title}"
+        recipients = [request.assignee.email]
+        kind = "maintenance_assigned"
+    for recipient in recipients:
+        outbound_message_queue(
+            tenant_id=event.tenant_id,
+            idempotency_key=f"{event.id}:maintenance:{recipient}",
+            kind=kind,
+            booking=request.booking,
+            recipient=recipient,
+            subject=subject[:200],
+            body=detail,
+        )

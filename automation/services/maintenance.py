@@ -1,0 +1,187 @@
+"""Maintenance requests: reported by guests (API), staff (admin) or a recurring plan.
+
+Every change is one service that writes the row and an event in one
+transaction; notifications (urgent -> managers at once) are event handlers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.core.files.base import File
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from automation.choices import (
+    MAINTENANCE_TRANSITIONS,
+    MaintenancePriority,
+    MaintenanceStatus,
+    ReportedBy,
+)
+from automation.localtime import local_now
+from automation.models import MaintenancePlan, MaintenanceRequest
+from bookings.models import Booking
+from pms.errors import PermanentError
+from pms.models import Property
+from pms.outbox import emit_event
+
+
+class MaintenanceError(PermanentError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.text = message
+
+
+def _emit(request: MaintenanceRequest, event_type: str, actor: str, **extra: Any) -> None:
+    emit_event(
+        tenant_id=request.tenant_id,
+        aggregate_type="maintenance_request",
+        aggregate_id=request.pk,
+        event_type=event_type,
+        payload={
+            "request_id": request.pk,
+            "property_id": request.property_id,
+            "booking_id": request.booking_id,
+            "title": request.title,
+            "priority": request.priority,
+            "status": request.status,
+            "reported_by": request.reported_by,
+            "assignee_id": request.assignee_id,
+            **extra,
+        },
+        actor=actor,
+    )
+
+
+def maintenance_request_create(
+    *,
+    property: Property,
+    title: str,
+    reported_by: str,
+    description: str = "",
+    priority: str = MaintenancePriority.NORMAL,
+    booking: Booking | None = None,
+    reporter: Any = None,
+    photo: File[Any] | None = None,
+    plan: MaintenancePlan | None = None,
+    due_on: date | None = None,
+    actor: str = "",
+) -> MaintenanceRequest:
+    if priority not in MaintenancePriority.values:
+        raise MaintenanceError("invalid", f"Unknown priority {priority!r}.")
+    if reported_by not in ReportedBy.values:
+        raise MaintenanceError("invalid", f"Unknown reporter kind {reported_by!r}.")
+    if booking is not None and booking.property_id != property.pk:
+        raise MaintenanceError("invalid", "The booking is not at this property.")
+    title = title.strip()
+    if not title:
+        raise MaintenanceError("invalid", "A title is required.")
+    with transaction.atomic():
+        request = MaintenanceRequest(
+            tenant_id=property.tenant_id,
+            property=property,
+            booking=booking,
+            plan=plan,
+            due_on=due_on,
+            reported_by=reported_by,
+            reporter=reporter,
+            title=title[:200],
+            description=description.strip(),
+            priority=priority,
+        )
+        if photo is not None:
+            request.photo = photo
+        request.save()
+        _emit(request, "maintenance.reported", actor)
+    return request
+
+
+def maintenance_request_assign(
+    *, request: MaintenanceRequest, assignee: Any, actor: str = ""
+) -> MaintenanceRequest:
+    from tenants.models import Membership
+
+    with transaction.atomic():
+        locked = MaintenanceRequest.objects.select_for_update().get(pk=request.pk)
+        if MaintenanceStatus.ASSIGNED not in MAINTENANCE_TRANSITIONS[locked.status]:
+            raise MaintenanceError(
+                "invalid_transition",
+                f"A {locked.get_status_display().lower()} request cannot be assigned.",
+            )
+        if not Membership.objects.filter(user=assignee, tenant_id=locked.tenant_id).exists():
+            raise MaintenanceError("invalid", "The assignee is not a member of this tenant.")
+        locked.assignee = assignee
+        locked.status = MaintenanceStatus.ASSIGNED
+        locked.save(update_fields=["assignee", "status", "updated_at"])
+        _emit(locked, "maintenance.assigned", actor)
+    return locked
+
+
+def maintenance_request_transition(
+    *, request: MaintenanceRequest, to_status: str, actor: str = ""
+) -> MaintenanceRequest:
+    if to_status == MaintenanceStatus.ASSIGNED:
+        raise MaintenanceError("invalid_transition", "Assign through maintenance_request_assign.")
+    with transaction.atomic():
+        locked = MaintenanceRequest.objects.select_for_update().get(pk=request.pk)
+        if to_status not in MAINTENANCE_TRANSITIONS[locked.status]:
+            raise MaintenanceError(
+                "invalid_transition",
+                f"A {locked.get_status_display().lower()} request cannot become "
+                f"{MaintenanceStatus(to_status).label.lower()}.",
+            )
+        previous = locked.status
+        locked.status = to_status
+        fields = ["status", "updated_at"]
+        if to_status in (MaintenanceStatus.DONE, MaintenanceStatus.CANCELLED):
+            locked.resolved_at = timezone.now()
+            fields.append("resolved_at")
+        locked.save(update_fields=fields)
+        _emit(locked, "maintenance.status_changed", actor, previous_status=previous)
+    return locked
+
+
+def maintenance_plans_open_due(*, now: datetime | None = None, batch_size: int = 200) -> int:
+    """Open a request for every recurring plan due today (property-local). Returns how many.
+
+    Plans are claimed with SKIP LOCKED and advanced in the same transaction as
+    the request they open; a unique (plan, due_on) makes a repeat a no-op.
+    """
+    now = now or timezone.now()
+    opened = 0
+    # A plan due "today" somewhere on earth is due by UTC tomorrow at the latest.
+    horizon = now.date() + timedelta(days=1)
+    with transaction.atomic():
+        plans = list(
+            MaintenancePlan.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("property")
+            .filter(is_active=True, next_due__lte=horizon)
+            .order_by("next_due")[:batch_size]
+        )
+        for plan in plans:
+            today = local_now(plan.property.timezone, now).date()
+            if plan.next_due > today:
+                continue
+            due_on = plan.next_due
+            try:
+                with transaction.atomic():
+                    maintenance_request_create(
+                        property=plan.property,
+                        title=plan.title,
+                        description=plan.description,
+                        priority=plan.priority,
+                        reported_by=ReportedBy.SCHEDULE,
+                        plan=plan,
+                        due_on=due_on,
+                        actor="system:maintenance-plans",
+                    )
+                opened += 1
+            except IntegrityError:
+                pass  # this due date was opened already
+            # Skip the dates missed while beat was down: one request, then the next period.
+            while plan.next_due <= today:
+                plan.next_due += timedelta(days=plan.every_days)
+            plan.save(update_fields=["next_due"])
+    return opened

@@ -1,0 +1,208 @@
+"""Outbound messages: record the intent, then send once, after commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.utils import timezone
+
+from automation.choices import MessageChannel, OutboundStatus
+from automation.models import MessageTemplate, OutboundMessage
+from automation.sms import get_sms_backend
+from bookings.models import Booking
+from bookings.services import guest_token_issue
+from pms.errors import PermanentError
+
+logger = logging.getLogger(__name__)
+
+
+def resend_deadline(now: datetime | None = None) -> datetime:
+    """When the sweep re-enqueues a pending message whose send task was lost."""
+    return (now or timezone.now()) + timedelta(seconds=settings.AUTOMATION_MESSAGE_RESEND_AFTER)
+
+
+def outbound_message_queue(
+    *,
+    tenant_id: int,
+    idempotency_key: str,
+    kind: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    booking: Booking | None = None,
+    channel: str = MessageChannel.EMAIL,
+    send_after: datetime | None = None,
+    template: MessageTemplate | None = None,
+) -> tuple[OutboundMessage, bool]:
+    """Record a message to send (once per key). Returns it and whether it was created now.
+
+    Due now: ``pending``, a send task is enqueued after commit (and the sweep
+    re-enqueues it if that publish is lost). Due later: ``scheduled``; the
+    reminder sweep claims it at ``send_after``.
+    """
+    now = timezone.now()
+    scheduled = send_after is not None and send_after > now
+    message, created = OutboundMessage.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={
+            "tenant_id": tenant_id,
+            "kind": kind,
+            "channel": channel,
+            "booking": booking,
+            "template": template,
+            "recipient": recipient,
+            "subject": subject[:200],
+            "body": body,
+            "status": OutboundStatus.SCHEDULED if scheduled else OutboundStatus.PENDING,
+            "send_after": send_after if scheduled else resend_deadline(now),
+        },
+    )
+    if created and not scheduled:
+        enqueue_send_after_commit(message.pk, tenant_id)
+    return message, created
+
+
+def enqueue_send_after_commit(message_id: int, tenant_id: int) -> None:
+    from automation.tasks import send_outbound_message
+
+    transaction.on_commit(
+        lambda: _enqueue(send_outbound_message, message_id, tenant_id), robust=True
+    )
+
+
+def _enqueue(task: Any, message_id: int, tenant_id: int) -> None:
+    try:
+        task.apply_async(args=[message_id], headers={"tenant_id": tenant_id})
+    except Exception:
+        # The sweep sends it later (its send_after is the resend deadline); the row is the promise.
+        logger.warning("could not enqueue outbound message %s; the sweep will send it", message_id)
+
+
+def outbound_messages_claim_due(
+    *, now: datetime | None = None, batch_size: int | None = None
+) -> list[tuple[int, int]]:
+    """Claim due messages for sending: (id, tenant_id) pairs. The reminder sweep's core.
+
+    Due = scheduled with ``send_after`` passed, or pending past its resend
+    deadline (its send task was lost). Rows are locked with ``SKIP LOCKED`` and
+    moved to pending with a fresh resend deadline in one short transaction, so
+    two sweeps (two beats, an overlapping run) never claim the same row, and a
+    claimed row is not due again until that deadline. Two statements whatever
+    the number of bookings or messages (the (status, send_after) index). The
+    caller enqueues after this returns: no broker I/O while rows are locked.
+    """
+    now = now or timezone.now()
+    batch_size = batch_size or settings.AUTOMATION_SWEEP_BATCH
+    with transaction.atomic():
+        due = list(
+            OutboundMessage.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[OutboundStatus.SCHEDULED, OutboundStatus.PENDING],
+                send_after__lte=now,
+            )
+            .order_by("send_after")
+            .values_list("pk", "tenant_id")[:batch_size]
+        )
+        if due:
+            OutboundMessage.objects.filter(pk__in=[pk for pk, _ in due]).update(
+                status=OutboundStatus.PENDING, send_after=resend_deadline(now)
+            )
+    return due
+
+
+def _claim(message_id: int) -> OutboundMessage | None:
+    """Move pending -> sending in its own transaction. None: nothing to send."""
+    with transaction.atomic():
+        message = OutboundMessage.objects.select_for_update().filter(pk=message_id).first()
+        if message is None or message.status in (
+            OutboundStatus.SENT,
+            OutboundStatus.CANCELLED,
+            OutboundStatus.SCHEDULED,  # rescheduled later since this task was enqueued
+        ):
+            return None
+        if message.status == OutboundStatus.SENDING:
+            # A previous run died between claiming and recording the outcome: it
+            # may or may not have sent. Never send twice: hand it to a person.
+            raise PermanentError(
+                f"outcome of message {message.pk} unknown (worker died while sending); "
+                "check with the recipient before retrying"
+            )
+        message.status = OutboundStatus.SENDING
+        message.attempts += 1
+        message.sending_started_at = timezone.now()
+        message.save(update_fields=["status", "attempts", "sending_started_at"])
+        return message
+
+
+def _render_body(message: OutboundMessage) -> str:
+    if "{guest_link}" in message.body and message.booking is not None:
+        raw = guest_token_issue(booking=message.booking)
+        return message.body.replace(
+            "{guest_link}",
+            f"{settings.GUEST_LINK_BASE_URL}{message.booking.reference}/?token={raw}",
+        )
+    return message.body
+
+
+def outbound_message_send(*, message_id: int, final_attempt: bool = False) -> str:
+    """Send one message at most once.
+
+    A failure puts it back to pending and re-raises (the task retries), or marks
+    it failed when it is permanent or this was the last attempt.
+    """
+    message = _claim(message_id)
+    if message is None:
+        return "nothing to send"
+    try:
+        if message.channel == MessageChannel.EMAIL:
+            EmailMessage(
+                subject=message.subject,
+                body=_render_body(message),
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                to=[message.recipient],
+                headers={"Message-ID": f"<outbound-{message.pk}@pms.localhost>"},
+            ).send()
+        elif message.channel == MessageChannel.SMS:
+            get_sms_backend().send(
+                to=message.recipient,
+                body=_render_body(message),
+                idempotency_key=message.idempotency_key,
+            )
+        else:
+            raise PermanentError(f"no sender for channel {message.channel!r}")
+    except Exception as exc:
+        # Nothing left our side for certain (connection refused, SMTP 4xx/5xx,
+        # gateway 5xx): back to pending so the retry sends it, or failed when it
+        # is permanent or the last attempt.
+        final = final_attempt or isinstance(exc, PermanentError)
+        status = OutboundStatus.FAILED if final else OutboundStatus.PENDING
+        OutboundMessage.objects.filter(pk=message.pk).update(
+            status=status, last_error=str(exc)[:2000], send_after=resend_deadline()
+        )
+        raise
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        status=OutboundStatus.SENT, sent_at=timezone.now(), last_error=""
+    )
+    return "sent"
+
+
+def guest_link_email(*, booking: Booking) -> bool:
+    """Queue an email with a fresh private link (staff asked for it). False: no email address."""
+    if not booking.guest.email:
+        return False
+    outbound_message_queue(
+        tenant_id=booking.tenant_id,
+        idempotency_key=f"guest_link:{booking.pk}:{uuid.uuid4()}",
+        kind="guest_access",
+        booking=booking,
+        recipient=booking.guest.email,
+        subject=f"Your booking {booking.reference} at {booking.property.name}",
+        body="Here is your private link to your booking (keep it private):\n{guest_link}\n",
+    )
+    return True

@@ -1,0 +1,553 @@
+"""Fault injection at scale: lost / duplicated / failed counts under real faults.
+
+Runs (each with its own database, its own private broker Redis and "state" Redis
+(REDIS_URL: cache, poison counters), and real ``celery worker`` processes):
+
+  chaos             kill -9 a random worker child process every few seconds
+  redis-restart     the broker Redis SIGKILLed and restarted empty mid-run
+  broker-down       the broker unreachable for --outage-seconds mid-run; bookings go on
+  postgres-restart  a private PostgreSQL (temp dir, own port) restarted with
+                    ``pg_ctl restart -m fast`` mid-run
+  poison            1% poison events (their handler SIGKILLs its process every time)
+  all               every run above, one subprocess each, then a summary table
+
+Bookings are made through bookings.services.booking_create (distinct properties
+and dates). bench/fault_handlers.py adds a ``booking.created`` handler writing a
+plain effect table without a unique key, and the poison handler; workers load it
+with ``--include``. The outbox relay runs in this process: a thread calling
+pms.outbox.relay_due_deliveries() every OUTBOX_RELAY_INTERVAL seconds (what the
+beat task does). After the fault the run waits for reconcile_until_settled and
+prints events, deliveries, applied, failed_for_review, lost, duplicated effects
+and wall time. Exit status 1 if anything is lost or duplicated (or, for poison,
+if a poison event is not in FailedTask as PoisonMessageError).
+
+Databases: ``<db>_faults_<run>`` on the DATABASE_URL server (dropped and created
+at the start of the run, kept afterwards for inspection); postgres-restart uses
+its private server and deletes it at the end. Nothing shared is ever killed.
+
+Run: make faults (all) or make faults-<run>; or
+.venv/bin/python -m config.devstack exec -- .venv/bin/python bench/faults.py chaos --bookings 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import contextlib
+
+from bench.fault_servers import LOGS, PrivatePostgres, PrivateRedis, Workers
+from bench.harness import RESULTS, machine
+
+RUNS = ("chaos", "redis-restart", "broker-down", "postgres-restart", "poison")
+# Sized for ~20 minutes in all on a 2-core machine shared with other work (see RESULTS.md).
+DEFAULT_BOOKINGS = {
+    "chaos": 1200,
+    "redis-restart": 600,
+    "broker-down": 600,
+    "postgres-restart": 600,
+    "poison": 800,
+}
+# Bookings per second (0: as fast as the service goes). broker-down is paced so the
+# outage falls in the middle of the bookings, which keep coming while the broker is away.
+DEFAULT_RATE = {"broker-down": 4.0}
+FAULT_AT = 0.4  # the fault strikes when this share of the bookings is made
+PROPERTIES = 100
+WORKER_GROUPS = {
+    "operational": ("bookings,messaging,accounting,default", 2),
+    "payments": ("payments,fallback", 1),
+    "background": ("automation,channelsync,bulk", 1),
+}
+SUMMARY = RESULTS / "faults.json"
+
+
+# --- Set-up --------------------------------------------------------------------------
+
+
+def _database_for(run: str) -> str:
+    """Drop and create ``<db>_faults_<run>`` on the DATABASE_URL server; return its URL."""
+    import psycopg
+
+    admin_url = os.environ["DATABASE_URL"]
+    parts = urlsplit(admin_url)
+    name = f"{parts.path.lstrip('/') or 'pms'}_faults_{run.replace('-', '_')}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    from bench import fault_handlers  # registers the bench handlers in this process too
+
+    with connection.cursor() as cursor:
+        cursor.execute(fault_handlers.EFFECT_TABLE_SQL)
+
+
+def _world(count: int):  # type: ignore[no-untyped-def]
+    from pms.models import Guest, Property
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.create(name="Fault bench", slug="fault-bench")
+    properties = [
+        Property.objects.create(
+            tenant=tenant, name=f"Bench {i}", slug=f"bench-{i}", nightly_rate=100, max_guests=4
+        )
+        for i in range(min(PROPERTIES, count))
+    ]
+    guest = Guest.objects.create(tenant=tenant, name="Bench guest", email="")
+    return tenant, properties, guest
+
+
+# --- The run -------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    run: str
+    args: argparse.Namespace
+    total: int
+    broker: PrivateRedis
+    workers: Workers
+    postgres: PrivatePostgres | None = None
+    made: int = 0
+    producing: threading.Event = field(default_factory=threading.Event)
+    fault_time: threading.Event = field(default_factory=threading.Event)
+    fault_done: threading.Event = field(default_factory=threading.Event)
+    # Servers a fault restarts are children of the fault thread, and PR_SET_PDEATHSIG
+    # fires when the thread that forked them ends: the thread waits for this instead.
+    finished: threading.Event = field(default_factory=threading.Event)
+    info: dict[str, Any] = field(default_factory=dict)
+    # (monotonic start, seconds, error) of every booking_create call
+    calls: list[tuple[float, float, str]] = field(default_factory=list)
+
+
+def relay_loop(stop: threading.Event, stats: dict[str, int]) -> None:
+    from django.conf import settings
+    from django.db import connection
+
+    from pms.outbox import relay_due_deliveries
+
+    while not stop.wait(settings.OUTBOX_RELAY_INTERVAL):
+        try:
+            stats["relayed"] += relay_due_deliveries()
+        except Exception:
+            stats["relay_errors"] += 1
+            connection.close()  # PostgreSQL restarted: reconnect on the next pass
+    connection.close()
+
+
+def produce(ctx: Context, tenant, properties, guest) -> None:  # type: ignore[no-untyped-def]
+    from django.db import InterfaceError, OperationalError, connection
+
+    from bench.fault_handlers import emit_poison
+    from bookings.errors import BookingError
+    from bookings.models import Booking
+    from bookings.services import booking_create
+
+    start = date.today() + timedelta(days=30)
+    rate = ctx.args.rate
+    poison_every = round(1 / ctx.args.poison_rate) if ctx.run == "poison" else 0
+    poison_sent = 0
+    began = time.monotonic()
+    for i in range(ctx.total):
+        if rate:
+            time.sleep(max(0.0, began + i / rate - time.monotonic()))
+        if i >= ctx.total * FAULT_AT:
+            ctx.fault_time.set()
+        prop = properties[i % len(properties)]
+        check_in = start + timedelta(days=2 * (i // len(properties)))
+        called = time.monotonic()
+        error = ""
+        for attempt in range(240):
+            try:
+                booking_create(
+                    tenant=tenant,
+                    property=prop,
+                    guest=guest,
+                    check_in=check_in,
+                    check_out=check_in + timedelta(days=1),
+                    actor="bench:faults",
+                )
+                break
+            except (OperationalError, InterfaceError) as exc:
+                # The database went away (postgres-restart): reconnect and try again.
+                error = type(exc).__name__
+                connection.close()
+                time.sleep(0.5)
+            except BookingError as exc:
+                # A retried call whose first attempt had committed after all.
+                committed = Booking.objects.filter(property=prop, check_in=check_in).exists()
+                if exc.error_code == "unavailable" and attempt > 0 and committed:
+                    break
+                raise
+        ctx.calls.append((called, time.monotonic() - called, error))
+        ctx.made = i + 1
+        if poison_every and i % poison_every == poison_every // 2:
+            emit_poison(tenant_id=tenant.pk)
+            poison_sent += 1
+    ctx.info["produce_seconds"] = round(time.monotonic() - began, 1)
+    if poison_every:
+        ctx.info["poison_events"] = poison_sent
+    ctx.producing.clear()
+
+
+def fault_chaos(ctx: Context) -> None:
+    kills = 0
+    deadline = time.monotonic() + 3600
+    while (ctx.producing.is_set() or kills < ctx.args.min_kills) and time.monotonic() < deadline:
+        time.sleep(random.uniform(0.5, 1.5) * ctx.args.kill_interval)
+        pids = ctx.workers.child_pids()
+        if not pids:
+            continue
+        try:
+            os.kill(random.choice(pids), signal.SIGKILL)
+            kills += 1
+        except ProcessLookupError:
+            continue
+    ctx.info["kills"] = kills
+
+
+def fault_redis_restart(ctx: Context) -> None:
+    ctx.fault_time.wait()
+    ctx.info["fault_at_booking"] = ctx.made
+    ctx.broker.kill()
+    time.sleep(1)
+    ctx.broker.start()  # same port, empty: every queued and unacked message is gone
+    ctx.info["broker_restarted"] = True
+
+
+def fault_broker_down(ctx: Context) -> None:
+    ctx.fault_time.wait()
+    ctx.info["fault_at_booking"] = ctx.made
+    down = time.monotonic()
+    ctx.broker.kill()
+    time.sleep(ctx.args.outage_seconds)
+    up = time.monotonic()
+    ctx.broker.start()
+    during = [c for c in ctx.calls if down <= c[0] < up]
+    ctx.info["outage_seconds"] = round(up - down, 1)
+    ctx.info["bookings_during_outage"] = len(during)
+    ctx.info["failed_calls_during_outage"] = sum(1 for c in during if c[2])
+    if during:
+        from bench.harness import percentile
+
+        ctx.info["create_p95_ms_during_outage"] = round(
+            percentile([c[1] for c in during], 95) * 1000
+        )
+        ctx.info["create_max_ms_during_outage"] = round(max(c[1] for c in during) * 1000)
+
+
+def fault_postgres_restart(ctx: Context) -> None:
+    assert ctx.postgres is not None
+    ctx.fault_time.wait()
+    ctx.info["fault_at_booking"] = ctx.made
+    began = time.monotonic()
+    ctx.postgres.restart()
+    ctx.info["restart_seconds"] = round(time.monotonic() - began, 1)
+
+
+def run_fault(fault, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+    try:
+        fault(ctx)
+    finally:
+        ctx.fault_done.set()
+        ctx.finished.wait()
+
+
+FAULTS = {
+    "chaos": fault_chaos,
+    "redis-restart": fault_redis_restart,
+    "broker-down": fault_broker_down,
+    "postgres-restart": fault_postgres_restart,
+    "poison": None,
+}
+
+
+def duplicates_and_gaps() -> dict[str, int]:
+    from django.db import connection
+
+    from bookings.models import CalendarEntry, LedgerEntry
+    from pms.models import EventDelivery
+
+    calendar, ledger, delivery = (
+        CalendarEntry._meta.db_table,
+        LedgerEntry._meta.db_table,
+        EventDelivery._meta.db_table,
+    )
+    queries = {
+        "dup_calendar": f"SELECT count(*) FROM (SELECT booking_id FROM {calendar} "
+        "WHERE booking_id IS NOT NULL GROUP BY booking_id HAVING count(*) > 1) d",
+        "dup_ledger": f"SELECT count(*) FROM (SELECT event_id, kind FROM {ledger} "
+        "GROUP BY event_id, kind HAVING count(*) > 1) d",
+        "dup_effect": "SELECT count(*) FROM (SELECT event_id, handler FROM bench_effect "
+        "GROUP BY event_id, handler HAVING count(*) > 1) d",
+        "effects_missing": f"SELECT count(*) FROM {delivery} d WHERE d.handler = "
+        "'bench.booking_effect' AND d.status = 'done' AND NOT EXISTS "
+        "(SELECT 1 FROM bench_effect e WHERE e.event_id = d.event_id)",
+        "bookings_without_calendar": f"SELECT count(*) FROM bookings_booking b WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {calendar} c WHERE c.booking_id = b.id)",
+        "relay_resends": f"SELECT coalesce(sum(publish_count), 0) FROM {delivery}",
+    }
+    out = {}
+    with connection.cursor() as cursor:
+        for key, sql in queries.items():
+            cursor.execute(sql)
+            out[key] = int(cursor.fetchone()[0])
+    return out
+
+
+def poison_check() -> dict[str, int]:
+    from bench.fault_handlers import POISON_EVENT
+    from pms.models import DomainEvent, EventDelivery, FailedTask
+
+    events = EventDelivery.objects.filter(handler="bench.poison")
+    parked = (
+        FailedTask.objects.filter(
+            delivery__handler="bench.poison", exception_class__endswith="PoisonMessageError"
+        )
+        .values("delivery")
+        .distinct()
+        .count()
+    )
+    return {
+        "poison_deliveries": events.count(),
+        "poison_in_failed_task": parked,
+        "poison_applied": events.filter(status="done").count(),
+        "poison_events_emitted": DomainEvent.objects.filter(event_type=POISON_EVENT).count(),
+    }
+
+
+def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
+    args.bookings = args.bookings or DEFAULT_BOOKINGS[run]
+    args.rate = DEFAULT_RATE.get(run, 0.0) if args.rate is None else args.rate
+    state = PrivateRedis(f"state-{run}")
+    broker = PrivateRedis(f"broker-{run}")
+    postgres = None
+    workers = Workers(run, WORKER_GROUPS)
+    relay_stop = threading.Event()
+    relay_stats = {"relayed": 0, "relay_errors": 0}
+    relay = threading.Thread(target=relay_loop, args=(relay_stop, relay_stats), daemon=True)
+    ctx: Context | None = None
+    try:
+        state.start()
+        broker.start()
+        if run == "postgres-restart":
+            postgres = PrivatePostgres("pms_faults")
+            postgres.start()
+            database_url = postgres.url
+        else:
+            database_url = _database_for(run)
+        _django(
+            {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": state.url,
+                "CELERY_BROKER_URL": broker.url,
+                "DJANGO_DEBUG": "false",
+                "DJANGO_SECRET_KEY": "bench-faults-only-not-a-secret-0123456789abcdef",
+                "CHANNEL_FETCH_ALLOW_LOOPBACK": "true",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        from config.celery import app
+        from pms.reconcile import reconcile_until_settled
+
+        app.conf.broker_url = broker.url
+        tenant, properties, guest = _world(args.bookings)
+        print(f"[{run}] workers starting ({', '.join(WORKER_GROUPS)})", flush=True)
+        workers.start(app)
+        ctx = Context(run, args, args.bookings, broker, workers, postgres)
+        ctx.producing.set()
+        fault = FAULTS[run]
+        fault_thread = (
+            threading.Thread(target=run_fault, args=(fault, ctx), daemon=True) if fault else None
+        )
+        print(f"[{run}] {args.bookings} bookings, fault at {FAULT_AT:.0%}", flush=True)
+        began = time.monotonic()
+        relay.start()
+        if fault_thread:
+            fault_thread.start()
+        produce(ctx, tenant, properties, guest)
+        if fault_thread:
+            ctx.fault_done.wait()
+        relay_stop.set()
+        relay.join(60)
+        report = reconcile_until_settled(timeout=args.settle_timeout)
+        wall = time.monotonic() - began
+        result: dict[str, Any] = {
+            "run": run,
+            "bookings": args.bookings,
+            "rate": args.rate,
+            **{k: v for k, v in report.as_dict().items() if k != "ok"},
+            **duplicates_and_gaps(),
+            **relay_stats,
+            **ctx.info,
+            "service_call_errors": sum(1 for c in ctx.calls if c[2]),
+            "wall_seconds": round(wall, 1),
+        }
+        if run == "poison":
+            result.update(poison_check())
+    finally:
+        relay_stop.set()
+        if ctx is not None:
+            ctx.finished.set()
+        workers.stop()
+        broker.stop()
+        state.stop()
+        if postgres is not None:
+            from django.db import connections
+
+            connections.close_all()
+            postgres.stop()
+    result["duplicated"] = result["dup_calendar"] + result["dup_ledger"] + result["dup_effect"]
+    failures = []
+    if result["lost"]:
+        failures.append(f"{result['lost']} lost")
+    if result["duplicated"]:
+        failures.append(f"{result['duplicated']} duplicated")
+    if result["effects_missing"]:
+        failures.append(f"{result['effects_missing']} applied without effect")
+    if result["in_flight"]:
+        failures.append(f"{result['in_flight']} still in flight after {args.settle_timeout}s")
+    if run == "poison" and result["poison_in_failed_task"] != result["poison_deliveries"]:
+        failures.append("poison messages not all in FailedTask as PoisonMessageError")
+    if run == "broker-down" and result.get("failed_calls_during_outage"):
+        failures.append("booking calls failed during the broker outage")
+    result["ok"] = not failures
+    result["failures"] = failures
+    return result
+
+
+# --- Output --------------------------------------------------------------------------
+
+COLUMNS = (
+    ("run", "run", 17),
+    ("bookings", "bookings", 9),
+    ("events", "events", 8),
+    ("deliveries", "deliveries", 11),
+    ("applied", "applied", 9),
+    ("failed_for_review", "failed", 7),
+    ("lost", "lost", 5),
+    ("duplicated", "dup", 5),
+    ("relay_resends", "relayed", 8),
+    ("wall_seconds", "wall s", 8),
+)
+
+
+def _fault_note(r: dict[str, Any]) -> str:
+    if r["run"] == "chaos":
+        return f"{r.get('kills', 0)} kills"
+    if r["run"] == "broker-down":
+        return (
+            f"{r.get('outage_seconds')} s down, {r.get('bookings_during_outage')} bookings "
+            f"during it (p95 {r.get('create_p95_ms_during_outage')} ms, "
+            f"{r.get('failed_calls_during_outage')} failed)"
+        )
+    if r["run"] == "postgres-restart":
+        return f"restart {r.get('restart_seconds')} s, {r.get('service_call_errors')} calls retried"
+    if r["run"] == "poison":
+        return f"{r.get('poison_in_failed_task')}/{r.get('poison_deliveries')} poison in FailedTask"
+    if r["run"] == "redis-restart":
+        return f"restarted empty at booking {r.get('fault_at_booking')}"
+    return ""
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(
+        "".join(
+            f"{title:>{w}}" if i else f"{title:<{w}}" for i, (_, title, w) in enumerate(COLUMNS)
+        )
+        + "  result  fault"
+    )
+    for r in results:
+        cells = "".join(
+            f"{r.get(key, ''):>{w}}" if i else f"{r.get(key, ''):<{w}}"
+            for i, (key, _, w) in enumerate(COLUMNS)
+        )
+        print(f"{cells}  {'OK' if r['ok'] else 'FAIL':<6}  {_fault_note(r)}")
+        for failure in r.get("failures", []):
+            print(f"    {failure}")
+
+
+def save(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {"runs": {}}
+    if SUMMARY.exists():
+        with contextlib.suppress(ValueError):
+            data = json.loads(SUMMARY.read_text())
+    data.setdefault("runs", {})[result["run"]] = {
+        **result,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "epoch": time.time(),
+    }
+    data["machine"] = machine()
+    SUMMARY.write_text(json.dumps(data, indent=2, default=str))
+
+
+def run_all(args: argparse.Namespace, passthrough: list[str]) -> int:
+    began, started = time.monotonic(), time.time()
+    codes = {}
+    for run in RUNS:
+        print(f"\n=== {run} ===", flush=True)
+        codes[run] = subprocess.call([sys.executable, __file__, run, *passthrough])
+    data = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {"runs": {}}
+    results = [data["runs"][r] for r in RUNS if data["runs"].get(r, {}).get("epoch", 0) >= started]
+    print(f"\nFault injection, {time.monotonic() - began:.0f} s in all")
+    print_table(results)
+    print(f"written {SUMMARY}")
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", choices=[*RUNS, "all"])
+    parser.add_argument("--bookings", type=int, help="bookings to make (default per run)")
+    parser.add_argument("--rate", type=float, help="bookings per second (0: unpaced)")
+    parser.add_argument("--kill-interval", type=float, default=4.0, help="chaos: mean seconds")
+    parser.add_argument("--min-kills", type=int, default=20, help="chaos: at least this many")
+    parser.add_argument("--outage-seconds", type=float, default=60.0, help="broker-down")
+    parser.add_argument("--poison-rate", type=float, default=0.01, help="poison: share")
+    parser.add_argument("--settle-timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    if args.run == "all":
+        return run_all(args, sys.argv[2:])
+    LOGS.mkdir(parents=True, exist_ok=True)
+    lock = (LOGS / f"{args.run}.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its database is dropped at start
+    except BlockingIOError:
+        print(f"another {args.run} run is in progress", file=sys.stderr)
+        return 2
+    result = run_one(args.run, args)
+    save(result)
+    print()
+    print_table([result])
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

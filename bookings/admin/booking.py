@@ -1,0 +1,405 @@
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from bookings import services
+from bookings.admin.money import LedgerEntryInline, PaymentInline, RefundInline
+from bookings.choices import BookingStatus, MessageSender
+from bookings.errors import BookingError
+from bookings.models import Block, Booking, CalendarEntry, GuestMessage
+from bookings.selectors import booking_conflicts, property_calendar_month
+from pms.admin_helpers import ServiceRefusalsAsMessagesMixin, run_for_each
+from pms.models import Property
+from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, scope_queryset
+
+
+class BookingAdminForm(forms.ModelForm):
+    class Meta:
+        model = Booking
+        fields = [
+            "tenant",
+            "property",
+            "guest",
+            "check_in",
+            "check_out",
+            "guests_count",
+            "source",
+            "external_reference",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tenant, prop, guest = (
+            data.get("tenant") or getattr(self.instance, "tenant", None),
+            data.get("property"),
+            data.get("guest"),
+        )
+        if prop and tenant and prop.tenant_id != tenant.pk:
+            self.add_error("property", "This property belongs to another tenant.")
+        if guest and tenant and guest.tenant_id != tenant.pk:
+            self.add_error("guest", "This guest belongs to another tenant.")
+        check_in, check_out = data.get("check_in"), data.get("check_out")
+        if check_in and check_out and check_out <= check_in:
+            self.add_error("check_out", "Check-out must be after check-in.")
+        # Overlaps are reported by the model's exclusion constraint validation.
+        if prop and data.get("guests_count") and data["guests_count"] > prop.max_guests:
+            self.add_error("guests_count", f"{prop.name} takes at most {prop.max_guests} guests.")
+        return data
+
+
+def _adopt(target: Any, saved: Any) -> None:
+    """Make the admin's unsaved instance the row the service saved."""
+    for field in type(saved)._meta.concrete_fields:
+        setattr(target, field.attname, getattr(saved, field.attname))
+    target._state.adding = False
+    target._state.db = saved._state.db
+
+
+class MessageThreadInline(TenantScopedTabularInline):
+    """The thread so far, read-only."""
+
+    model = GuestMessage
+    fields = ["created_at", "sender", "author", "body"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "message thread"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReplyInline(TenantScopedTabularInline):
+    """One empty form: a reply to the guest, saved through guest_message_post (emailed)."""
+
+    model = GuestMessage
+    fields = ["body"]
+    extra = 1
+    max_num = 1
+    can_delete = False
+    verbose_name = "reply to the guest"
+    verbose_name_plural = "reply to the guest"
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).none()
+
+
+@admin.register(Booking)
+class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
+    service_refusals = (BookingError,)
+    form = BookingAdminForm
+    inlines = [PaymentInline, RefundInline, LedgerEntryInline, MessageThreadInline, ReplyInline]
+    list_display = [
+        "reference",
+        "property",
+        "guest",
+        "check_in",
+        "check_out",
+        "status",
+        "guests_count",
+        "total",
+        "currency",
+        "source",
+        "tenant",
+    ]
+    list_filter = ["status", "source", "tenant", "property", "check_in"]
+    search_fields = [
+        "reference",
+        "external_reference",
+        "guest__name",
+        "guest__email",
+        "property__name",
+    ]
+    list_select_related = ["property", "guest", "tenant"]
+    autocomplete_fields = ["guest"]
+    date_hierarchy = "check_in"
+    readonly_fields = [
+        "reference",
+        "status",
+        "total",
+        "currency",
+        "cancellation_reason",
+        "created_at",
+        "updated_at",
+    ]
+    actions = [
+        "send_guest_link",
+        "revoke_guest_links",
+        "confirm_selected",
+        "check_in_selected",
+        "check_out_selected",
+        "cancel_selected",
+        "no_show_selected",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Booking | None = None) -> list[str]:
+        fields = list(self.readonly_fields)
+        if obj is not None:
+            fields += ["tenant", "guest", "source"]
+        return fields
+
+    def save_model(
+        self, request: HttpRequest, obj: Booking, form: forms.ModelForm, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        actor = f"admin:{request.user.get_username()}"
+        if not change:
+            saved = services.booking_create(
+                tenant=data["tenant"],
+                property=data["property"],
+                guest=data["guest"],
+                check_in=data["check_in"],
+                check_out=data["check_out"],
+                guests_count=data["guests_count"],
+                source=data.get("source") or "admin",
+                external_reference=data.get("external_reference", ""),
+                actor=actor,
+                allow_past=True,
+            )
+            _adopt(obj, saved)
+            return
+        if {"property", "check_in", "check_out", "guests_count"} & set(form.changed_data):
+            saved = services.booking_modify(
+                booking=obj,
+                check_in=data["check_in"],
+                check_out=data["check_out"],
+                property=data["property"],
+                guests_count=data["guests_count"],
+                actor=actor,
+            )
+            _adopt(obj, saved)
+        if "external_reference" in form.changed_data:
+            Booking.objects.filter(pk=obj.pk).update(external_reference=data["external_reference"])
+
+    def get_inlines(self, request: HttpRequest, obj: Booking | None) -> list[Any]:
+        return self.inlines if obj is not None else []  # money and messages follow creation
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not GuestMessage:
+            return super().save_formset(request, form, formset, change)
+        # A reply is a service call (it emits message.posted, which emails the guest),
+        # never a bare save; the attributes below are what the admin's history reads.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            body = (inline_form.cleaned_data or {}).get("body", "").strip()
+            if inline_form.instance.pk is None and body:
+                formset.new_objects.append(
+                    services.guest_message_post(
+                        booking=form.instance,
+                        sender=MessageSender.HOST,
+                        body=body,
+                        author=request.user.get_username(),
+                    )
+                )
+        return None
+
+    @admin.action(description="Email the guest a new private link", permissions=["change"])
+    def send_guest_link(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        from automation.services import guest_link_email
+
+        sent = sum(
+            1
+            for booking in queryset.select_related("guest", "property")
+            if guest_link_email(booking=booking)
+        )
+        self.message_user(request, f"New link queued for {sent} guest(s).", messages.SUCCESS)
+
+    @admin.action(description="Revoke the guests' private links", permissions=["change"])
+    def revoke_guest_links(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        revoked = sum(services.guest_tokens_revoke(booking=booking) for booking in queryset)
+        self.message_user(request, f"Revoked {revoked} link(s).", messages.SUCCESS)
+
+    def _act(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Booking],
+        service: Any,
+        verb: str,
+        **kwargs: Any,
+    ) -> None:
+        actor = f"admin:{request.user.get_username()}"
+        run_for_each(
+            self,
+            request,
+            queryset,
+            lambda booking: service(booking=booking, actor=actor, **kwargs),
+            refusals=(BookingError,),
+            done_message=f"{verb} {{count}} booking(s).",
+        )
+
+    @admin.action(description="Confirm selected bookings", permissions=["change"])
+    def confirm_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        self._act(request, queryset, services.booking_confirm, "Confirmed")
+
+    @admin.action(description="Check in selected bookings", permissions=["change"])
+    def check_in_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        self._act(request, queryset, services.booking_check_in, "Checked in")
+
+    @admin.action(description="Check out selected bookings", permissions=["change"])
+    def check_out_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        self._act(request, queryset, services.booking_check_out, "Checked out")
+
+    @admin.action(description="Cancel selected bookings", permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        self._act(
+            request, queryset, services.booking_cancel, "Cancelled", reason="Cancelled in admin"
+        )
+
+    @admin.action(description="Mark selected as no-show", permissions=["change"])
+    def no_show_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        self._act(request, queryset, services.booking_mark_no_show, "Marked no-show")
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "property/<int:property_id>/calendar/",
+                self.admin_site.admin_view(self.calendar_view),
+                name="bookings_property_calendar",
+            ),
+            *super().get_urls(),
+        ]
+
+    def calendar_view(self, request: HttpRequest, property_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise Http404("No such property.")
+        prop = scope_queryset(Property.objects.all(), request.user).filter(pk=property_id).first()
+        if prop is None:
+            raise Http404("No such property.")
+        today = date.today()
+        try:
+            year, month = (
+                int(part) for part in request.GET.get("month", f"{today:%Y-%m}").split("-")
+            )
+            first = date(year, month, 1)
+        except ValueError:
+            first = today.replace(day=1)
+        previous = (first.replace(day=1) - timedelta(days=1)).replace(day=1)
+        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        weeks = property_calendar_month(
+            tenant=None, property=prop, year=first.year, month=first.month
+        )
+        return TemplateResponse(
+            request,
+            "admin/bookings/property_calendar.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{prop.name}: {first:%B %Y}",
+                "property": prop,
+                "weeks": weeks,
+                "previous": f"{previous:%Y-%m}",
+                "following": f"{following:%Y-%m}",
+                "opts": Booking._meta,
+                "statuses": BookingStatus,
+            },
+        )
+
+
+@admin.register(CalendarEntry)
+class CalendarEntryAdmin(TenantScopedAdmin):
+    list_display = ["property", "kind", "label", "start", "end", "active", "sequence", "tenant"]
+    list_filter = ["kind", "active", "tenant", "property"]
+    search_fields = ["label", "source_key"]
+    list_select_related = ["property", "tenant"]
+    readonly_fields = [
+        "tenant",
+        "property",
+        "kind",
+        "source_key",
+        "booking",
+        "start",
+        "end",
+        "active",
+        "label",
+        "sequence",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written only by the calendar handler
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class BlockAdminForm(forms.ModelForm):
+    class Meta:
+        model = Block
+        fields = ["tenant", "property", "start", "end", "label"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tenant, prop = (
+            data.get("tenant") or getattr(self.instance, "tenant", None),
+            data.get("property"),
+        )
+        if prop and tenant and prop.tenant_id != tenant.pk:
+            self.add_error("property", "This property belongs to another tenant.")
+        start, end = data.get("start"), data.get("end")
+        if start and end and end <= start:
+            self.add_error("end", "The block must end after it starts.")
+        elif (
+            prop
+            and start
+            and end
+            and booking_conflicts(property_id=prop.pk, check_in=start, check_out=end).exists()
+        ):
+            raise forms.ValidationError(
+                "These dates overlap a booking of this property.", code="unavailable"
+            )
+        return data
+
+
+@admin.register(Block)
+class BlockAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
+    service_refusals = (BookingError,)
+    form = BlockAdminForm
+    list_display = ["property", "start", "end", "label", "source", "is_active", "tenant"]
+    list_filter = ["is_active", "source", "tenant", "property"]
+    search_fields = ["label", "external_uid", "property__name"]
+    list_select_related = ["property", "tenant"]
+    date_hierarchy = "start"
+    actions = ["cancel_selected"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Block | None = None) -> list[str]:
+        return (
+            ["tenant", "source", "external_uid", "is_active"]
+            if obj
+            else ["source", "external_uid", "is_active"]
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # cancel instead: the calendar and channels follow the event
+
+    def save_model(
+        self, request: HttpRequest, obj: Block, form: forms.ModelForm, change: bool
+    ) -> None:
+        data, actor = form.cleaned_data, f"admin:{request.user.get_username()}"
+        if change:
+            saved = services.block_update(
+                block=obj, start=data["start"], end=data["end"], label=data["label"], actor=actor
+            )
+        else:
+            saved = services.block_create(
+                tenant=data["tenant"],
+                property=data["property"],
+                start=data["start"],
+                end=data["end"],
+                label=data["label"],
+                actor=actor,
+            )
+        _adopt(obj, saved)
+
+    @admin.action(description="Cancel selected blocks", permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Block]) -> None:
+        actor = f"admin:{request.user.get_username()}"
+        for block in queryset:
+            services.block_cancel(block=block, actor=actor)
+        self.message_user(request, f"Cancelled {queryset.count()} block(s).", messages.SUCCESS)

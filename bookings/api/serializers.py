@@ -1,0 +1,165 @@
+"""Input serializers validate shape; output serializers render. Views call services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from bookings.models import Booking, GuestMessage
+from pms.models import Property
+
+MAX_RANGE_DAYS = 366
+
+
+class PropertyPublicSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    timezone = serializers.CharField(read_only=True)
+    cancellation_policy = serializers.CharField(source="get_cancellation_policy_display")
+
+    class Meta:
+        model = Property
+        fields = [
+            "id",
+            "name",
+            "timezone",
+            "check_in_time",
+            "check_out_time",
+            "max_guests",
+            "nightly_rate",
+            "cleaning_fee",
+            "tax_rate",
+            "currency",
+            "cancellation_policy",
+        ]
+
+
+class DateRangeQuerySerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data["end"] <= data["start"]:
+            raise serializers.ValidationError({"end": "Must be after start."})
+        if (data["end"] - data["start"]).days > MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"end": f"At most {MAX_RANGE_DAYS} days at once."})
+        return data
+
+
+class AvailabilityDaySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    available = serializers.BooleanField()
+
+
+class AvailabilitySerializer(serializers.Serializer):
+    property = serializers.UUIDField()
+    start = serializers.DateField()
+    end = serializers.DateField()
+    days = AvailabilityDaySerializer(many=True)
+
+
+class QuoteQuerySerializer(serializers.Serializer):
+    check_in = serializers.DateField()
+    check_out = serializers.DateField()
+    guests = serializers.IntegerField(min_value=1, max_value=50, default=1)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data["check_out"] <= data["check_in"]:
+            raise serializers.ValidationError({"check_out": "Must be after check-in."})
+        if (data["check_out"] - data["check_in"]).days > MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"check_out": f"At most {MAX_RANGE_DAYS} nights."})
+        return data
+
+
+class NightSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    rate = serializers.DecimalField(max_digits=10, decimal_places=2)
+
+
+class QuoteSerializer(serializers.Serializer):
+    check_in = serializers.DateField()
+    check_out = serializers.DateField()
+    nights = serializers.IntegerField()
+    nightly = NightSerializer(many=True)
+    accommodation = serializers.DecimalField(max_digits=12, decimal_places=2)
+    cleaning_fee = serializers.DecimalField(max_digits=12, decimal_places=2)
+    taxes = serializers.DecimalField(max_digits=12, decimal_places=2)
+    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    available = serializers.BooleanField()
+
+
+class GuestInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    email = serializers.EmailField()
+    phone = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+
+
+class BookingCreateSerializer(serializers.Serializer):
+    property = serializers.UUIDField(help_text="The property's id from the properties endpoint.")
+    check_in = serializers.DateField()
+    check_out = serializers.DateField()
+    guests = serializers.IntegerField(min_value=1, max_value=50)
+    guest = GuestInputSerializer()
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        # Date order is a booking rule (code "invalid_dates"), checked by the service.
+        if (data["check_out"] - data["check_in"]).days > MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"check_out": f"At most {MAX_RANGE_DAYS} nights."})
+        return data
+
+
+class BookingSerializer(serializers.ModelSerializer):
+    property = serializers.UUIDField(source="property.public_id", read_only=True)
+    property_name = serializers.CharField(source="property.name", read_only=True)
+    guests = serializers.IntegerField(source="guests_count", read_only=True)
+    guest_name = serializers.CharField(source="guest.name", read_only=True)
+    nights = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Booking
+        fields = [
+            "reference",
+            "status",
+            "property",
+            "property_name",
+            "check_in",
+            "check_out",
+            "nights",
+            "guests",
+            "guest_name",
+            "accommodation_amount",
+            "cleaning_amount",
+            "tax_amount",
+            "total",
+            "currency",
+            "created_at",
+        ]
+
+
+class BookingCreatedSerializer(BookingSerializer):
+    token = serializers.SerializerMethodField(
+        help_text="Secret booking token: send it as 'Authorization: Bearer <token>'. Shown once."
+    )
+    link = serializers.SerializerMethodField(help_text="The guest's private link to the booking.")
+
+    class Meta(BookingSerializer.Meta):
+        fields = [*BookingSerializer.Meta.fields, "token", "link"]
+
+    def get_token(self, booking: Booking) -> str:
+        return str(self.context["token"])
+
+    def get_link(self, booking: Booking) -> str:
+        return f"{settings.GUEST_LINK_BASE_URL}{booking.reference}/?token={self.context['token']}"
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GuestMessage
+        fields = ["id", "sender", "body", "created_at"]
+        read_only_fields = ["id", "sender", "created_at"]
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=5000, trim_whitespace=True)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.db.models import QuerySet
+
+from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus
+from bookings.models import Block, Booking, CalendarEntry
+from pms.models import Property
+from tenants.models import Tenant
+
+
+def booking_get(*, tenant: Tenant, booking_id: int) -> Booking:
+    return Booking.objects.select_related("property", "guest").get(tenant=tenant, pk=booking_id)
+
+
+def booking_list(*, tenant: Tenant) -> QuerySet[Booking]:
+    return Booking.objects.filter(tenant=tenant).select_related("property", "guest")
+
+
+def booking_conflicts(
+    *, property_id: int, check_in: date, check_out: date, exclude_booking_id: int | None = None
+) -> QuerySet[Booking]:
+    """Occupying bookings overlapping [check_in, check_out) on the property."""
+    queryset = Booking.objects.filter(
+        property_id=property_id,
+        status__in=OCCUPYING_STATUSES,
+        check_in__lt=check_out,
+        check_out__gt=check_in,
+    )
+    if exclude_booking_id is not None:
+        queryset = queryset.exclude(pk=exclude_booking_id)
+    return queryset
+
+
+def block_conflicts(*, property_id: int, start: date, end: date) -> QuerySet[Block]:
+    """Active blocks overlapping [start, end) on the property."""
+    return Block.objects.filter(
+        property_id=property_id, is_active=True, start__lt=end, end__gt=start
+    )
+
+
+def property_availability(*, property: Property, start: date, end: date) -> list[tuple[date, bool]]:
+    """Each night in [start, end) and whether it can be booked. Two queries, any range.
+
+    Reads the bookings and blocks themselves (the source of truth), not the
+    calendar projection, so a guest never sees a night as free that is taken.
+    """
+    spans = [
+        *booking_conflicts(property_id=property.pk, check_in=start, check_out=end).values_list(
+            "check_in", "check_out"
+        ),
+        *block_conflicts(property_id=property.pk, start=start, end=end).values_list("start", "end"),
+    ]
+    nights = [start + timedelta(days=offset) for offset in range((end - start).days)]
+    return [(night, not any(s <= night < e for s, e in spans)) for night in nights]
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    day: date
+    status: str
+    entry: CalendarEntry | None
+    in_month: bool
+
+
+def property_calendar_month(
+    *, tenant: Tenant | None, property: Property, year: int, month: int
+) -> list[list[CalendarDay]]:
+    """Weeks (Monday first) of the month grid, each day with its status and entry.
+
+    Reads the calendar projection, i.e. what the calendar handler has applied.
+    """
+    if tenant is not None and property.tenant_id != tenant.pk:
+        raise Property.DoesNotExist
+    weeks = calendar.Calendar(firstweekday=0).monthdatescalendar(year, month)
+    first, last = weeks[0][0], weeks[-1][-1] + timedelta(days=1)
+    entries = list(
+        CalendarEntry.objects.filter(
+            property=property, active=True, start__lt=last, end__gt=first
+        ).select_related("booking", "booking__guest")
+    )
+    grid: list[list[CalendarDay]] = []
+    for week in weeks:
+        row = []
+        for day in week:
+            entry = next((e for e in entries if e.start <= day < e.end), None)
+            if entry is None:
+                status = DayStatus.AVAILABLE
+            elif entry.kind == CalendarEntryKind.BOOKING:
+                status = DayStatus.BOOKED
+            else:
+                status = DayStatus.BLOCKED
+            row.append(CalendarDay(day, status, entry, day.month == month))
+        grid.append(row)
+    return grid

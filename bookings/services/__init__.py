@@ -1,0 +1,55 @@
+"""Booking writes, split by domain. Import services from ``bookings.services``."""
+
+from bookings.services.blocks import (
+    block_cancel,
+    block_create,
+    block_snapshot,
+    block_update,
+    block_upsert,
+)
+from bookings.services.guest_access import (
+    guest_message_post,
+    guest_token_issue,
+    guest_token_resolve,
+    guest_tokens_revoke,
+)
+from bookings.services.lifecycle import (
+    booking_cancel,
+    booking_check_in,
+    booking_check_out,
+    booking_confirm,
+    booking_create,
+    booking_mark_no_show,
+    booking_modify,
+    booking_snapshot,
+)
+from bookings.services.payments import (
+    payment_mark_received,
+    payment_request,
+    refund_mark_completed,
+    refunds_reconcile,
+)
+
+__all__ = [
+    "block_cancel",
+    "block_create",
+    "block_snapshot",
+    "block_update",
+    "block_upsert",
+    "booking_cancel",
+    "booking_check_in",
+    "booking_check_out",
+    "booking_confirm",
+    "booking_create",
+    "booking_mark_no_show",
+    "booking_modify",
+    "booking_snapshot",
+    "guest_message_post",
+    "guest_token_issue",
+    "guest_token_resolve",
+    "guest_tokens_revoke",
+    "payment_mark_received",
+    "payment_request",
+    "refund_mark_completed",
+    "refunds_reconcile",
+]

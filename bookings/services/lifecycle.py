@@ -1,0 +1,301 @@
+"""Booking writes. Every one is atomic, re-checks the rules, and emits its event.
+
+The admin, the API, tasks and channel imports all call these; none repeats
+their logic. The property row is locked while availability is checked, so two
+bookings for one property are decided one after the other; the exclusion
+constraint stays the last word.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bookings.choices import (
+    MODIFIABLE_STATUSES,
+    TRANSITIONS,
+    BookingSource,
+    BookingStatus,
+)
+from bookings.errors import BookingError
+from bookings.models import Booking
+from bookings.pricing import Quote, cancellation_terms, quote_stay
+from bookings.selectors import block_conflicts, booking_conflicts
+from pms.models import Guest, Property
+from pms.outbox import emit_event
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+
+
+def _new_reference() -> str:
+    return "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+
+
+def _apply_quote(booking: Booking, quote: Quote) -> None:
+    booking.accommodation_amount = quote.accommodation
+    booking.cleaning_amount = quote.cleaning_fee
+    booking.tax_amount = quote.taxes
+    booking.total = quote.total
+    booking.currency = quote.currency
+
+
+def booking_snapshot(booking: Booking) -> dict[str, Any]:
+    """The event payload: the booking's whole state after the change."""
+    return {
+        "booking_id": booking.pk,
+        "reference": booking.reference,
+        "property_id": booking.property_id,
+        "guest_id": booking.guest_id,
+        "check_in": booking.check_in.isoformat(),
+        "check_out": booking.check_out.isoformat(),
+        "status": booking.status,
+        "guests_count": booking.guests_count,
+        "accommodation_amount": str(booking.accommodation_amount),
+        "cleaning_amount": str(booking.cleaning_amount),
+        "tax_amount": str(booking.tax_amount),
+        "total": str(booking.total),
+        "currency": booking.currency,
+        "source": booking.source,
+    }
+
+
+def _emit(booking: Booking, event_type: str, actor: str, **extra: Any) -> None:
+    emit_event(
+        tenant_id=booking.tenant_id,
+        aggregate_type="booking",
+        aggregate_id=booking.pk,
+        event_type=event_type,
+        payload={**booking_snapshot(booking), **extra},
+        actor=actor,
+    )
+
+
+def _validate_stay(
+    *,
+    property: Property,
+    check_in: date,
+    check_out: date,
+    guests_count: int,
+    exclude_booking_id: int | None = None,
+    allow_past: bool = False,
+) -> None:
+    if check_out <= check_in:
+        raise BookingError("invalid_dates", "Check-out must be after check-in.", field="check_out")
+    if not allow_past and check_in < timezone.localdate(timezone=property.timezone):
+        raise BookingError("past_date", "Check-in cannot be in the past.", field="check_in")
+    if guests_count < 1 or guests_count > property.max_guests:
+        raise BookingError(
+            "too_many_guests",
+            f"{property.name} takes at most {property.max_guests} guests.",
+            field="guests_count",
+        )
+    if not property.is_active:
+        raise BookingError("property_inactive", f"{property.name} is not taking bookings.")
+    if booking_conflicts(
+        property_id=property.pk,
+        check_in=check_in,
+        check_out=check_out,
+        exclude_booking_id=exclude_booking_id,
+    ).exists():
+        raise BookingError("unavailable", "These dates overlap another booking of this property.")
+    if block_conflicts(property_id=property.pk, start=check_in, end=check_out).exists():
+        raise BookingError("unavailable", "These dates are blocked on this property.")
+
+
+def _save_checked(booking: Booking, **save_kwargs: Any) -> None:
+    try:
+        with transaction.atomic():
+            booking.save(**save_kwargs)
+    except IntegrityError as exc:
+        if "booking_no_double_booking" in str(exc):
+            raise BookingError(
+                "unavailable", "These dates overlap another booking of this property."
+            ) from exc
+        raise
+
+
+def booking_create(
+    *,
+    tenant: Tenant,
+    property: Property,
+    guest: Guest,
+    check_in: date,
+    check_out: date,
+    guests_count: int = 1,
+    status: str = BookingStatus.CONFIRMED,
+    source: str = BookingSource.DIRECT,
+    external_reference: str = "",
+    actor: str = "",
+    allow_past: bool = False,
+) -> Booking:
+    if property.tenant_id != tenant.pk or guest.tenant_id != tenant.pk:
+        raise BookingError("not_found", "Property or guest not found.")
+    if status not in (BookingStatus.REQUESTED, BookingStatus.CONFIRMED) and not allow_past:
+        raise BookingError("invalid_status", "A new booking is requested or confirmed.")
+    with transaction.atomic():
+        locked = Property.objects.select_for_update().get(pk=property.pk)
+        _validate_stay(
+            property=locked,
+            check_in=check_in,
+            check_out=check_out,
+            guests_count=guests_count,
+            allow_past=allow_past,
+        )
+        booking = Booking(
+            tenant=tenant,
+            property=locked,
+            guest=guest,
+            reference=_new_reference(),
+            check_in=check_in,
+            check_out=check_out,
+            status=status,
+            guests_count=guests_count,
+            source=source,
+            external_reference=external_reference,
+        )
+        _apply_quote(booking, quote_stay(property=locked, check_in=check_in, check_out=check_out))
+        _save_checked(booking)
+        _emit(booking, "booking.created", actor)
+    logger.info(
+        "booking created reference=%s property=%s tenant=%s actor=%s",
+        booking.reference,
+        booking.property_id,
+        tenant.pk,
+        actor or "-",
+    )
+    return booking
+
+
+def booking_modify(
+    *,
+    booking: Booking,
+    check_in: date,
+    check_out: date,
+    property: Property | None = None,
+    guests_count: int | None = None,
+    actor: str = "",
+) -> Booking:
+    """Change dates, property or party size: a ``booking.modified`` event."""
+    target = property or booking.property
+    with transaction.atomic():
+        locked = Booking.objects.select_for_update().get(pk=booking.pk)
+        if locked.status not in MODIFIABLE_STATUSES:
+            raise BookingError(
+                "not_modifiable",
+                f"A {locked.get_status_display().lower()} booking cannot be changed.",
+            )
+        if target.tenant_id != locked.tenant_id:
+            raise BookingError("not_found", "Property not found.")
+        locked_property = Property.objects.select_for_update().get(pk=target.pk)
+        new_guests = guests_count if guests_count is not None else locked.guests_count
+        _validate_stay(
+            property=locked_property,
+            check_in=check_in,
+            check_out=check_out,
+            guests_count=new_guests,
+            exclude_booking_id=locked.pk,
+        )
+        previous = booking_snapshot(locked)
+        locked.property = locked_property
+        locked.check_in, locked.check_out, locked.guests_count = check_in, check_out, new_guests
+        _apply_quote(
+            locked, quote_stay(property=locked_property, check_in=check_in, check_out=check_out)
+        )
+        _save_checked(
+            locked,
+            update_fields=[
+                "property",
+                "check_in",
+                "check_out",
+                "guests_count",
+                "accommodation_amount",
+                "cleaning_amount",
+                "tax_amount",
+                "total",
+                "currency",
+                "updated_at",
+            ],
+        )
+        _emit(locked, "booking.modified", actor, previous=previous)
+    return locked
+
+
+def _transition(
+    booking: Booking,
+    to_status: str,
+    event_type: str,
+    actor: str,
+    payload: Callable[[Booking], dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Booking:
+    with transaction.atomic():
+        locked = Booking.objects.select_for_update().get(pk=booking.pk)
+        if to_status not in TRANSITIONS[locked.status]:
+            raise BookingError(
+                "invalid_transition",
+                f"A {locked.get_status_display().lower()} booking cannot become "
+                f"{BookingStatus(to_status).label.lower()}.",
+            )
+        locked.status = to_status
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=["status", *fields, "updated_at"])
+        _emit(locked, event_type, actor, **(payload(locked) if payload else {}))
+    return locked
+
+
+def booking_confirm(*, booking: Booking, actor: str = "") -> Booking:
+    return _transition(booking, BookingStatus.CONFIRMED, "booking.confirmed", actor)
+
+
+def booking_cancel(*, booking: Booking, reason: str = "", actor: str = "") -> Booking:
+    """Cancel; the policy's terms are fixed now and carried in the event.
+
+    Handlers (refund, accounting) read the terms from the payload, so they give
+    the same result whenever they run.
+    """
+
+    def terms(locked: Booking) -> dict[str, Any]:
+        today = timezone.localdate(timezone=locked.property.timezone)
+        result = cancellation_terms(
+            property=locked.property, check_in=locked.check_in, total=locked.total, on=today
+        )
+        return {
+            "cancellation": {
+                "policy": result.policy,
+                "days_before": result.days_before,
+                "refund_percent": result.refund_percent,
+                "fee": str(result.fee),
+                "reason": reason,
+            }
+        }
+
+    return _transition(
+        booking,
+        BookingStatus.CANCELLED,
+        "booking.cancelled",
+        actor,
+        payload=terms,
+        cancellation_reason=reason,
+    )
+
+
+def booking_check_in(*, booking: Booking, actor: str = "") -> Booking:
+    return _transition(booking, BookingStatus.CHECKED_IN, "booking.checked_in", actor)
+
+
+def booking_check_out(*, booking: Booking, actor: str = "") -> Booking:
+    return _transition(booking, BookingStatus.CHECKED_OUT, "booking.checked_out", actor)
+
+
+def booking_mark_no_show(*, booking: Booking, actor: str = "") -> Booking:
+    return _transition(booking, BookingStatus.NO_SHOW, "booking.no_show", actor)

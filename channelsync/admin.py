@@ -1,0 +1,417 @@
+"""Channel sync in the admin: channels with their health, conflicts, the push log,
+webhook subscriptions and their delivery log. Every admin is tenant scoped."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from channelsync import services
+from channelsync.choices import ChannelStatus, ConflictStatus
+from channelsync.models import (
+    Channel,
+    ChannelUpdate,
+    Conflict,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from channelsync.webhooks import (
+    webhook_subscription_create,
+    webhook_subscription_enable,
+    webhook_test_send,
+)
+from tenants.scoping import TenantScopedAdmin
+
+STATUS_COLOURS = {
+    ChannelStatus.OK: "#1e7e34",
+    ChannelStatus.NEW: "#6c757d",
+    ChannelStatus.ERROR: "#c82333",
+    ChannelStatus.STALE: "#d39e00",
+    ChannelStatus.PAUSED: "#6c757d",
+}
+
+
+def _valid_port(url: str) -> str:
+    """URLField accepts ``:99999``; the fetcher cannot use it: say so at entry."""
+    if url:
+        try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError when out of range
+        except ValueError:
+            raise forms.ValidationError("The port must be between 1 and 65535.") from None
+    return url
+
+
+class ChannelAdminForm(forms.ModelForm):
+    class Meta:
+        model = Channel
+        fields = [
+            "tenant",
+            "property",
+            "name",
+            "kind",
+            "import_url",
+            "poll_interval",
+            "push_url",
+            "push_api_key",
+            "push_listing_id",
+            "rate_limit_per_second",
+            "rate_limit_burst",
+        ]
+
+    def clean_import_url(self) -> str:
+        return _valid_port(self.cleaned_data.get("import_url", ""))
+
+    def clean_push_url(self) -> str:
+        return _valid_port(self.cleaned_data.get("push_url", ""))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tenant = data.get("tenant") or getattr(self.instance, "tenant", None)
+        prop = data.get("property")
+        if prop and tenant and prop.tenant_id != tenant.pk:
+            self.add_error("property", "This property belongs to another tenant.")
+        return data
+
+
+@admin.register(Channel)
+class ChannelAdmin(TenantScopedAdmin):
+    form = ChannelAdminForm
+    list_display = [
+        "name",
+        "property",
+        "kind",
+        "status_badge",
+        "last_success_at",
+        "short_error",
+        "consecutive_failures",
+        "is_paused",
+        "tenant",
+    ]
+    list_filter = ["status", "kind", "is_paused", "tenant", "property"]
+    search_fields = ["name", "property__name", "import_url"]
+    list_select_related = ["property", "tenant"]
+    readonly_fields = [
+        "export_url",
+        "status",
+        "last_attempt_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "consecutive_failures",
+        "next_poll_at",
+        "is_paused",
+        "created_at",
+    ]
+    actions = ["sync_now", "full_resync", "pause", "resume", "rotate_export_token", "retire"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # The imported blocks live on the property: moving a channel would strand
+            # them there. Delete (which cancels them) and add a new channel instead.
+            readonly += ["tenant", "property"]
+        return readonly
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Channel) -> str:
+        return format_html(
+            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
+            STATUS_COLOURS.get(obj.status, "#6c757d"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Channel) -> str:
+        return (obj.last_error[:120] + "...") if len(obj.last_error) > 120 else obj.last_error
+
+    @admin.display(description="export URL")
+    def export_url(self, obj: Channel) -> str:
+        if obj.pk is None:
+            return "-"
+        return reverse("channelsync:ical-export", kwargs={"token": obj.export_token})
+
+    def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:
+        if change:
+            # Configuration only (health fields are read-only), through the service
+            # so a new import URL gets polled.
+            data = form.cleaned_data
+            services.channel_update(
+                channel=obj,
+                **{
+                    name: data[name]
+                    for name in form.changed_data
+                    if name in services.CHANNEL_EDITABLE_FIELDS
+                },
+            )
+            return
+        data = form.cleaned_data
+        saved = services.channel_create(
+            tenant=data["tenant"],
+            property=data["property"],
+            name=data["name"],
+            kind=data["kind"],
+            import_url=data.get("import_url", ""),
+            push_url=data.get("push_url", ""),
+            push_api_key=data.get("push_api_key", ""),
+            push_listing_id=data.get("push_listing_id", ""),
+            poll_interval=data.get("poll_interval"),
+            rate_limit_per_second=data.get("rate_limit_per_second") or 5.0,
+            rate_limit_burst=data.get("rate_limit_burst") or 5,
+        )
+        obj.pk = saved.pk
+        obj._state.adding = False
+        obj.export_token = saved.export_token
+
+    def delete_model(self, request: HttpRequest, obj: Channel) -> None:
+        # Its imported blocks are cancelled (with events) before the channel goes.
+        services.channel_retire(channel=obj, actor=f"admin:{request.user.pk}")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset:
+            services.channel_retire(channel=channel, actor=f"admin:{request.user.pk}")
+
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Channel], func: Any, verb: str
+    ) -> None:
+        count = 0
+        for channel in queryset:
+            func(channel)
+            count += 1
+        self.message_user(request, f"{verb} {count} channel(s).", messages.SUCCESS)
+
+    @admin.action(description="Sync now", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self._each(
+            request, queryset, lambda c: services.channel_sync_request(channel=c), "Queued sync of"
+        )
+
+    @admin.action(description="Full resync (bulk queue)", permissions=["change"])
+    def full_resync(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda c: services.channel_sync_request(channel=c, full=True),
+            "Queued full resync of",
+        )
+
+    @admin.action(description="Pause", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self._each(request, queryset, lambda c: services.channel_pause(channel=c), "Paused")
+
+    @admin.action(description="Resume", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self._each(request, queryset, lambda c: services.channel_resume(channel=c), "Resumed")
+
+    @admin.action(
+        description="Retire (cancel its imported blocks, then delete)", permissions=["change"]
+    )
+    def retire(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        count = blocks = 0
+        for channel in queryset:
+            blocks += services.channel_retire(channel=channel, actor=f"admin:{request.user.pk}")
+            count += 1
+        self.message_user(
+            request,
+            f"Retired {count} channel(s); cancelled {blocks} imported block(s).",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Revoke export URL (new token)", permissions=["change"])
+    def rotate_export_token(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda c: services.channel_export_token_rotate(channel=c),
+            "New export URL for",
+        )
+
+
+@admin.register(Conflict)
+class ConflictAdmin(TenantScopedAdmin):
+    list_display = ["property", "channel", "start", "end", "booking", "status", "detected_at"]
+    list_filter = ["status", "tenant", "property"]
+    # channel and booking render through their property: select it, or one query per row.
+    list_select_related = [
+        "property",
+        "channel",
+        "channel__property",
+        "booking",
+        "booking__property",
+        "tenant",
+    ]
+    readonly_fields = [
+        "tenant",
+        "property",
+        "channel",
+        "block",
+        "booking",
+        "other_block",
+        "start",
+        "end",
+        "status",
+        "detected_at",
+        "alerted_at",
+        "resolved_at",
+        "resolved_by",
+    ]
+    fields = [*readonly_fields, "resolution_note"]
+    actions = ["mark_resolved", "dismiss"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Conflict, form: Any, change: bool) -> None:
+        services.conflict_resolve(
+            conflict=obj, user=request.user, note=form.cleaned_data.get("resolution_note", "")
+        )
+
+    @admin.action(description="Mark resolved", permissions=["change"])
+    def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
+        for conflict in queryset.filter(status=ConflictStatus.OPEN):
+            services.conflict_resolve(
+                conflict=conflict, user=request.user, note="Resolved in admin"
+            )
+        self.message_user(request, "Resolved.", messages.SUCCESS)
+
+    @admin.action(description="Dismiss (not a real conflict)", permissions=["change"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
+        for conflict in queryset.filter(status=ConflictStatus.OPEN):
+            services.conflict_resolve(
+                conflict=conflict, user=request.user, note="Dismissed in admin", dismiss=True
+            )
+        self.message_user(request, "Dismissed.", messages.SUCCESS)
+
+
+class _ReadOnlyLog(TenantScopedAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ChannelUpdate)
+class ChannelUpdateAdmin(_ReadOnlyLog):
+    list_display = [
+        "channel",
+        "aggregate_type",
+        "aggregate_id",
+        "sequence",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+    ]
+    list_filter = ["status", "tenant", "channel"]
+    list_select_related = ["channel", "channel__property"]
+
+
+EVENT_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+class EventTypesField(forms.CharField):
+    """A list of event types edited as "a, b" (the model stores a JSON list)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        # The initial value is the stored list: show "a, b", not "['a', 'b']",
+        # or the next save would split the list's repr into garbage types.
+        if isinstance(value, list | tuple):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [str(item).strip() for item in value if str(item).strip()]
+        text = super().to_python(value)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def validate(self, value: Any) -> None:
+        if self.required and not value:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        for item in value:
+            if item != "*" and not EVENT_TYPE_PATTERN.fullmatch(item):
+                raise forms.ValidationError(
+                    f"{item!r} is not an event type (like booking.created, or * for all)."
+                )
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return self.to_python(initial or []) != self.to_python(data)
+
+
+class WebhookSubscriptionForm(forms.ModelForm):
+    event_types = EventTypesField(
+        help_text="Comma-separated event types, e.g. booking.created, block.cancelled; * for all."
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["tenant", "url", "event_types"]
+
+    def clean_url(self) -> str:
+        return _valid_port(self.cleaned_data.get("url", ""))
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(TenantScopedAdmin):
+    form = WebhookSubscriptionForm
+    list_display = ["url", "is_active", "consecutive_failures", "disabled_at", "tenant"]
+    list_filter = ["is_active", "tenant"]
+    readonly_fields = [
+        "secret",
+        "is_active",
+        "consecutive_failures",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+    ]
+    actions = ["send_test", "enable"]
+
+    def save_model(
+        self, request: HttpRequest, obj: WebhookSubscription, form: Any, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        saved = webhook_subscription_create(
+            tenant=data["tenant"], url=data["url"], event_types=data["event_types"]
+        )
+        obj.pk, obj.secret = saved.pk, saved.secret
+        obj._state.adding = False
+
+    @admin.action(description="Send a test delivery", permissions=["change"])
+    def send_test(self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]) -> None:
+        for subscription in queryset:
+            webhook_test_send(subscription=subscription)
+        self.message_user(request, "Test deliveries queued.", messages.SUCCESS)
+
+    @admin.action(description="Re-enable", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]) -> None:
+        for subscription in queryset:
+            webhook_subscription_enable(subscription=subscription)
+        self.message_user(request, "Re-enabled.", messages.SUCCESS)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(_ReadOnlyLog):
+    list_display = [
+        "event_type",
+        "subscription",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    ]
+    list_filter = ["status", "event_type", "tenant"]
+    list_select_related = ["subscription"]
+    search_fields = ["event_id", "subscription__url"]

@@ -1,0 +1,87 @@
+"""Event handlers of channel sync: DB-only, inside the delivery transaction.
+
+One handler writes the outbound outbox rows for an event: a ChannelUpdate per
+push channel of the property and a WebhookDelivery per interested webhook
+subscription. Sending happens in tasks enqueued after commit; the beat sweep
+covers a lost enqueue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from django.db import transaction
+
+from bookings.handlers import BLOCK_EVENTS, BOOKING_EVENTS
+from channelsync.choices import ChannelKind
+from channelsync.models import Channel
+from channelsync.push import channel_updates_record, update_payload
+from channelsync.webhooks import webhook_deliveries_record
+from pms.models import DomainEvent
+from pms.registry import event_handler
+
+
+@event_handler(*BOOKING_EVENTS, *BLOCK_EVENTS, queue="channelsync", name="channelsync.outbound")
+def record_outbound(event: DomainEvent) -> None:
+    _record_channel_updates(event)
+    webhook_deliveries_record(
+        tenant_id=event.tenant_id,
+        event_id=event.id,
+        event_type=event.event_type,
+        payload={
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id,
+            "sequence": event.sequence,
+            **event.payload,
+        },
+    )
+
+
+def _record_channel_updates(event: DomainEvent) -> None:
+    snapshot = event.payload
+    spans = [
+        (snapshot["property_id"], update_payload(snapshot, aggregate_type=event.aggregate_type))
+    ]
+    previous = snapshot.get("previous") or {}
+    if previous.get("property_id") and previous["property_id"] != snapshot["property_id"]:
+        # Moved to another property: the old one's channels must free the old dates.
+        spans.append(
+            (
+                previous["property_id"],
+                {"start": previous["check_in"], "end": previous["check_out"], "available": True},
+            )
+        )
+    for property_id, payload in spans:
+        channels = Channel.objects.filter(
+            tenant_id=event.tenant_id,
+            property_id=property_id,
+            kind=ChannelKind.PUSH_API,
+        ).exclude(push_url="")
+        # Paused channels get their rows too (the sender skips them while paused):
+        # what changed during a pause is pushed when the channel is resumed.
+        for channel in channels:
+            if snapshot.get("source") == channel.block_source:
+                continue  # the channel's own import: never echo it back
+            if (
+                channel_updates_record(
+                    channel=channel,
+                    event_id=event.id,
+                    aggregate_type=event.aggregate_type,
+                    aggregate_id=event.aggregate_id,
+                    sequence=event.sequence,
+                    payload=payload,
+                )
+                and not channel.is_paused
+            ):
+                _push_after_commit(channel.pk)
+
+
+def _push_after_commit(channel_id: int) -> None:
+    def send() -> None:
+        from channelsync.tasks import push_channel
+
+        # If the broker is down the sweep re-enqueues the pending update.
+        with contextlib.suppress(Exception):
+            push_channel.apply_async(args=[channel_id])
+
+    transaction.on_commit(send)

@@ -1,0 +1,330 @@
+"""Outbound webhooks: subscribe, sign, deliver, retry over hours, auto-disable.
+
+Each request carries:
+- ``X-PMS-Event-Id``: the event id; receivers de-duplicate on it;
+- ``X-PMS-Timestamp`` and ``X-PMS-Signature: v1=<hex>``, where the hex is
+  HMAC-SHA256(secret, f"{timestamp}.{body}"); receivers reject old timestamps.
+
+Retries follow ``WEBHOOK_RETRY_SCHEDULE`` (seconds after each failure) through
+``next_attempt_at`` and the beat sweep, never long Celery countdowns.
+
+Auto-disable needs both ``WEBHOOK_DISABLE_AFTER_FAILURES`` failed attempts in a
+row AND a first failure at least ``WEBHOOK_DISABLE_AFTER_SECONDS`` old: a burst
+of events during a one-minute receiver outage fails many attempts at once and
+must not disable the subscription. A disabled subscription's pending deliveries
+stay pending (not attempted, not swept); re-enabling makes them due again, so
+an outage loses no event that was already recorded. The tenant's managers are
+told of a disable once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from channelsync.choices import OutboundStatus
+from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
+from channelsync.models import WebhookDelivery, WebhookSubscription
+from pms.errors import TransientError
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+TEST_EVENT_TYPE = "webhook.test"
+WEBHOOK_TIMEOUT = 10.0
+# While a send is in flight the row is pushed this far ahead, so the sweep leaves it alone.
+IN_FLIGHT_SECONDS = 60
+
+
+def signature(*, secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"v1={mac.hexdigest()}"
+
+
+def signature_valid(
+    *, secret: str, timestamp: str, body: bytes, header: str, tolerance: int = 300
+) -> bool:
+    """What a receiver does (used by our tests' receiver; documented for integrators)."""
+    try:
+        if abs(time.time() - int(timestamp)) > tolerance:
+            return False
+    except ValueError:
+        return False
+    return hmac.compare_digest(signature(secret=secret, timestamp=timestamp, body=body), header)
+
+
+def _send_after_commit(delivery_id: int) -> None:
+    def send() -> None:
+        from channelsync.tasks import send_webhook
+
+        try:
+            send_webhook.apply_async(args=[delivery_id])
+        except Exception:
+            logger.warning("could not enqueue webhook delivery %s; the sweep will", delivery_id)
+
+    transaction.on_commit(send)
+
+
+def webhook_subscription_create(
+    *, tenant: Tenant, url: str, event_types: list[str], send_test: bool = True
+) -> WebhookSubscription:
+    with transaction.atomic():
+        subscription = WebhookSubscription.objects.create(
+            tenant=tenant, url=url, event_types=event_types
+        )
+        if send_test:
+            webhook_test_send(subscription=subscription)
+    return subscription
+
+
+def webhook_test_send(*, subscription: WebhookSubscription) -> WebhookDelivery:
+    """Queue a ``webhook.test`` delivery (on subscribing, or from the admin)."""
+    event_id = uuid.uuid4()
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.create(
+            tenant_id=subscription.tenant_id,
+            subscription=subscription,
+            event_id=event_id,
+            event_type=TEST_EVENT_TYPE,
+            payload={"message": "Test delivery from PMS", "subscription_id": subscription.pk},
+            next_attempt_at=timezone.now(),
+        )
+        _send_after_commit(delivery.pk)
+    return delivery
+
+
+# What older code wrote on deliveries it dropped because the subscription was
+# disabled; re-enabling re-opens those too.
+DISABLED_DROP_ERROR = "subscription disabled"
+
+
+def webhook_subscription_enable(*, subscription: WebhookSubscription) -> int:
+    """Re-enable and re-open the deliveries held while disabled. Returns how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        WebhookSubscription.objects.filter(pk=subscription.pk).update(
+            is_active=True,
+            consecutive_failures=0,
+            failing_since=None,
+            disabled_at=None,
+            disabled_reason="",
+            disable_alerted_at=None,
+        )
+        held = WebhookDelivery.objects.filter(subscription_id=subscription.pk).filter(
+            Q(status=OutboundStatus.PENDING)
+            | Q(status=OutboundStatus.FAILED, last_error=DISABLED_DROP_ERROR)
+        )
+        reopened = list(held.values_list("pk", flat=True))
+        held.update(status=OutboundStatus.PENDING, next_attempt_at=now)
+        for delivery_id in reopened:
+            _send_after_commit(delivery_id)
+    return len(reopened)
+
+
+def webhook_deliveries_record(
+    *, tenant_id: int, event_id: Any, event_type: str, payload: dict[str, Any]
+) -> int:
+    """Inside the handler's transaction: one pending delivery per interested subscription."""
+    from channelsync.selectors import webhook_subscriptions_for
+
+    created = 0
+    for subscription in webhook_subscriptions_for(tenant_id=tenant_id, event_type=event_type):
+        delivery, is_new = WebhookDelivery.objects.get_or_create(
+            subscription=subscription,
+            event_id=event_id,
+            defaults={
+                "tenant_id": tenant_id,
+                "event_type": event_type,
+                "payload": payload,
+                "next_attempt_at": timezone.now(),
+            },
+        )
+        if is_new:
+            created += 1
+            _send_after_commit(delivery.pk)
+    return created
+
+
+def _claim(delivery_id: int) -> WebhookDelivery | None:
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("subscription")
+            .filter(pk=delivery_id, status=OutboundStatus.PENDING, next_attempt_at__lte=now)
+            .first()
+        )
+        if delivery is None:
+            return None
+        if not delivery.subscription.is_active and delivery.event_type != TEST_EVENT_TYPE:
+            # Held, not dropped: stays pending until the subscription is re-enabled.
+            return None
+        delivery.next_attempt_at = now + timedelta(seconds=IN_FLIGHT_SECONDS)
+        delivery.save(update_fields=["next_attempt_at"])
+    return delivery
+
+
+def webhook_delivery_attempt(*, delivery_id: int) -> str:
+    """Send one due delivery and record the outcome. Returns what happened."""
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return "not-due"  # or held: its subscription is disabled
+    subscription = delivery.subscription
+    body = json.dumps(
+        {
+            "id": str(delivery.event_id),
+            "type": delivery.event_type,
+            "created_at": delivery.created_at.isoformat(),
+            "data": delivery.payload,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-PMS-Event-Id": str(delivery.event_id),
+        "X-PMS-Event-Type": delivery.event_type,
+        "X-PMS-Delivery-Attempt": str(delivery.attempts + 1),
+        "X-PMS-Timestamp": timestamp,
+        "X-PMS-Signature": signature(secret=subscription.secret, timestamp=timestamp, body=body),
+    }
+    status_code: int | None = None
+    error = ""
+    try:
+        result = safe_request(
+            "POST",
+            subscription.url,
+            headers=headers,
+            data=body,
+            timeout=WEBHOOK_TIMEOUT,
+            max_bytes=64 * 1024,
+        )
+        status_code = result.status
+    except FetchHTTPError as exc:
+        status_code, error = exc.status, str(exc)
+    except TransientError as exc:
+        status_code, error = getattr(exc, "status", None), str(exc)
+    except (FetchRefused, FetchTooLarge) as exc:
+        error = str(exc)
+    return _record_outcome(delivery.pk, status_code=status_code, error=error)
+
+
+def _record_outcome(delivery_id: int, *, status_code: int | None, error: str) -> str:
+    now = timezone.now()
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        subscription = WebhookSubscription.objects.select_for_update().get(
+            pk=delivery.subscription_id
+        )
+        delivery.attempts += 1
+        delivery.last_status_code = status_code
+        if not error:
+            delivery.status = OutboundStatus.SENT
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            delivery.save(
+                update_fields=[
+                    "attempts",
+                    "last_status_code",
+                    "status",
+                    "delivered_at",
+                    "last_error",
+                ]
+            )
+            if subscription.consecutive_failures or subscription.failing_since:
+                subscription.consecutive_failures = 0
+                subscription.failing_since = None
+                subscription.save(update_fields=["consecutive_failures", "failing_since"])
+            return "delivered"
+        delivery.last_error = error[:2000]
+        if delivery.attempts > len(schedule):
+            delivery.status = OutboundStatus.FAILED
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=schedule[delivery.attempts - 1])
+        delivery.save(
+            update_fields=[
+                "attempts",
+                "last_status_code",
+                "last_error",
+                "status",
+                "next_attempt_at",
+            ]
+        )
+        subscription.consecutive_failures += 1
+        fields = ["consecutive_failures"]
+        if subscription.failing_since is None:
+            subscription.failing_since = now
+            fields.append("failing_since")
+        failing_for = now - subscription.failing_since
+        if (
+            subscription.is_active
+            and subscription.consecutive_failures >= settings.WEBHOOK_DISABLE_AFTER_FAILURES
+            and failing_for >= timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS)
+        ):
+            subscription.is_active = False
+            subscription.disabled_at = now
+            subscription.disabled_reason = (
+                f"{subscription.consecutive_failures} failed attempts in a row over "
+                f"{_duration(failing_for)}; last: {error}"
+            )[:2000]
+            fields += ["is_active", "disabled_at", "disabled_reason"]
+            subscription_id = subscription.pk
+
+            def alert() -> None:
+                from channelsync.tasks import alert_webhook_disabled
+
+                try:
+                    alert_webhook_disabled.apply_async(args=[subscription_id], queue="messaging")
+                except Exception:
+                    logger.warning("could not enqueue the webhook-disabled alert")
+
+            transaction.on_commit(alert)
+        subscription.save(update_fields=fields)
+    return "disabled" if "is_active" in fields else "failed"
+
+
+def _duration(value: timedelta) -> str:
+    minutes = int(value.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def webhook_deliveries_due(*, grace: timedelta = timedelta(0), limit: int = 500) -> list[int]:
+    """Pending deliveries overdue by ``grace`` (their own task had that long to run them).
+
+    Deliveries held by a disabled subscription are left out: enabling re-sends them.
+    """
+    return list(
+        WebhookDelivery.objects.filter(
+            status=OutboundStatus.PENDING, next_attempt_at__lte=timezone.now() - grace
+        )
+        .filter(Q(subscription__is_active=True) | Q(event_type=TEST_EVENT_TYPE))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def webhook_claim_disable_alert(*, subscription_id: int) -> WebhookSubscription | None:
+    with transaction.atomic():
+        subscription = (
+            WebhookSubscription.objects.select_for_update()
+            .filter(pk=subscription_id, is_active=False, disable_alerted_at__isnull=True)
+            .first()
+        )
+        if subscription is None:
+            return None
+        subscription.disable_alerted_at = timezone.now()
+        subscription.save(update_fields=["disable_alerted_at"])
+    return subscription

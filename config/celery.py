@@ -1,0 +1,21 @@
+"""The Celery application, wired the cookiecutter-django way."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from pms.broker_guard import install as install_broker_guard
+from pms.log_context import install_log_record_factory
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Before any logging is configured: every record carries tenant_id (log formats use it).
+install_log_record_factory()
+# A broker outage must not kill a worker holding unacked messages (see pms.broker_guard).
+install_broker_guard()
+
+app = Celery("pms")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

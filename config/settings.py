@@ -1,0 +1,363 @@
+"""The one settings module. Behaviour comes from environment variables.
+
+Every variable is listed in README.md. A production secret has no default: with
+``DJANGO_DEBUG`` off, a missing ``DJANGO_SECRET_KEY`` stops start-up with one line.
+When ``DATABASE_URL`` is unset, the embedded dev stack's ``.local/stack.env``
+(written by ``python -m config.devstack`` while its servers run) is read, so
+``manage.py shell`` works beside ``make run``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from config.queues import DEFAULT_QUEUE, task_queues, task_routes
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if "DATABASE_URL" not in env.ENVIRON and (BASE_DIR / ".local" / "stack.env").exists():
+    env.read_env(BASE_DIR / ".local" / "stack.env", overwrite=False)
+
+
+def required(name: str, value: str | None) -> str:
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is not set: export it (README 'Configuration') or start through `make run`."
+        )
+    return value
+
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = (
+    env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key-change-me-0123456789")
+    if DEBUG
+    else required("DJANGO_SECRET_KEY", env.str("DJANGO_SECRET_KEY", default=""))
+)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "corsheaders",
+    "django_celery_beat",
+    "django_celery_results",
+    "django_prometheus",
+    "health_check",
+    "tenants",
+    "pms",
+    "bookings",
+    "automation",
+    "channelsync",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "pms.log_context.TenantLogMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=None) or {}}
+if not DATABASES["default"]:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set: start through `make run` / `make test` (embedded PostgreSQL) "
+        "or export DATABASE_URL=postgres://user@host:5432/dbname."
+    )
+# Persistent connections with health checks for web and workers (workers also
+# set CELERY_DB_REUSE_MAX below, or Celery closes the connection after each task).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
+    "DB_CONNECT_TIMEOUT", default=5
+)
+DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_pms")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache -------------------------------------------------------------
+REDIS_URL = required("REDIS_URL", env.str("REDIS_URL", default=""))
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "pms",
+    }
+}
+
+# --- Auth, i18n, static ---------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Security (all on unless DEBUG; behind a TLS proxy set the two proxy vars) ---
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+# --- Email ------------------------------------------------------------------------
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="PMS <noreply@pms.localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+STAFF_ALERT_EMAILS = env.list("STAFF_ALERT_EMAILS", default=[])
+
+# --- API ----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON in, JSON out: nested bodies (a booking's guest) cannot travel as form data.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "pms.api.errors.json_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PMS guest API",
+    "DESCRIPTION": "Availability, quotes, bookings and guest messaging.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Distinct names for the choice sets that share a field name ("status").
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "bookings.choices.BookingStatus",
+        "MaintenanceStatusEnum": "automation.choices.MaintenanceStatus",
+        "MaintenancePriorityEnum": "automation.choices.MaintenancePriority",
+        "MessageSenderEnum": "bookings.choices.MessageSender",
+    },
+}
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+
+# --- Celery ----------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = timedelta(days=7)
+# Event handlers ignore results (storing each in PostgreSQL halves throughput);
+# only tasks somebody reads (probes, admin-triggered work) keep theirs.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_QUEUES = task_queues()
+CELERY_TASK_ROUTES = task_routes()
+CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Retries wait at most RETRY_BACKOFF_MAX; the Redis visibility timeout must be
+# longer than any countdown plus the hard time limit, or a message waiting for
+# its ETA is handed to a second worker. The outbox relay covers lost messages
+# far sooner than this timeout.
+TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=6)
+TASK_RETRY_BACKOFF = env.int("TASK_RETRY_BACKOFF", default=2)
+TASK_RETRY_BACKOFF_MAX = env.int("TASK_RETRY_BACKOFF_MAX", default=600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    # Round robin (kombu's default) over a worker's queues: "priority" would drain
+    # the first queue before touching the next, starving accounting and default
+    # (where the relay runs) behind bookings under load (found by the fault runs).
+    "queue_order_strategy": "round_robin",
+}
+# Publishing happens after commit in the request; a dead broker must cost the
+# request little: a short retry, then the relay takes over.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_WORKER_LOG_FORMAT = (
+    "[%(asctime)s: %(levelname)s/%(processName)s] tenant=%(tenant_id)s %(message)s"
+)
+CELERY_WORKER_TASK_LOG_FORMAT = (
+    "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s] "
+    "tenant=%(tenant_id)s %(message)s"
+)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=10_000)
+
+# --- Automation: guest messages, SMS, cleaning, maintenance ----------------------------
+# A pending message whose send task was lost is re-enqueued by the sweep after this long.
+AUTOMATION_MESSAGE_RESEND_AFTER = env.int("AUTOMATION_MESSAGE_RESEND_AFTER", default=900)
+AUTOMATION_SWEEP_BATCH = env.int("AUTOMATION_SWEEP_BATCH", default=500)
+CLEANING_RUN_LOCAL_HOUR = env.int("CLEANING_RUN_LOCAL_HOUR", default=7)
+SMS_BACKEND = env.str("SMS_BACKEND", default="automation.sms.ConsoleSmsBackend")
+SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+SMS_GATEWAY_API_KEY = env.str("SMS_GATEWAY_API_KEY", default="")
+SMS_GATEWAY_TIMEOUT = env.float("SMS_GATEWAY_TIMEOUT", default=10.0)
+SMS_SENDER_ID = env.str("SMS_SENDER_ID", default="PMS")
+# Uploaded maintenance photos (served by the web server in front, never by Django).
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / ".local" / "media"))
+MEDIA_URL = "/media/"
+
+# --- Guest API, payments ---------------------------------------------------------
+# Where guests open their booking (the token is appended); the API answers there too.
+GUEST_LINK_BASE_URL = env.str(
+    "GUEST_LINK_BASE_URL", default="http://127.0.0.1:8000/api/v1/bookings/"
+)
+IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
+API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="120/min")
+API_THROTTLE_GUEST_TOKEN = env.str("API_THROTTLE_GUEST_TOKEN", default="60/min")
+API_THROTTLE_BOOKING_CREATE = env.str("API_THROTTLE_BOOKING_CREATE", default="30/min")
+PAYMENT_BANK_ACCOUNT = env.str(
+    "PAYMENT_BANK_ACCOUNT", default="IBAN XX00 DEMO 0000 0000 (demo account)"
+)
+
+# --- Fairness between tenants (pms.fairness) -----------------------------------------
+# Bulk work (channel imports, resyncs) admitted per tenant: at most this many in flight.
+FAIR_INFLIGHT_PER_TENANT = env.int("FAIR_INFLIGHT_PER_TENANT", default=4)
+# An admitted item not finished after this many seconds is admitted again.
+FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
+
+# --- The event pipeline ---------------------------------------------------------
+# A delivery not completed this long after its last publish is re-published by the relay.
+OUTBOX_DELIVERY_DEADLINE = timedelta(seconds=env.int("OUTBOX_DELIVERY_DEADLINE", default=60))
+OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", default=5)
+OUTBOX_RELAY_BATCH = env.int("OUTBOX_RELAY_BATCH", default=500)
+# A message that starts this many times without finishing (the worker died each
+# time) is a poison message: it goes to FailedTask instead of being re-run.
+TASK_POISON_MAX_STARTS = env.int("TASK_POISON_MAX_STARTS", default=5)
+FAILED_TASK_ALERT_BATCH_SECONDS = env.int("FAILED_TASK_ALERT_BATCH_SECONDS", default=30)
+
+# --- Operator monitoring: queue health, alerts, /metrics, /health/ -----------------------
+QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)
+QUEUE_HEALTH_WORKER_CACHE_SECONDS = env.int("QUEUE_HEALTH_WORKER_CACHE_SECONDS", default=5)
+QUEUE_SAMPLE_INTERVAL = env.int("QUEUE_SAMPLE_INTERVAL", default=30)
+QUEUE_SAMPLE_RETENTION_HOURS = env.int("QUEUE_SAMPLE_RETENTION_HOURS", default=48)
+# Default thresholds of the alert rules (created by `manage.py setup_alert_rules`,
+# then edited in Admin > Alert rules).
+OPS_ALERT_QUEUE_DEPTH = env.int("OPS_ALERT_QUEUE_DEPTH", default=1000)
+OPS_ALERT_OLDEST_AGE_SECONDS = env.int("OPS_ALERT_OLDEST_AGE_SECONDS", default=300)
+OPS_ALERT_FAILURE_RATE_PERCENT = env.float("OPS_ALERT_FAILURE_RATE_PERCENT", default=10.0)
+OPS_ALERT_FAILURE_RATE_MIN_RUNS = env.int("OPS_ALERT_FAILURE_RATE_MIN_RUNS", default=5)
+OPS_ALERT_BEAT_SILENT_SECONDS = env.int("OPS_ALERT_BEAT_SILENT_SECONDS", default=120)
+OPS_ALERT_OUTBOX_OVERDUE = env.int("OPS_ALERT_OUTBOX_OVERDUE", default=1)
+OPS_ALERT_OUTBOX_GRACE_SECONDS = env.int("OPS_ALERT_OUTBOX_GRACE_SECONDS", default=120)
+OPS_ALERT_CHANNELS_STALE = env.int("OPS_ALERT_CHANNELS_STALE", default=1)
+# Recipients: OPS_ALERT_EMAILS, or the active superusers' addresses when it is empty.
+OPS_ALERT_EMAILS = env.list("OPS_ALERT_EMAILS", default=[])
+OPS_ALERT_WEBHOOK_URL = env.str("OPS_ALERT_WEBHOOK_URL", default="")
+OPS_ALERT_WEBHOOK_TIMEOUT = env.float("OPS_ALERT_WEBHOOK_TIMEOUT", default=5.0)
+# `manage.py ops_watchdog` (Procfile `watchdog`) evaluates the rules this often. Read as text
+# and validated by the command, so a bad value is one readable error line there.
+OPS_WATCHDOG_INTERVAL = env.str("OPS_WATCHDOG_INTERVAL", default="30")
+# /metrics and /health/ answer these addresses, or a request bearing METRICS_TOKEN.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Behind a reverse proxy on this host every request comes from loopback: set this false
+# (and METRICS_TOKEN) so loopback is not trusted as "the operator's own machine".
+METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=True)
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Logging -------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        # tenant_id is on every record (pms.log_context): grep a tenant's story.
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s tenant=%(tenant_id)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Channel sync (iCal, push APIs, outbound webhooks) ----------------------------------
+# Fetching a URL a tenant typed: private, link-local and reserved targets are always
+# refused; loopback only when this is on (tests and the local demo).
+CHANNEL_FETCH_ALLOW_LOOPBACK = env.bool("CHANNEL_FETCH_ALLOW_LOOPBACK", default=False)
+CHANNEL_FETCH_MAX_BYTES = env.int("CHANNEL_FETCH_MAX_BYTES", default=5 * 1024 * 1024)
+CHANNEL_FETCH_TIMEOUT = env.float("CHANNEL_FETCH_TIMEOUT", default=20.0)
+CHANNEL_POLL_JITTER = env.float("CHANNEL_POLL_JITTER", default=0.1)
+CHANNEL_VANISH_AFTER_FETCHES = env.int("CHANNEL_VANISH_AFTER_FETCHES", default=2)
+CHANNEL_IMPORT_HORIZON_DAYS = env.int("CHANNEL_IMPORT_HORIZON_DAYS", default=730)
+CHANNEL_OUTBOUND_RETRY_DELAY = env.int("CHANNEL_OUTBOUND_RETRY_DELAY", default=300)
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=int, default=[60, 300, 1800, 7200, 21600, 43200]
+)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=15)
+# ...and only when the first of those failures is at least this old (a short outage
+# during a burst fails many attempts at once and must not disable the subscription).
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=6 * 3600)
+# One push run's budget, well inside the channel tasks' 45 s soft time limit; the
+# rest of a backlog is sent by a fresh run.
+CHANNEL_PUSH_RUN_SECONDS = env.float("CHANNEL_PUSH_RUN_SECONDS", default=30.0)
+CHANNEL_PUSH_RUN_MAX_UPDATES = env.int("CHANNEL_PUSH_RUN_MAX_UPDATES", default=500)

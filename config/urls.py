@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from pms.monitoring.health import health_view, liveness_view
+from pms.monitoring.metrics import metrics_view, restricted
+
+admin.site.site_header = "PMS administration"
+admin.site.site_title = "PMS admin"
+admin.site.index_title = "Properties, bookings and the event pipeline"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("metrics", restricted(metrics_view), name="prometheus-metrics"),
+    path("health/", health_view, name="health"),
+    path("health/live/", liveness_view, name="health-live"),
+    path("api/v1/", include("bookings.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("ical/", include("channelsync.urls")),
+]
+
+handler404 = "pms.api.errors.not_found_view"
+handler500 = "pms.api.errors.server_error_view"

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+
+
+def _refresh_db_connections(**kwargs: Any) -> None:
+    # Workers keep connections across tasks (CELERY_DB_REUSE_MAX); this applies
+    # Django's own per-request hygiene per task instead: drop a connection that
+    # broke (e.g. PostgreSQL restarted) or outlived CONN_MAX_AGE.
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()
+
+
+class PmsConfig(AppConfig):
+    name = "pms"
+    verbose_name = "PMS core"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from celery import signals
+        from django.utils.module_loading import autodiscover_modules
+
+        from pms.failures import record_task_failure, record_task_success
+
+        signals.task_failure.connect(record_task_failure, dispatch_uid="pms.record_task_failure")
+        signals.task_success.connect(record_task_success, dispatch_uid="pms.record_task_success")
+        signals.task_prerun.connect(_refresh_db_connections, dispatch_uid="pms.refresh_db")
+        # Tenant ids on every log line and on follow-up task messages (pms.log_context).
+        from pms import log_context
+
+        signals.task_prerun.connect(log_context.bind_task_tenant, dispatch_uid="pms.log_tenant")
+        signals.before_task_publish.connect(
+            log_context.propagate_tenant_header, dispatch_uid="pms.tenant_header"
+        )
+        # Queue monitoring: publish timestamps, beat's tick, per-queue counts and runtimes.
+        from pms.monitoring import signals as monitoring_signals
+
+        monitoring_signals.connect()
+        # Event handlers register themselves on import: load every app's handlers module.
+        autodiscover_modules("handlers")

@@ -1,0 +1,84 @@
+"""Running one (event, handler) delivery: the idempotent, exactly-once step.
+
+The delivery row is locked, checked, the handler's effect applied and the row
+marked done in one transaction. A duplicate (redelivery, relay re-send,
+concurrent worker) waits on the lock, then sees ``done`` and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from config.celery import app
+from pms.choices import DeliveryStatus
+from pms.models import EventDelivery
+from pms.reliable import ReliableTask
+
+if TYPE_CHECKING:
+    from pms.registry import Handler
+
+logger = logging.getLogger(__name__)
+
+
+class EventHandlerTask(ReliableTask):
+    abstract = True
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        # While a delivery waits for its retry, keep the relay from re-sending it.
+        countdown = kwargs.get("countdown")
+        delivery_id = self.request.args[0] if self.request.args else None
+        if delivery_id is not None and countdown is not None:
+            from pms.outbox import relay_backoff
+
+            due_at = timezone.now() + timedelta(seconds=float(countdown)) + relay_backoff(0)
+            try:
+                EventDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+                    due_at=due_at
+                )
+            except DatabaseError:
+                # The database may be why we retry; the relay may then send a
+                # duplicate early, which the ledger absorbs.
+                logger.warning("could not defer relay for delivery %s", delivery_id)
+        return super().retry(*args, **kwargs)
+
+
+def run_delivery(handler: Handler, delivery_id: int) -> str:
+    """Apply ``handler`` to the delivery's event once. Returns what happened."""
+    with transaction.atomic():
+        delivery = (
+            EventDelivery.objects.select_for_update()
+            .select_related("event")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        if delivery is None:
+            return "gone"
+        if delivery.status == DeliveryStatus.DONE:
+            return "duplicate"
+        was_failed = delivery.status == DeliveryStatus.FAILED
+        handler.func(delivery.event)
+        delivery.status = DeliveryStatus.DONE
+        delivery.completed_at = timezone.now()
+        delivery.save(update_fields=["status", "completed_at"])
+        if was_failed:
+            # A late copy of a delivery staff had not acted on yet succeeded.
+            from pms.failures import failed_tasks_resolve_for_delivery
+
+            failed_tasks_resolve_for_delivery(delivery=delivery)
+    return "applied"
+
+
+def make_handler_task(handler: Handler) -> Any:
+    def deliver(self: EventHandlerTask, delivery_id: int) -> str:
+        return run_delivery(handler, delivery_id)
+
+    deliver.__name__ = handler.name.replace(".", "_")
+    deliver.__doc__ = f"Deliver events to handler {handler.name} (queue {handler.queue})."
+    return app.task(name=handler.task_name, base=EventHandlerTask, bind=True, queue=handler.queue)(
+        deliver
+    )

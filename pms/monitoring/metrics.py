@@ -1,0 +1,201 @@
+"""/metrics (Prometheus) and /health/, for operators' tools, behind an address or token check.
+
+/metrics is django-prometheus's exporter (request, database and cache metrics
+of this process) plus our gauges, computed at scrape time by a collector:
+queue depth, oldest message age and consumers per queue, open failed tasks,
+overdue outbox deliveries and channel health. A gauge whose dependency is
+down is left out and counted in ``pms_collector_errors{collector=...}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+logger = logging.getLogger(__name__)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def request_allowed(request: HttpRequest) -> bool:
+    """A valid bearer METRICS_TOKEN, or an address in METRICS_ALLOWED_IPS.
+
+    Loopback addresses count only with METRICS_TRUST_LOOPBACK (the default, for
+    the dev stack): behind a reverse proxy on the same host every request
+    arrives from loopback, so there it must be off and METRICS_TOKEN set.
+    """
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer "):
+        return hmac.compare_digest(header.removeprefix("Bearer ").strip(), token)
+    address = request.META.get("REMOTE_ADDR", "")
+    if _is_loopback(address) and not settings.METRICS_TRUST_LOOPBACK:
+        return False
+    return address in settings.METRICS_ALLOWED_IPS
+
+
+def restricted(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request_allowed(request):
+            return HttpResponseForbidden("forbidden\n", content_type="text/plain")
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__ = getattr(view, "__name__", "restricted_view")
+    return wrapped
+
+
+Metrics = list[GaugeMetricFamily]
+
+
+def _queue_metrics() -> Metrics:
+    from pms.monitoring.overview import queue_overview
+
+    overview = queue_overview()
+    depth = GaugeMetricFamily("pms_queue_depth", "Messages waiting in the queue", labels=["queue"])
+    age = GaugeMetricFamily(
+        "pms_queue_oldest_message_age_seconds",
+        "Age of the oldest waiting message (absent when empty or unknown)",
+        labels=["queue"],
+    )
+    consumers = GaugeMetricFamily(
+        "pms_queue_consumers", "Workers consuming the queue", labels=["queue"]
+    )
+    for queue in overview.queues:
+        if queue.depth is not None:
+            depth.add_metric([queue.name], queue.depth)
+        if queue.oldest_age_seconds is not None:
+            age.add_metric([queue.name], queue.oldest_age_seconds)
+        if queue.consumers is not None:
+            consumers.add_metric([queue.name], queue.consumers)
+    workers = GaugeMetricFamily("pms_workers_online", "Celery workers that answered")
+    if overview.workers is not None:
+        workers.add_metric([], len(overview.workers))
+    return [depth, age, consumers, workers]
+
+
+def _beat_metrics() -> Metrics:
+    from pms.monitoring.signals import beat_last_tick
+
+    beat = GaugeMetricFamily(
+        "pms_beat_last_tick_timestamp_seconds", "When beat last published a periodic task"
+    )
+    tick = beat_last_tick()
+    if tick:
+        beat.add_metric([], tick)
+    return [beat]
+
+
+def _failed_task_metrics() -> Metrics:
+    from pms.monitoring.overview import open_failed_tasks
+
+    return [
+        GaugeMetricFamily(
+            "pms_failed_tasks_open", "Failed tasks waiting for staff", value=open_failed_tasks()
+        )
+    ]
+
+
+def _outbox_metrics() -> Metrics:
+    from pms.monitoring.alerts import overdue_deliveries
+
+    return [
+        GaugeMetricFamily(
+            "pms_outbox_deliveries_overdue",
+            "Pending deliveries past their deadline by more than the alert grace",
+            value=overdue_deliveries(),
+        )
+    ]
+
+
+def _channel_metrics() -> Metrics:
+    from pms.monitoring.channels import channel_health
+
+    channels = channel_health()
+    if channels is None:
+        return []
+    return [
+        GaugeMetricFamily(
+            "pms_channels", "Channels known to the channel sync", value=len(channels)
+        ),
+        GaugeMetricFamily(
+            "pms_channels_stale",
+            "Channels whose feed is stale",
+            value=sum(1 for c in channels if c.stale),
+        ),
+    ]
+
+
+# collector name (the label of pms_collector_errors) -> what it yields.
+GAUGES: dict[str, Callable[[], Metrics]] = {
+    "queues": _queue_metrics,
+    "beat": _beat_metrics,
+    "failed_tasks": _failed_task_metrics,
+    "outbox": _outbox_metrics,
+    "channels": _channel_metrics,
+}
+
+
+class PipelineCollector(Collector):
+    """Our gauges, each group computed on its own: a dependency that is down (database,
+    Redis, broker) drops only the gauges that need it, and ``pms_collector_errors``
+    says which (1 = failed this scrape), instead of failing the whole scrape."""
+
+    def __init__(self, gauges: dict[str, Callable[[], Metrics]] | None = None) -> None:
+        self.gauges = GAUGES if gauges is None else gauges
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        errors = GaugeMetricFamily(
+            "pms_collector_errors",
+            "1 when the collector could not compute its gauges at this scrape (they are absent)",
+            labels=["collector"],
+        )
+        for name, compute in self.gauges.items():
+            try:
+                metrics = compute()
+            except Exception as exc:
+                logger.warning("metrics collector %s failed: %s", name, exc, exc_info=True)
+                if isinstance(exc, DatabaseError):
+                    _discard_broken_connection()
+                errors.add_metric([name], 1)
+                continue
+            errors.add_metric([name], 0)
+            yield from metrics
+        yield errors
+
+
+def _discard_broken_connection() -> None:
+    # Outside a transaction, a failed connection is dropped so the next scrape reconnects.
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+_collector: PipelineCollector | None = None
+
+
+def register_collector() -> None:
+    """Register our collector once per process (at the first scrape)."""
+    global _collector
+    if _collector is None:
+        _collector = PipelineCollector()
+        REGISTRY.register(_collector)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    from django_prometheus.exports import ExportToDjangoView
+
+    register_collector()
+    return ExportToDjangoView(request)

@@ -1,0 +1,87 @@
+"""Celery signal receivers for monitoring (infrastructure only), wired in PmsConfig.ready().
+
+- ``before_task_publish``: stamp ``published_at`` in the message headers (the
+  oldest-message age reads it back from the broker), overwritten at every
+  publish so a retried or re-published message counts from its last publish,
+  and when beat publishes a
+  periodic task (django-celery-beat adds ``periodic_task_name``), record beat's
+  last tick. Recording it at publish time means a silent beat is told apart
+  from a stuck worker.
+- ``task_prerun`` / ``task_postrun``: per-queue outcome counts and runtimes.
+- ``post_migrate`` (Django): keep the "operators" group and its permissions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+
+from pms.monitoring.broker_stats import PUBLISHED_AT_HEADER
+from pms.monitoring.task_stats import PREFIX, record_run
+from pms.reliable import redis_client
+
+logger = logging.getLogger(__name__)
+
+BEAT_TICK_KEY = f"{PREFIX}:beat-last-tick"
+_started: dict[str, float] = {}
+_OUTCOME_BY_STATE = {"SUCCESS": "ok", "FAILURE": "failed", "RETRY": "retried"}
+
+
+def stamp_publish_time(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    if headers is None:
+        return
+    now = time.time()
+    # A retry copies the original headers: count its wait from this publish.
+    headers[PUBLISHED_AT_HEADER] = now
+    if headers.get("periodic_task_name"):
+        try:
+            redis_client().set(BEAT_TICK_KEY, now)
+        except redis.RedisError:
+            logger.warning("could not record beat's tick")
+
+
+def beat_last_tick() -> float | None:
+    try:
+        value = redis_client().get(BEAT_TICK_KEY)
+    except redis.RedisError:
+        return None
+    return float(value) if value is not None else None
+
+
+def task_started(task_id: str | None = None, **kwargs: Any) -> None:
+    if task_id:
+        _started[task_id] = time.monotonic()
+
+
+def task_finished(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs: Any
+) -> None:
+    started = _started.pop(task_id, None) if task_id else None
+    outcome = _OUTCOME_BY_STATE.get(state or "")
+    if task is None or outcome is None:
+        return
+    delivery_info = getattr(task.request, "delivery_info", None) or {}
+    queue = delivery_info.get("routing_key") or "?"
+    record_run(
+        queue=queue,
+        task_name=task.name,
+        outcome=outcome,
+        runtime=time.monotonic() - started if started is not None else None,
+    )
+
+
+def connect() -> None:
+    from celery import signals
+
+    signals.before_task_publish.connect(stamp_publish_time, dispatch_uid="pms.monitoring.publish")
+    signals.task_prerun.connect(task_started, dispatch_uid="pms.monitoring.prerun")
+    signals.task_postrun.connect(task_finished, dispatch_uid="pms.monitoring.postrun")
+
+    from django.db.models.signals import post_migrate
+
+    from pms.monitoring.operators import sync_after_migrate
+
+    post_migrate.connect(sync_after_migrate, dispatch_uid="pms.monitoring.operators_group")

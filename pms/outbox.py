@@ -1,0 +1,239 @@
+"""The outbox: emit an event inside a service's transaction, publish after commit,
+and the relay that re-publishes whatever did not arrive.
+
+Invariant: a DomainEvent and one EventDelivery per subscribed handler are
+inserted in the caller's transaction. Publishing is only ever an optimisation
+on top of that: if it fails (broker down, process killed right after commit),
+the delivery stays ``pending`` and the relay sends it once ``due_at`` passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from pms.choices import DeliveryStatus
+from pms.models import DomainEvent, EventDelivery
+from pms.registry import get_handler, handlers_for
+
+logger = logging.getLogger(__name__)
+
+# Delivery task ids are derived from (event, handler): a re-publish carries the
+# same id, so Flower, logs and the ledger all recognise it as the same delivery.
+_TASK_ID_NAMESPACE = uuid.UUID("7a4f3c1e-9b2d-4e61-8f0a-5c3d2b1a0e9f")
+
+
+def delivery_task_id(event_id: uuid.UUID | str, handler: str) -> str:
+    return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{event_id}:{handler}"))
+
+
+def _next_sequence(aggregate_type: str, aggregate_id: str) -> int:
+    # One statement, atomic under concurrency: the row lock it takes is held
+    # until the caller's transaction ends, so sequences per aggregate are
+    # strictly increasing in commit order.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO pms_aggregatesequence (aggregate_type, aggregate_id, last_sequence)
+            VALUES (%s, %s, 1)
+            ON CONFLICT (aggregate_type, aggregate_id)
+            DO UPDATE SET last_sequence = pms_aggregatesequence.last_sequence + 1
+            RETURNING last_sequence
+            """,
+            [aggregate_type, aggregate_id],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def emit_event(
+    *,
+    tenant_id: int,
+    aggregate_type: str,
+    aggregate_id: Any,
+    event_type: str,
+    payload: dict[str, Any],
+    actor: str = "",
+) -> DomainEvent:
+    """Record an event and its deliveries; publish them once the transaction commits.
+
+    Must be called inside the service's ``transaction.atomic()`` block.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("emit_event must run inside the service's transaction")
+    aggregate_id = str(aggregate_id)
+    event = DomainEvent.objects.create(
+        tenant_id=tenant_id,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        sequence=_next_sequence(aggregate_type, aggregate_id),
+        event_type=event_type,
+        payload=payload,
+        actor=actor[:150],
+    )
+    handlers = handlers_for(event_type)
+    if handlers:
+        due_at = timezone.now() + settings.OUTBOX_DELIVERY_DEADLINE
+        deliveries = EventDelivery.objects.bulk_create(
+            [
+                EventDelivery(
+                    event=event,
+                    tenant_id=tenant_id,
+                    handler=handler.name,
+                    queue=handler.queue,
+                    due_at=due_at,
+                )
+                for handler in handlers
+            ]
+        )
+        transaction.on_commit(lambda: publish_deliveries(deliveries))
+    return event
+
+
+class _BrokerBreaker:
+    """After a failed publish, skip publishing for a few seconds.
+
+    While the broker is down every request would otherwise wait for the
+    connection timeout; the relay delivers the skipped work once it is back.
+    """
+
+    def __init__(self, cooldown: float = 5.0) -> None:
+        self.cooldown = cooldown
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def trip(self) -> None:
+        with self._lock:
+            self._open_until = time.monotonic() + self.cooldown
+
+    def reset(self) -> None:
+        self._open_until = 0.0
+
+
+broker_breaker = _BrokerBreaker()
+
+
+def publish_deliveries(
+    deliveries: Iterable[EventDelivery], *, on_failure_due_now: bool = True
+) -> int:
+    """Send one message per delivery, in order. Never raises; returns how many were sent.
+
+    What is not sent is left to the relay; after commit it is brought forward so
+    the relay's next pass sends it (``on_failure_due_now``; the relay itself
+    handles its failures differently, see relay_due_deliveries).
+    """
+    deliveries = list(deliveries)
+    if broker_breaker.is_open():
+        if on_failure_due_now:
+            _mark_due_now(deliveries)
+        return 0
+    sent = 0
+    for delivery in deliveries:
+        handler = get_handler(delivery.handler)
+        if handler is None or handler.task is None:
+            logger.error("no handler %s for delivery %s", delivery.handler, delivery.pk)
+            continue
+        try:
+            handler.task.apply_async(
+                args=[delivery.pk],
+                task_id=delivery_task_id(delivery.event_id, delivery.handler),
+                queue=delivery.queue,
+                headers={"tenant_id": delivery.tenant_id, "event_id": str(delivery.event_id)},
+            )
+        except Exception as exc:
+            broker_breaker.trip()
+            logger.warning(
+                "publish failed, relay will deliver: tenant=%s event=%s handler=%s error=%s",
+                delivery.tenant_id,
+                delivery.event_id,
+                delivery.handler,
+                exc,
+            )
+            if on_failure_due_now:
+                _mark_due_now(deliveries[sent:])
+            return sent
+        sent += 1
+    return sent
+
+
+def _mark_due_now(deliveries: list[EventDelivery]) -> None:
+    # Not required for correctness (the deadline already makes them due), but
+    # brings unsent work forward so the relay sends it on its next pass.
+    ids = [d.pk for d in deliveries]
+    if not ids:
+        return
+    try:
+        EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(
+            due_at=timezone.now()
+        )
+    except Exception:
+        logger.exception("could not bring %d unsent deliveries forward", len(ids))
+
+
+def relay_backoff(publish_count: int) -> timedelta:
+    """How long the relay waits before sending a still-pending delivery again."""
+    deadline: timedelta = settings.OUTBOX_DELIVERY_DEADLINE
+    return deadline * min(2**publish_count, 16)
+
+
+def relay_due_deliveries(*, batch_size: int | None = None) -> int:
+    """Re-publish every pending delivery whose deadline has passed. Returns how many.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and their ``due_at`` moved
+    forward in a short transaction; messages are sent after it commits, so two
+    relays never claim the same row and no network I/O holds a lock.
+    """
+    batch_size = batch_size or settings.OUTBOX_RELAY_BATCH
+    total = 0
+    while True:
+        now = timezone.now()
+        with transaction.atomic():
+            claimed = list(
+                EventDelivery.objects.select_for_update(skip_locked=True)
+                .filter(status=DeliveryStatus.PENDING, due_at__lte=now)
+                .order_by("due_at")[:batch_size]
+            )
+            for delivery in claimed:
+                delivery.publish_count += 1
+                delivery.last_published_at = now
+                delivery.due_at = now + relay_backoff(delivery.publish_count)
+            EventDelivery.objects.bulk_update(
+                claimed, ["publish_count", "last_published_at", "due_at"]
+            )
+        if not claimed:
+            return total
+        broker_breaker.reset()  # the relay always tries; it is the recovery path
+        sent = publish_deliveries(claimed, on_failure_due_now=False)
+        total += sent
+        if sent < len(claimed):
+            _relay_retry_soon(claimed[sent:])
+            return total
+        if len(claimed) < batch_size:
+            return total
+
+
+def _relay_retry_soon(unsent: list[EventDelivery]) -> None:
+    """The broker refused the relay's sends: try again next pass, without counting them.
+
+    ``publish_count`` counts messages that left; counting refusals would inflate
+    it (and the backoff) for every pass of an outage.
+    """
+    try:
+        EventDelivery.objects.filter(pk__in=[d.pk for d in unsent]).update(
+            publish_count=F("publish_count") - 1,
+            due_at=timezone.now() + timedelta(seconds=settings.OUTBOX_RELAY_INTERVAL),
+        )
+    except Exception:
+        logger.exception("could not reschedule %d unsent deliveries", len(unsent))

@@ -1,0 +1,106 @@
+"""The pipeline's invariant, checked on demand.
+
+Every committed event delivery is either applied exactly once (``done``, the
+ledger), or visible for review (``failed`` with a FailedTask row), or still in
+flight (``pending`` within its deadline). Anything else is lost:
+- pending past its deadline + grace (the relay should have re-sent it),
+- failed without a FailedTask row,
+- an event of a subscribed type with no delivery rows at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+
+from pms.choices import DeliveryStatus
+from pms.models import DomainEvent, EventDelivery, FailedTask
+from pms.registry import all_handlers
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    events: int
+    deliveries: int
+    applied: int
+    failed_for_review: int
+    in_flight: int
+    overdue: int
+    failed_without_review: int
+    events_without_deliveries: int
+    open_failed_tasks: int
+
+    @property
+    def lost(self) -> int:
+        return self.overdue + self.failed_without_review + self.events_without_deliveries
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0
+
+    @property
+    def settled(self) -> bool:
+        return self.ok and self.in_flight == 0
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {**asdict(self), "lost": self.lost, "ok": self.ok}
+
+
+def reconcile(
+    *, tenant_id: int | None = None, grace: timedelta = timedelta(minutes=2)
+) -> ReconcileReport:
+    deliveries = EventDelivery.objects.all()
+    events = DomainEvent.objects.all()
+    failed_tasks = FailedTask.objects.all()
+    if tenant_id is not None:
+        deliveries = deliveries.filter(tenant_id=tenant_id)
+        events = events.filter(tenant_id=tenant_id)
+        failed_tasks = failed_tasks.filter(tenant_id=tenant_id)
+    now = timezone.now()
+    reviewed = FailedTask.objects.filter(delivery=OuterRef("pk"))
+    counts = deliveries.annotate(reviewed=Exists(reviewed)).aggregate(
+        total=Count("pk"),
+        applied=Count("pk", filter=Q(status=DeliveryStatus.DONE)),
+        failed_reviewed=Count("pk", filter=Q(status=DeliveryStatus.FAILED, reviewed=True)),
+        failed_unreviewed=Count("pk", filter=Q(status=DeliveryStatus.FAILED, reviewed=False)),
+        in_flight=Count("pk", filter=Q(status=DeliveryStatus.PENDING, due_at__gt=now - grace)),
+        overdue=Count("pk", filter=Q(status=DeliveryStatus.PENDING, due_at__lte=now - grace)),
+    )
+    subscribed_types = sorted({t for h in all_handlers() for t in h.event_types})
+    without = (
+        events.filter(event_type__in=subscribed_types)
+        .annotate(has=Exists(EventDelivery.objects.filter(event=OuterRef("pk"))))
+        .filter(has=False)
+        .count()
+    )
+    return ReconcileReport(
+        events=events.count(),
+        deliveries=counts["total"],
+        applied=counts["applied"],
+        failed_for_review=counts["failed_reviewed"],
+        in_flight=counts["in_flight"],
+        overdue=counts["overdue"],
+        failed_without_review=counts["failed_unreviewed"],
+        events_without_deliveries=without,
+        open_failed_tasks=failed_tasks.filter(status__in=["open", "retrying"]).count(),
+    )
+
+
+def reconcile_until_settled(
+    *, timeout: float, tenant_id: int | None = None, relay: bool = True, poll: float = 0.25
+) -> ReconcileReport:
+    """Wait (running the relay) until nothing is in flight, or ``timeout`` passes."""
+    from pms.outbox import relay_due_deliveries
+
+    deadline = time.monotonic() + timeout
+    while True:
+        report = reconcile(tenant_id=tenant_id)
+        if report.settled or time.monotonic() >= deadline:
+            return report
+        if relay:
+            relay_due_deliveries()
+        time.sleep(poll)

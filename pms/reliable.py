@@ -1,0 +1,101 @@
+"""The base class for every task that must not be lost.
+
+Retries are declared here, once: transient errors retry with exponential
+backoff and full jitter up to ``TASK_MAX_RETRIES``; permanent errors do not.
+Whatever finally fails reaches ``pms.failures`` through Celery's
+``task_failure`` signal (connected in PmsConfig.ready), which also covers a
+retry whose publish failed.
+
+``acks_late`` + ``reject_on_worker_lost`` mean a worker killed mid-task gives
+the message back. A message that kills its worker every time would loop for
+ever, so starts that never finished are counted in Redis per (task id, retry
+number): ``before_start`` adds one, ``after_return`` (which runs on success and
+on failure, but never when the process died) takes it back. Duplicates that
+finish therefore never count; past ``TASK_POISON_MAX_STARTS`` unfinished
+starts the message fails permanently instead of running again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from functools import cache
+from typing import Any
+
+import redis
+from celery import Task
+from django.conf import settings
+
+from pms.errors import TRANSIENT_ERRORS, PermanentError, PoisonMessageError
+
+logger = logging.getLogger(__name__)
+
+POISON_KEY_TTL = 24 * 3600
+
+
+@cache
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
+    )
+
+
+def poison_key(task_id: str, retries: int) -> str:
+    return f"pms:task-starts:{task_id}:{retries}"
+
+
+def forget_starts(task_id: str) -> None:
+    """Reset the poison counter (a staff retry deserves fresh attempts)."""
+    try:
+        client = redis_client()
+        keys = list(client.scan_iter(match=f"pms:task-starts:{task_id}:*", count=100))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        logger.warning("could not reset start counter of %s", task_id)
+
+
+class ReliableTask(Task):  # type: ignore[type-arg]
+    abstract = True
+    autoretry_for = TRANSIENT_ERRORS
+    dont_autoretry_for = (PermanentError,)
+    retry_backoff = settings.TASK_RETRY_BACKOFF
+    retry_backoff_max = settings.TASK_RETRY_BACKOFF_MAX
+    retry_jitter = True
+    max_retries = settings.TASK_MAX_RETRIES
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        retries = self.request.retries or 0
+        try:
+            client = redis_client()
+            key = poison_key(task_id, retries)
+            with client.pipeline() as pipe:
+                pipe.incr(key)
+                pipe.expire(key, POISON_KEY_TTL)
+                starts = int(pipe.execute()[0])
+        except redis.RedisError:
+            return  # the guard is best effort; never block work on it
+        if starts > settings.TASK_POISON_MAX_STARTS:
+            raise PoisonMessageError(
+                f"started {starts - 1} times without finishing (worker lost each time); "
+                "not run again"
+            )
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        with contextlib.suppress(redis.RedisError):
+            redis_client().decr(poison_key(task_id, self.request.retries or 0))
+        fair_item_id = getattr(self.request, "fair_item_id", None)
+        if fair_item_id is not None and status in ("SUCCESS", "FAILURE"):
+            # Bulk work admitted by pms.fairness: free the tenant's slot for the next item.
+            from pms.fairness import fair_item_finished
+
+            fair_item_finished(fair_item_id)
+
+    def tenant_id(self) -> int | None:
+        value = getattr(self.request, "tenant_id", None)
+        return int(value) if value is not None else None

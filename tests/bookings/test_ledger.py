@@ -1,0 +1,166 @@
+"""The accounting ledger: exactly once, and always summing to what the guest owes."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import Sum
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bookings.choices import BookingStatus, PaymentStatus, RefundStatus
+from bookings.models import Booking, LedgerEntry, Payment, Refund
+from bookings.services import (
+    booking_cancel,
+    booking_create,
+    booking_modify,
+    payment_mark_received,
+    payment_request,
+    refund_mark_completed,
+)
+from pms.choices import DeliveryStatus
+from pms.delivery import run_delivery
+from pms.models import EventDelivery
+from pms.registry import get_handler
+from tests.factories import PropertyFactory
+
+MONEY_HANDLERS = ("bookings.accounting", "bookings.refunds", "bookings.payment_request")
+
+
+def deliver_all(rng: random.Random) -> None:
+    """Apply every pending money delivery, shuffled, each possibly twice, until none is left.
+
+    Handlers emit further events (a payment request, a refund), hence the loop.
+    """
+    while True:
+        pending = list(
+            EventDelivery.objects.filter(
+                status=DeliveryStatus.PENDING, handler__in=MONEY_HANDLERS
+            ).values_list("pk", "handler")
+        )
+        if not pending:
+            return
+        runs = pending + rng.sample(pending, k=len(pending) // 2)  # redeliveries
+        rng.shuffle(runs)
+        for delivery_id, handler in runs:
+            run_delivery(get_handler(handler), delivery_id)
+
+
+def expected_balance(booking: Booking) -> Decimal:
+    booking.refresh_from_db()
+    if booking.status == BookingStatus.CANCELLED:
+        from pms.models import DomainEvent
+
+        cancel = DomainEvent.objects.get(
+            aggregate_id=str(booking.pk), aggregate_type="booking", event_type="booking.cancelled"
+        )
+        charges = Decimal(cancel.payload["cancellation"]["fee"])
+    else:
+        charges = booking.total
+    paid = booking.payments.filter(status=PaymentStatus.RECEIVED).aggregate(s=Sum("amount"))["s"]
+    refunded = booking.refunds.filter(status=RefundStatus.COMPLETED).aggregate(s=Sum("amount"))["s"]
+    return charges - (paid or Decimal(0)) + (refunded or Decimal(0))
+
+
+def ledger_balance(booking: Booking) -> Decimal:
+    return LedgerEntry.objects.filter(booking=booking).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("modify"), st.integers(0, 40), st.integers(1, 10)),
+        st.tuples(st.just("pay"), st.integers(1, 900)),
+        st.tuples(st.just("pay_requested")),
+        st.tuples(st.just("cancel")),
+        st.tuples(st.just("complete_refunds")),
+        st.tuples(st.just("deliver")),
+    ),
+    max_size=8,
+)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ops=operations,
+    seed=st.integers(0, 10_000),
+    policy=st.sampled_from(["flexible", "moderate", "strict"]),
+)
+def test_ledger_equals_the_balance_for_any_sequence_with_redeliveries(
+    alice, future, ops, seed, policy
+):
+    rng = random.Random(seed)
+    prop = PropertyFactory(
+        tenant=alice.tenant, tax_rate=Decimal("7.50"), cancellation_policy=policy
+    )
+    booking = booking_create(
+        tenant=alice.tenant,
+        property=prop,
+        guest=alice.guest,
+        source="direct",
+        check_in=future + timedelta(days=rng.randint(0, 20)),
+        check_out=future + timedelta(days=rng.randint(21, 25)),
+    )
+    for op in ops:
+        booking.refresh_from_db()
+        active = booking.status != BookingStatus.CANCELLED
+        if op[0] == "modify" and active:
+            start = future + timedelta(days=op[1])
+            booking = booking_modify(
+                booking=booking, check_in=start, check_out=start + timedelta(days=op[2])
+            )
+        elif op[0] == "pay":
+            payment = payment_request(booking=booking, amount=Decimal(op[1]))
+            payment_mark_received(payment=payment)
+        elif op[0] == "pay_requested":
+            deliver_all(rng)  # the automatic request exists once its delivery ran
+            for payment in Payment.objects.filter(booking=booking, status=PaymentStatus.PENDING):
+                payment_mark_received(payment=payment)
+        elif op[0] == "cancel" and active:
+            booking = booking_cancel(booking=booking)
+        elif op[0] == "complete_refunds":
+            deliver_all(rng)
+            for refund in Refund.objects.filter(booking=booking, status=RefundStatus.PENDING):
+                refund_mark_completed(refund=refund)
+        elif op[0] == "deliver":
+            deliver_all(rng)
+    deliver_all(rng)
+
+    assert ledger_balance(booking) == expected_balance(booking)
+    # Each event booked at most once per kind, however often it was delivered.
+    assert LedgerEntry.objects.filter(booking=booking).values(
+        "event", "kind"
+    ).distinct().count() == (LedgerEntry.objects.filter(booking=booking).count())
+
+
+@pytest.mark.django_db
+def test_a_cancelled_paid_booking_refunds_down_to_the_policy_fee(alice, future):
+    prop = PropertyFactory(tenant=alice.tenant, cancellation_policy="strict")
+    check_in = future  # 30 days ahead: strict refunds 100%
+    booking = booking_create(
+        tenant=alice.tenant,
+        property=prop,
+        guest=alice.guest,
+        source="direct",
+        check_in=check_in,
+        check_out=check_in + timedelta(days=2),
+    )
+    rng = random.Random(1)
+    deliver_all(rng)
+    payment = Payment.objects.get(booking=booking)
+    assert payment.amount == booking.total and payment.provider_reference.startswith("PMS-")
+    payment_mark_received(payment=payment)
+    booking_cancel(booking=booking)
+    deliver_all(rng)
+    refund = Refund.objects.get(booking=booking)
+    assert refund.amount == booking.total  # 30 days before: full refund
+    refund_mark_completed(refund=refund)
+    deliver_all(rng)
+    assert ledger_balance(booking) == 0
+    kinds = set(LedgerEntry.objects.filter(booking=booking).values_list("kind", flat=True))
+    assert {"accommodation", "cleaning", "payment", "refund"} <= kinds

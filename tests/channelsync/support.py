@@ -1,0 +1,212 @@
+"""Real HTTP peers on loopback for channel-sync tests, and feeds in the channels' shapes.
+
+The feed shapes follow what the channels publish: Airbnb (``VALUE=DATE``,
+"Reserved" / "Airbnb (Not available)", UIDs ``...@airbnb.com``), Booking.com
+("CLOSED - Not available"), Vrbo/HomeAway ("Reserved - Name", "Blocked").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    at: float
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Route = Callable[[Seen], Reply]
+
+
+class PeerServer:
+    """A ThreadingHTTPServer on 127.0.0.1 answering from a route table, recording requests."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route | Reply | list[Reply]] = {}
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                seen = Seen(
+                    at=time.monotonic(),
+                    method=self.command,
+                    path=self.path,
+                    headers={k: v for k, v in self.headers.items()},
+                    body=self.rfile.read(length) if length else b"",
+                )
+                with server._lock:
+                    server.requests.append(seen)
+                reply = server._reply(seen)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    if reply.body and self.command != "HEAD":
+                        self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_HEAD = _handle
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def _reply(self, seen: Seen) -> Reply:
+        path = seen.path.split("?", 1)[0]
+        with self._lock:
+            route = self.routes.get(path)
+            if isinstance(route, list):
+                # A script of replies; the last one repeats.
+                reply = route.pop(0) if len(route) > 1 else route[0]
+                return reply
+        if route is None:
+            return Reply(404, b"not found")
+        if isinstance(route, Reply):
+            return route
+        return route(seen)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def hits(self, path: str) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.requests if s.path.split("?", 1)[0] == path]
+
+    def start(self) -> PeerServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FlakySmtp:
+    """An aiosmtpd server on loopback that refuses (451) the next ``fail_next`` messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.fail_next = 0
+        self.port = 0
+        self.controller: Any = None
+
+    def start(self) -> FlakySmtp:
+        from aiosmtpd.controller import Controller
+
+        from tests.support.servers import free_port
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                if sink.fail_next > 0:
+                    sink.fail_next -= 1
+                    return "451 Requested action aborted: local error in processing"
+                sink.messages.append(
+                    {"to": list(envelope.rcpt_tos), "data": envelope.content.decode("utf8")}
+                )
+                return "250 Message accepted for delivery"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+
+
+def _d(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def _calendar(prodid: str, events: list[str], extra: str = "") -> bytes:
+    lines = ["BEGIN:VCALENDAR", f"PRODID:{prodid}", "CALSCALE:GREGORIAN", "VERSION:2.0"]
+    if extra:
+        lines.append(extra)
+    text = "\r\n".join(lines) + "\r\n" + "".join(events) + "END:VCALENDAR\r\n"
+    return text.encode()
+
+
+def airbnb_feed(*stays: tuple[str, date, date, str]) -> bytes:
+    """stays: (uid, start, end, summary); summary "Reserved" or "Airbnb (Not available)"."""
+    events = []
+    for uid, start, end, summary in stays:
+        events.append(
+            "BEGIN:VEVENT\r\n"
+            f"DTEND;VALUE=DATE:{_d(end)}\r\n"
+            f"DTSTART;VALUE=DATE:{_d(start)}\r\n"
+            f"UID:{uid}@airbnb.com\r\n"
+            + (
+                "DESCRIPTION:Reservation URL: https://www.airbnb.com/hosting/reservations/"
+                "details/HMABCDEF12\\nPhone Number (Last 4 Digits): 1234\r\n"
+                if summary == "Reserved"
+                else ""
+            )
+            + f"SUMMARY:{summary}\r\n"
+            "END:VEVENT\r\n"
+        )
+    return _calendar("-//Airbnb Inc//Hosting Calendar 0.8.8//EN", events, "METHOD:PUBLISH").replace(
+        b"PRODID:", b"PRODID;X-RICAL-TZSOURCE=TZINFO:", 1
+    )
+
+
+def booking_com_feed(*stays: tuple[str, date, date]) -> bytes:
+    events = [
+        "BEGIN:VEVENT\r\n"
+        f"UID:{uid}@booking.com\r\n"
+        "DTSTAMP:20260101T000000Z\r\n"
+        f"DTSTART;VALUE=DATE:{_d(start)}\r\n"
+        f"DTEND;VALUE=DATE:{_d(end)}\r\n"
+        "SUMMARY:CLOSED - Not available\r\n"
+        "END:VEVENT\r\n"
+        for uid, start, end in stays
+    ]
+    return _calendar("-//Booking.com//Booking.com Calendar//EN", events, "METHOD:PUBLISH")
+
+
+def vrbo_feed(*stays: tuple[str, date, date, str]) -> bytes:
+    events = [
+        "BEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\n"
+        "DTSTAMP:20260101T120000Z\r\n"
+        f"DTSTART;VALUE=DATE:{_d(start)}\r\n"
+        f"DTEND;VALUE=DATE:{_d(end)}\r\n"
+        f"SUMMARY:{summary}\r\n"
+        "END:VEVENT\r\n"
+        for uid, start, end, summary in stays
+    ]
+    return _calendar("-//HomeAway.com, Inc.//EN", events)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kombu.exceptions import OperationalError
+
+from config.celery import app
+from config.queues import QUEUE_NAMES, worker_groups
+from pms.tasks import probe_echo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_declared_queue_is_consumed_by_its_procfile_worker_group() -> None:
+    procfile = (ROOT / "Procfile").read_text()
+    consumed: dict[str, set[str]] = {}
+    for line in procfile.splitlines():
+        name, _, command = line.partition(":")
+        match = re.search(r"worker -Q (\S+)", command)
+        if match:
+            consumed[name] = set(match.group(1).split(","))
+    assert consumed == {group: set(queues) for group, queues in worker_groups().items()}
+    assert set().union(*consumed.values()) == QUEUE_NAMES
+
+
+def test_architecture_queues_are_all_declared() -> None:
+    assert {
+        "bookings",
+        "messaging",
+        "payments",
+        "accounting",
+        "automation",
+        "channelsync",
+        "bulk",
+        "fallback",
+        "default",
+    } == QUEUE_NAMES
+
+
+def test_a_misspelt_queue_fails_at_publish_instead_of_creating_a_queue() -> None:
+    with pytest.raises((KeyError, OperationalError)) as excinfo:
+        probe_echo.apply_async(queue="bokings")
+    assert "bokings" in str(excinfo.value)
+
+
+def test_celery_is_configured_for_reliability() -> None:
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_create_missing_queues is False
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.worker_send_task_events and conf.task_send_sent_event
+    # A retry waiting for its countdown must not be redelivered by Redis meanwhile.
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit + 600
+
+
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_secret_key_with_debug_off_stops_with_one_clear_line() -> None:
+    result = _manage("check", DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("configuration error: DJANGO_SECRET_KEY is not set")
+
+
+def test_deploy_check_is_clean_in_a_production_configuration() -> None:
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 20 + "production-grade-secret-key-9f8e7d6c5b4a",
+        ALLOWED_HOSTS="pms.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

