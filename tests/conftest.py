@@ -24,6 +24,7 @@ from tenants.models import Tenant
 from tenants.services import membership_grant
 from tests.factories import GuestFactory, PropertyFactory, TenantFactory, UserFactory
 from tests.support import fault_handlers
+from tests.support.quiesce import quiesce_database, terminate_other_sessions
 from tests.support.servers import CeleryWorker, PrivateRedis, SmtpSink
 
 PASSWORD = "pw-for-tests-1"
@@ -60,6 +61,34 @@ def broker() -> Iterator[Broker]:
     yield Broker(url=url, server=server)
     if server:
         server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stragglers_before_teardown(
+    django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[None]:
+    """A worker child orphaned by a test must not keep the test database from being dropped."""
+    yield
+    with django_db_blocker.unblock():
+        terminate_other_sessions()
+
+
+def _is_transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    return bool(
+        (marker and marker.kwargs.get("transaction"))
+        or "transactional_db" in fixtures
+        or "live_server" in fixtures
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    # Runs before the test's fixtures are finalised, i.e. before the flush.
+    if _is_transactional(item) and (terminated := quiesce_database()):
+        item.warn(pytest.PytestWarning(f"ended busy sessions {terminated} before the flush"))
+    return (yield)
 
 
 def _database_url() -> str:

@@ -170,13 +170,21 @@ class CeleryWorker:
         return [child.pid for child in psutil.Process(self.process.pid).children()]
 
     def stop(self) -> None:
+        """Warm shutdown; if it stalls, kill the pool children too, not only the parent
+        (orphaned children would keep their database sessions open)."""
+        import psutil
+
         if self.process and self.process.poll() is None:
+            children = psutil.Process(self.process.pid).children(recursive=True)
             self.process.terminate()
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+            _gone, alive = psutil.wait_procs(children, timeout=5)
+            for child in alive:
+                child.kill()
         self.process = None
 
 
