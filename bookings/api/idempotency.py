@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,28 +50,56 @@ def idempotent(request: Request, work: Callable[[], Response]) -> Response:
             "idempotency_key_invalid", f"{HEADER} is at most {MAX_KEY_LENGTH} characters.", 400
         )
     scope, fingerprint = _scope(request), _fingerprint(request)
-    # An expired key is as good as new.
-    IdempotencyKey.objects.filter(
-        scope=scope, key=key, created_at__lt=timezone.now() - settings.IDEMPOTENCY_KEY_TTL
-    ).delete()
-    try:
-        with transaction.atomic():
-            record = IdempotencyKey.objects.create(scope=scope, key=key, fingerprint=fingerprint)
-    except IntegrityError:
+    record_id = _claim(scope, key, fingerprint)
+    if record_id is None:
         return _repeat(scope, key, fingerprint)
 
     try:
         response = work()
     except BaseException:
-        record.delete()  # nothing was answered: let the client try again with the same key
+        # Nothing was answered: let the client try again with the same key.
+        IdempotencyKey.objects.filter(pk=record_id).delete()
         raise
     if response.status_code >= 500:
-        record.delete()
+        IdempotencyKey.objects.filter(pk=record_id).delete()
         return response
-    IdempotencyKey.objects.filter(pk=record.pk).update(
+    IdempotencyKey.objects.filter(pk=record_id).update(
         completed=True, response_status=response.status_code, response_body=response.data
     )
     return response
+
+
+_CLAIM = f"""
+    INSERT INTO {IdempotencyKey._meta.db_table}
+        (scope, key, fingerprint, completed, response_status, response_body, created_at)
+    VALUES (%(scope)s, %(key)s, %(fingerprint)s, false, NULL, NULL, %(now)s)
+    ON CONFLICT (scope, key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, completed = false, response_status = NULL,
+            response_body = NULL, created_at = EXCLUDED.created_at
+        WHERE {IdempotencyKey._meta.db_table}.created_at < %(expired_before)s
+    RETURNING id
+"""
+
+
+def _claim(scope: str, key: str, fingerprint: str) -> int | None:
+    """Take the key in one statement: a new key, or an expired one (as good as new).
+
+    Returns the record's id, or None when a live record holds the key (a repeat).
+    """
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM,
+            {
+                "scope": scope,
+                "key": key,
+                "fingerprint": fingerprint,
+                "now": now,
+                "expired_before": now - settings.IDEMPOTENCY_KEY_TTL,
+            },
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def _repeat(scope: str, key: str, fingerprint: str) -> Response:

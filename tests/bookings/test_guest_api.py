@@ -199,6 +199,18 @@ def test_keys_expire_after_a_day_and_are_purged(api, alice, future):
     assert response.status_code == 409 and _error(response) == "unavailable"
 
 
+def test_an_expired_key_not_yet_purged_is_as_good_as_new(api, alice, future):
+    _post(api, _body(alice, future), key="k-stale")
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    # Another request under the stale key: a new booking, not a replay or a refusal.
+    response = _post(api, _body(alice, future + timedelta(days=10)), key="k-stale")
+    assert response.status_code == 201, response.json()
+    assert Booking.objects.count() == 2
+    record = IdempotencyKey.objects.get(key="k-stale")
+    assert record.completed and record.response_body["reference"] == response.json()["reference"]
+    assert record.created_at > timezone.now() - timedelta(minutes=1)
+
+
 def test_a_booking_without_idempotency_key_is_refused(api, alice, future):
     response = _post(api, _body(alice, future), key=None)
     assert response.status_code == 400 and _error(response) == "idempotency_key_required"
