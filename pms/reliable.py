@@ -9,10 +9,13 @@ retry whose publish failed.
 ``acks_late`` + ``reject_on_worker_lost`` mean a worker killed mid-task gives
 the message back. A message that kills its worker every time would loop for
 ever, so starts that never finished are counted in Redis per (task id, retry
-number): ``before_start`` adds one, ``after_return`` (which runs on success and
-on failure, but never when the process died) takes it back. Duplicates that
-finish therefore never count; past ``TASK_POISON_MAX_STARTS`` unfinished
-starts the message fails permanently instead of running again.
+number). Only a *redelivered* message can follow a start that never finished
+(the broker gives back what was not acknowledged, flagged ``redelivered``), so
+only those are counted: ``before_start`` adds one, ``after_return`` (which runs
+on success and on failure, but never when the process died) takes it back.
+A first delivery costs no Redis round trip; duplicates that finish never count;
+after ``TASK_POISON_MAX_STARTS`` lost starts the message fails permanently
+instead of running again.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class ReliableTask(Task):  # type: ignore[type-arg]
     ignore_result = True
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        if not (self.request.delivery_info or {}).get("redelivered"):
+            return
         retries = self.request.retries or 0
         try:
             client = redis_client()
@@ -75,20 +80,22 @@ class ReliableTask(Task):  # type: ignore[type-arg]
             with client.pipeline() as pipe:
                 pipe.incr(key)
                 pipe.expire(key, POISON_KEY_TTL)
-                starts = int(pipe.execute()[0])
+                lost_starts = int(pipe.execute()[0])
         except redis.RedisError:
             return  # the guard is best effort; never block work on it
-        if starts > settings.TASK_POISON_MAX_STARTS:
+        self.request.pms_start_counted = True
+        if lost_starts >= settings.TASK_POISON_MAX_STARTS:
             raise PoisonMessageError(
-                f"started {starts - 1} times without finishing (worker lost each time); "
+                f"started {lost_starts} times without finishing (worker lost each time); "
                 "not run again"
             )
 
     def after_return(
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        with contextlib.suppress(redis.RedisError):
-            redis_client().decr(poison_key(task_id, self.request.retries or 0))
+        if getattr(self.request, "pms_start_counted", False):
+            with contextlib.suppress(redis.RedisError):
+                redis_client().decr(poison_key(task_id, self.request.retries or 0))
         fair_item_id = getattr(self.request, "fair_item_id", None)
         if fair_item_id is not None and status in ("SUCCESS", "FAILURE"):
             # Bulk work admitted by pms.fairness: free the tenant's slot for the next item.
