@@ -8,13 +8,15 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from bookings.models import CalendarEntry
 from bookings.selectors import property_calendar_month
 from bookings.services import booking_cancel, booking_create
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
-from pms.outbox import broker_breaker, delivery_task_id, publish_deliveries
+from pms.monitoring.broker_stats import queue_depths
+from pms.outbox import broker_breaker, delivery_task_id, publish_deliveries, relay_due_deliveries
 from pms.reliable import redis_client
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
@@ -187,6 +189,39 @@ def test_deliveries_lost_by_a_redis_flush_are_re_sent_by_the_relay(
     assert report.applied == EventDelivery.objects.count()
     calendar = EventDelivery.objects.filter(handler="bookings.calendar")
     assert calendar.filter(status="done", publish_count__gte=1).count() == len(bookings)
+
+
+def test_the_relay_leaves_a_message_queued_behind_a_backlog_and_re_sends_a_lost_one(
+    live_worker, alice
+):
+    """A due delivery whose message still waits in its queue is not sent twice."""
+    from config.celery import app
+
+    def overdue(delivery: EventDelivery) -> None:
+        EventDelivery.objects.filter(pk=delivery.pk).update(
+            due_at=timezone.now() - timedelta(minutes=1)
+        )
+
+    app.control.cancel_consumer("accounting", destination=[live_worker.name], reply=True)
+    try:
+        event = emit_probe(alice.tenant, aggregate_id="backlog")
+        waiting = EventDelivery.objects.get(event=event, handler="tests.second_effect")
+        wait_until(lambda: queue_depths(queues=["accounting"])[0].depth, 10, what="a backlog")
+        overdue(waiting)  # as if the backlog had held it past its deadline
+        assert relay_due_deliveries() == 0
+        waiting.refresh_from_db()
+        assert waiting.publish_count == 0 and waiting.due_at > timezone.now()
+
+        with app.connection_for_write() as connection:  # the message is lost after all
+            connection.default_channel.queue_purge("accounting")
+        overdue(waiting)
+        assert relay_due_deliveries() == 1
+        waiting.refresh_from_db()
+        assert waiting.publish_count == 1
+    finally:
+        app.control.add_consumer("accounting", destination=[live_worker.name], reply=True)
+    assert_pipeline_settled()
+    assert effects(event, "tests.second_effect") == 1
 
 
 def test_the_relay_runs_as_a_celery_task(live_worker, alice):
