@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -36,7 +37,10 @@ def bench_environment() -> dict[str, str]:
         "DATABASE_URL": urlunsplit(parts._replace(path=f"/{bench_db}")),
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", redis_url),
-        "DJANGO_DEBUG": "true",
+        # Production settings: with DEBUG on, Django keeps every query in memory,
+        # which slowed the workers measured here (an earlier run did that).
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         "CHANNEL_FETCH_ALLOW_LOOPBACK": "true",
         "LOG_LEVEL": "WARNING",
     }
