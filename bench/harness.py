@@ -45,6 +45,7 @@ def bench_environment() -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)
+    RESULTS.mkdir(parents=True, exist_ok=True)  # logs and JSON; absent in a fresh clone
     _create_database(database_url, bench_db)
     _lock_bench(database_url, bench_db)
     return env
