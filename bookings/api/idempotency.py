@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -55,17 +55,22 @@ def idempotent(request: Request, work: Callable[[], Response]) -> Response:
         return _repeat(scope, key, fingerprint)
 
     try:
-        response = work()
+        # The answer is stored in the work's own transaction: a booking never
+        # commits without the answer its key replays (one commit, not two).
+        with transaction.atomic():
+            response = work()
+            if response.status_code < 500:
+                IdempotencyKey.objects.filter(pk=record_id).update(
+                    completed=True,
+                    response_status=response.status_code,
+                    response_body=response.data,
+                )
     except BaseException:
         # Nothing was answered: let the client try again with the same key.
         IdempotencyKey.objects.filter(pk=record_id).delete()
         raise
     if response.status_code >= 500:
         IdempotencyKey.objects.filter(pk=record_id).delete()
-        return response
-    IdempotencyKey.objects.filter(pk=record_id).update(
-        completed=True, response_status=response.status_code, response_body=response.data
-    )
     return response
 
 
