@@ -15,7 +15,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.queues import DEFAULT_QUEUE, task_queues, task_routes
+from config.queues import DEFAULT_QUEUE, broker_settings, task_routes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -207,7 +207,6 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
-CELERY_TASK_QUEUES = task_queues()
 CELERY_TASK_ROUTES = task_routes()
 CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
 CELERY_TASK_CREATE_MISSING_QUEUES = False
@@ -220,22 +219,25 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Retries wait at most RETRY_BACKOFF_MAX; the Redis visibility timeout must be
-# longer than any countdown plus the hard time limit, or a message waiting for
-# its ETA is handed to a second worker. The outbox relay covers lost messages
-# far sooner than this timeout.
 TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=6)
 TASK_RETRY_BACKOFF = env.int("TASK_RETRY_BACKOFF", default=2)
 TASK_RETRY_BACKOFF_MAX = env.int("TASK_RETRY_BACKOFF_MAX", default=600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
-    # Round robin (kombu's default) over a worker's queues: "priority" would drain
-    # the first queue before touching the next, starving accounting and default
-    # (where the relay runs) behind bookings under load (found by the fault runs).
-    "queue_order_strategy": "round_robin",
-}
+# What depends on the broker (config.queues.broker_settings): RabbitMQ gets quorum
+# queues, publisher confirms, per-consumer QoS and native delayed delivery for
+# countdown retries; Redis its transport options (visibility timeout, socket
+# timeouts, round-robin queue order). The Redis visibility timeout must exceed the
+# longest retry countdown (TASK_RETRY_BACKOFF_MAX) plus the hard time limit.
+_BROKER = broker_settings(
+    CELERY_BROKER_URL, visibility_timeout=env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+)
+CELERY_TASK_QUEUES = _BROKER["task_queues"]
+CELERY_TASK_DEFAULT_QUEUE_TYPE = _BROKER["task_default_queue_type"]
+CELERY_BROKER_TRANSPORT_OPTIONS = _BROKER["broker_transport_options"]
+if "worker_detect_quorum_queues" in _BROKER:
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = _BROKER["worker_detect_quorum_queues"]
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = _BROKER[
+        "broker_native_delayed_delivery_queue_type"
+    ]
 # Publishing happens after commit in the request; a dead broker must cost the
 # request little: a short retry, then the relay takes over.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

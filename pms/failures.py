@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.celery import app
+from config.queues import queue_for_routing_key
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask, FailedTaskAction
 
@@ -66,7 +67,13 @@ def _record(
 ) -> FailedTask:
     request = getattr(task, "request", None)
     delivery_info = getattr(request, "delivery_info", None) or {}
-    queue = delivery_info.get("routing_key") or getattr(task, "queue", None) or ""
+    # A retry that waited out its countdown in RabbitMQ carries the delay bits in its
+    # routing key: the queue is the name at its end.
+    queue = (
+        queue_for_routing_key(delivery_info.get("routing_key"))
+        or getattr(task, "queue", None)
+        or ""
+    )
     retries = int(getattr(request, "retries", 0) or 0)
     tenant_id = getattr(request, "tenant_id", None)
     traceback_text = str(getattr(einfo, "traceback", "") or "")

@@ -24,6 +24,7 @@ from tenants.models import Tenant
 from tenants.services import membership_grant
 from tests.factories import GuestFactory, PropertyFactory, TenantFactory, UserFactory
 from tests.support import fault_handlers
+from tests.support.broker import configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
 from tests.support.servers import CeleryWorker, PrivateRedis, SmtpSink
 
@@ -56,8 +57,9 @@ def broker() -> Iterator[Broker]:
     # Before anything publishes: the test process and its workers share this broker.
     # Celery reads CELERY_BROKER_URL from the environment before its own config,
     # and the dev-stack launcher exports it, so set both.
-    os.environ["CELERY_BROKER_URL"] = url
-    celery_app.conf.broker_url = url
+    # The settings declared queues for the broker they saw: declare them for this one,
+    # as its workers will (quorum queues and publisher confirms on RabbitMQ).
+    configure_celery_for(celery_app, url)
     yield Broker(url=url, server=server)
     if server:
         server.stop()

@@ -10,7 +10,7 @@ import pytest
 from kombu.exceptions import OperationalError
 
 from config.celery import app
-from config.queues import QUEUE_NAMES, worker_groups
+from config.queues import QUEUE_NAMES, broker_is_amqp, broker_settings, worker_groups
 from pms.tasks import probe_echo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +55,34 @@ def test_celery_is_configured_for_reliability() -> None:
     assert conf.task_create_missing_queues is False
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.worker_send_task_events and conf.task_send_sent_event
-    # A retry waiting for its countdown must not be redelivered by Redis meanwhile.
-    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit + 600
+    if broker_is_amqp(conf.broker_url):
+        assert conf.broker_transport_options == {"confirm_publish": True}
+        assert all(q.queue_arguments == {"x-queue-type": "quorum"} for q in conf.task_queues)
+    else:
+        # A retry waiting for its countdown must not be redelivered by Redis meanwhile.
+        assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit + 600
+
+
+def test_the_broker_decides_queue_types_and_transport_options() -> None:
+    rabbit = broker_settings("amqp://guest:guest@rabbit.example:5672/pms", visibility_timeout=99)
+    assert rabbit["broker_transport_options"] == {"confirm_publish": True}
+    assert rabbit["worker_detect_quorum_queues"] is True
+    assert rabbit["broker_native_delayed_delivery_queue_type"] == "quorum"
+    assert {q.name for q in rabbit["task_queues"]} == QUEUE_NAMES
+    for queue in rabbit["task_queues"]:
+        assert queue.queue_arguments == {"x-queue-type": "quorum"}
+        # Native delayed delivery (countdown retries kept in the broker) needs topic exchanges.
+        assert queue.exchange.type == "topic" and queue.routing_key == queue.name
+        assert not queue.max_priority  # quorum queues: no per-message priorities
+    assert broker_is_amqp("pyamqp://h//") and broker_is_amqp("amqps://h//")
+    assert broker_is_amqp("amqp://a//;amqp://b//")
+
+    redis = broker_settings("redis://127.0.0.1:6379/0", visibility_timeout=99)
+    assert redis["broker_transport_options"]["visibility_timeout"] == 99
+    assert redis["broker_transport_options"]["queue_order_strategy"] == "round_robin"
+    assert "confirm_publish" not in redis["broker_transport_options"]
+    for queue in redis["task_queues"]:
+        assert queue.queue_arguments is None and queue.exchange.type == "direct"
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

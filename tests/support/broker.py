@@ -1,0 +1,108 @@
+"""Point the test process's Celery app at a broker, and find a RabbitMQ to test on.
+
+``config.settings`` declares queues for the broker it saw at import time; a test
+run on another broker (``TEST_BROKER_URL``, or the RabbitMQ tests beside a Redis
+run) re-applies ``config.queues.broker_settings`` so this process declares the
+queues exactly as its workers do (RabbitMQ refuses a queue redeclared with other
+arguments).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from config.queues import QUEUES, QUORUM, broker_is_amqp, broker_settings
+
+# A vhost of the tests' own: the tests purge its queues, and a vhost where the
+# queues once were declared classic cannot declare them quorum.
+DEFAULT_RABBITMQ_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/pms_test"
+
+
+def configure_celery_for(app: Any, url: str) -> None:
+    os.environ["CELERY_BROKER_URL"] = url  # Celery prefers it to its configuration
+    app.conf.broker_url = url
+    app.conf.update(
+        broker_settings(
+            url, visibility_timeout=int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
+        )
+    )
+    for cached in ("queues", "default_queue", "router"):
+        app.amqp.__dict__.pop(cached, None)
+    app._pool = None  # connections and producers of the previous broker
+    app.amqp._producer_pool = None
+
+
+@contextmanager
+def celery_on_broker(app: Any, url: str) -> Iterator[None]:
+    previous = os.environ.get("CELERY_BROKER_URL") or app.conf.broker_url
+    if previous == url:
+        yield
+        return
+    configure_celery_for(app, url)
+    try:
+        yield
+    finally:
+        configure_celery_for(app, previous)
+
+
+def rabbitmq_test_url() -> str:
+    """RABBITMQ_TEST_URL, else TEST_BROKER_URL when it is RabbitMQ, else the tests' vhost."""
+    explicit = os.environ.get("RABBITMQ_TEST_URL")
+    if explicit:
+        return explicit
+    test_broker = os.environ.get("TEST_BROKER_URL", "")
+    return test_broker if broker_is_amqp(test_broker) else DEFAULT_RABBITMQ_TEST_URL
+
+
+def _declared(connection: Any, queue: str, arguments: dict[str, str] | None = None) -> bool:
+    """Passive declare (``arguments`` None), or an equivalent one: RabbitMQ accepts a
+    redeclaration only with the queue's own type and flags."""
+    channel = connection.channel()
+    try:
+        if arguments is None:
+            channel.queue_declare(queue, passive=True)
+        else:
+            channel.queue_declare(queue, durable=True, auto_delete=False, arguments=arguments)
+        return True
+    except Exception:  # 404 not found / 406 inequivalent: the channel is closed
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
+def rabbitmq_unusable(url: str) -> str | None:
+    """Why the RabbitMQ tests cannot run against ``url`` (None: they can)."""
+    from kombu import Connection
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+    vhost = parts.path[1:] or "/"
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return f"RabbitMQ is not reachable at {host}:{port} (set RABBITMQ_TEST_URL)"
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+            for spec in QUEUES:
+                if not _declared(connection, spec.name):
+                    continue  # the worker declares it
+                if not _declared(connection, spec.name, arguments=dict(QUORUM)):
+                    return (
+                        f"queue {spec.name!r} exists in vhost {vhost!r} as another queue type; "
+                        "delete it or use a fresh vhost (README 'RabbitMQ')"
+                    )
+    except Exception as exc:
+        return (
+            f"cannot use vhost {vhost!r} on {host}:{port} ({exc}); create it: "
+            f"rabbitmqctl add_vhost {vhost} && "
+            f'rabbitmqctl set_permissions -p {vhost} guest ".*" ".*" ".*"'
+        )
+    return None
