@@ -7,8 +7,11 @@ BRPOP, so the oldest message of each list is at index -1. Messages carry a
 largest age among the lists' tails. Messages a worker has reserved (acks_late,
 prefetch) are no longer in these lists: they count as in progress, not waiting.
 
-RabbitMQ: a passive ``queue_declare`` answers depth and consumer count; the
-oldest message cannot be read without consuming it, so its age is unknown (None).
+RabbitMQ: a passive ``queue_declare`` answers depth (ready messages; those a
+worker holds unacked are in progress, as on Redis) and consumer count. The oldest
+message cannot be read without delivering it, so its age comes from the publish
+log in Redis (``pms.monitoring.waiting``): an estimate (``age_estimated``), and
+unknown (None) when the log cannot be read or holds none of the waiting messages.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import current_app
 
 from config.queues import QUEUES
+from pms.monitoring import waiting
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +37,10 @@ PUBLISHED_AT_HEADER = "published_at"
 class QueueDepth:
     queue: str
     depth: int | None  # None: the broker could not be read
-    oldest_age_seconds: float | None  # None: empty, unknown (RabbitMQ) or broker down
+    oldest_age_seconds: float | None  # None: empty, unknown or broker down
     broker_consumers: int | None = None  # RabbitMQ only; Redis has no consumer registry
+    # RabbitMQ: the age comes from the publish log, not from the message itself.
+    age_estimated: bool = False
 
 
 def _published_at(raw: bytes | str | None) -> float | None:
@@ -77,24 +84,31 @@ def _redis_depths(channel: Any, queues: list[str], now: float) -> list[QueueDept
     return results
 
 
-def _amqp_depths(channel: Any, queues: list[str]) -> list[QueueDepth]:
-    results = []
+def _amqp_depths(channel: Any, queues: list[str], now: float) -> list[QueueDepth]:
+    declared: dict[str, tuple[int, int | None]] = {}
     for queue in queues:
         try:
-            declared = channel.queue_declare(queue=queue, passive=True)
-            results.append(
-                QueueDepth(
-                    queue=queue,
-                    depth=int(declared.message_count),
-                    oldest_age_seconds=None,
-                    broker_consumers=int(declared.consumer_count),
-                )
-            )
+            ok = channel.queue_declare(queue=queue, passive=True)
+            declared[queue] = (int(ok.message_count), int(ok.consumer_count))
         except Exception:  # a queue not declared yet: nothing waits in it
             logger.info("queue %s not declared on the broker", queue)
-            results.append(QueueDepth(queue=queue, depth=0, oldest_age_seconds=None))
+            declared[queue] = (0, None)
             channel = channel.connection.channel()  # a failed passive declare closes it
-    return results
+    try:
+        ages = waiting.oldest_ages({q: depth for q, (depth, _) in declared.items()}, now)
+    except redis.RedisError:
+        logger.warning("could not read the publish log: oldest ages unknown", exc_info=True)
+        ages = {}
+    return [
+        QueueDepth(
+            queue=queue,
+            depth=depth,
+            oldest_age_seconds=ages.get(queue),
+            broker_consumers=consumers,
+            age_estimated=True,
+        )
+        for queue, (depth, consumers) in declared.items()
+    ]
 
 
 def queue_depths(app: Any = None, queues: list[str] | None = None) -> list[QueueDepth]:
@@ -110,7 +124,7 @@ def queue_depths(app: Any = None, queues: list[str] | None = None) -> list[Queue
             channel = connection.default_channel
             if connection.transport.driver_type == "redis":
                 return _redis_depths(channel, names, time.time())
-            return _amqp_depths(channel, names)
+            return _amqp_depths(channel, names, time.time())
     except Exception:
         logger.warning("could not read queue depths from the broker", exc_info=True)
         return [QueueDepth(queue=name, depth=None, oldest_age_seconds=None) for name in names]

@@ -68,7 +68,8 @@ def _queue_metrics() -> Metrics:
     depth = GaugeMetricFamily("pms_queue_depth", "Messages waiting in the queue", labels=["queue"])
     age = GaugeMetricFamily(
         "pms_queue_oldest_message_age_seconds",
-        "Age of the oldest waiting message (absent when empty or unknown)",
+        "Age of the oldest waiting message (absent when empty or unknown; "
+        "on RabbitMQ estimated from the publish log)",
         labels=["queue"],
     )
     consumers = GaugeMetricFamily(

@@ -28,6 +28,8 @@ class QueueHealth:
     consumers: int | None
     last_5_minutes: QueueRates
     last_hour: QueueRates
+    # RabbitMQ: the oldest age is estimated from the publish log (pms.monitoring.waiting).
+    age_estimated: bool = False
 
     @property
     def has_work_and_no_consumer(self) -> bool:
@@ -69,6 +71,7 @@ def queue_overview(*, app: Any = None, use_worker_cache: bool = True) -> Overvie
                 consumers=queue_consumers,
                 last_5_minutes=stats.last_5_minutes.get(spec.name, QueueRates()),
                 last_hour=stats.last_hour.get(spec.name, QueueRates()),
+                age_estimated=depth.age_estimated,
             )
         )
     return Overview(

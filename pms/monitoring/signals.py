@@ -6,7 +6,10 @@
   and when beat publishes a
   periodic task (django-celery-beat adds ``periodic_task_name``), record beat's
   last tick. Recording it at publish time means a silent beat is told apart
-  from a stuck worker.
+  from a stuck worker. On RabbitMQ (which shows no message without delivering
+  it) the publish also goes into ``pms.monitoring.waiting``'s log.
+- ``task_received`` (worker main process, RabbitMQ only): the message left its
+  queue; it leaves the log.
 - ``task_prerun`` / ``task_postrun``: per-queue outcome counts and runtimes.
 - ``post_migrate`` (Django): keep the "operators" group and its permissions.
 """
@@ -19,6 +22,8 @@ from typing import Any
 
 import redis
 
+from config.queues import queue_for_routing_key
+from pms.monitoring import waiting
 from pms.monitoring.broker_stats import PUBLISHED_AT_HEADER
 from pms.monitoring.task_stats import PREFIX, record_run
 from pms.reliable import redis_client
@@ -30,12 +35,16 @@ _started: dict[str, float] = {}
 _OUTCOME_BY_STATE = {"SUCCESS": "ok", "FAILURE": "failed", "RETRY": "retried"}
 
 
-def stamp_publish_time(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+def stamp_publish_time(
+    headers: dict[str, Any] | None = None, routing_key: str | None = None, **kwargs: Any
+) -> None:
     if headers is None:
         return
     now = time.time()
     # A retry copies the original headers: count its wait from this publish.
     headers[PUBLISHED_AT_HEADER] = now
+    if waiting.logging_enabled():
+        waiting.note_published(routing_key, headers, now)
     if headers.get("periodic_task_name"):
         try:
             redis_client().set(BEAT_TICK_KEY, now)
@@ -51,6 +60,12 @@ def beat_last_tick() -> float | None:
     return float(value) if value is not None else None
 
 
+def message_received(request: Any = None, **kwargs: Any) -> None:
+    if request is not None and waiting.logging_enabled():
+        delivery_info = getattr(request, "delivery_info", None) or {}
+        waiting.note_received(delivery_info.get("routing_key"), getattr(request, "id", None))
+
+
 def task_started(task_id: str | None = None, **kwargs: Any) -> None:
     if task_id:
         _started[task_id] = time.monotonic()
@@ -64,7 +79,10 @@ def task_finished(
     if task is None or outcome is None:
         return
     delivery_info = getattr(task.request, "delivery_info", None) or {}
-    queue = delivery_info.get("routing_key") or "?"
+    # A message that waited out a countdown in RabbitMQ's delay queues arrives with
+    # the delay bits in front of its routing key: count it under its queue.
+    routing_key = delivery_info.get("routing_key")
+    queue = queue_for_routing_key(routing_key) or routing_key or "?"
     record_run(
         queue=queue,
         task_name=task.name,
@@ -77,6 +95,7 @@ def connect() -> None:
     from celery import signals
 
     signals.before_task_publish.connect(stamp_publish_time, dispatch_uid="pms.monitoring.publish")
+    signals.task_received.connect(message_received, dispatch_uid="pms.monitoring.received")
     signals.task_prerun.connect(task_started, dispatch_uid="pms.monitoring.prerun")
     signals.task_postrun.connect(task_finished, dispatch_uid="pms.monitoring.postrun")
 
