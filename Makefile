@@ -59,6 +59,7 @@ bench-growth: $(STAMP)
 bench: bench-fairness bench-pipeline bench-latency bench-api bench-growth
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
+## On RabbitMQ: FAULTS_BROKER=amqp://guest:guest@127.0.0.1:5672/pms_faults make faults-chaos
 FAULT_RUNS := chaos redis-restart broker-down postgres-restart poison
 faults: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/faults.py all $(FAULTS_ARGS)

@@ -13,7 +13,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +38,135 @@ class PrivateRedis(_TestPrivateRedis):
         super().__init__(label=label, logfile=LOGS / f"redis-{label}.log")
 
     kill = _TestPrivateRedis.stop
+
+
+class TcpProxy:
+    """A loopback TCP proxy the bench can cut: ``kill()`` closes the listening socket
+    and every proxied connection (clients see the broker vanish: resets, then refused
+    connections), ``start()`` listens again on the same port."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # killed
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._listener is not listener:  # killed meanwhile
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        with self._lock:
+            self._sockets.difference_update((source, sink))
+
+    def kill(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = set(self._sockets), set()
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    stop = kill
+
+
+class RabbitBroker:
+    """A RabbitMQ the bench does not own (``FAULTS_BROKER``), reached through a TcpProxy.
+
+    The server itself is never stopped (it is shared): ``kill()``/``start()`` cut and
+    restore the path to it, which is what a broker outage looks like to clients; the
+    durable quorum queues keep their messages meanwhile, as a restarted RabbitMQ
+    would. ``wipe()`` purges the run's queues (and Celery's delay queues): with a
+    cut first, it is a broker that came back having lost every message.
+    """
+
+    def __init__(self, url: str, *, proxied: bool) -> None:
+        parts = urlsplit(url)
+        self.real_url = url
+        self.proxy = (
+            TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672) if proxied else None
+        )
+        if self.proxy is None:
+            self.url = url
+        else:
+            netloc = parts.netloc.rsplit("@", 1)
+            auth = f"{netloc[0]}@" if len(netloc) == 2 else ""
+            self.url = urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{self.proxy.port}"))
+
+    def start(self) -> None:
+        if self.proxy is not None:
+            self.proxy.start()
+
+    def kill(self) -> None:
+        assert self.proxy is not None, "only a proxied RabbitMQ can be cut"
+        self.proxy.kill()
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.kill()
+
+    def wipe(self) -> int:
+        """Purge every task queue and delay queue of the vhost; returns messages dropped."""
+        from kombu import Connection
+        from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
+
+        from config.queues import QUEUE_NAMES
+
+        names = [*sorted(QUEUE_NAMES), *(level_name(lvl) for lvl in range(MAX_LEVEL + 1))]
+        dropped = 0
+        with Connection(self.real_url, connect_timeout=5) as connection:
+            for name in names:
+                channel: Any = connection.channel()  # py-amqp's channel
+                try:
+                    dropped += int(channel.queue_purge(name) or 0)
+                except Exception:  # not declared (yet): nothing to drop
+                    pass
+                finally:
+                    with contextlib.suppress(Exception):
+                        channel.close()
+        return dropped
 
 
 class PrivatePostgres:

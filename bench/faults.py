@@ -25,6 +25,15 @@ Databases: ``<db>_faults_<run>`` on the DATABASE_URL server (dropped and created
 at the start of the run, kept afterwards for inspection); postgres-restart uses
 its private server and deletes it at the end. Nothing shared is ever killed.
 
+RabbitMQ: with ``FAULTS_BROKER=amqp://user:pass@host:5672/<vhost>`` every run uses
+that RabbitMQ (quorum queues, publisher confirms, as configured by config.queues)
+instead of a private broker Redis; use a vhost of its own, since each run purges its
+queues first. The server is shared, so it is never stopped: broker-down cuts the
+path to it (a loopback TCP proxy in this process, killed for --outage-seconds:
+connections reset, then refused), and redis-restart cuts it, purges every queue
+(Celery's delay queues too) and restores it: a broker that came back empty.
+Results go to bench/results/faults-rabbitmq.json.
+
 Run: make faults (all) or make faults-<run>; or
 .venv/bin/python -m config.devstack exec -- .venv/bin/python bench/faults.py chaos --bookings 500
 """
@@ -51,8 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from bench.fault_servers import LOGS, PrivatePostgres, PrivateRedis, Workers
+from bench.fault_servers import LOGS, PrivatePostgres, PrivateRedis, RabbitBroker, Workers
 from bench.harness import RESULTS, machine
+from config.queues import broker_is_amqp
 
 RUNS = ("chaos", "redis-restart", "broker-down", "postgres-restart", "poison")
 # Sized for ~20 minutes in all on a 2-core machine shared with other work (see RESULTS.md).
@@ -73,7 +83,14 @@ WORKER_GROUPS = {
     "payments": ("payments,fallback", 1),
     "background": ("automation,channelsync,bulk", 1),
 }
-SUMMARY = RESULTS / "faults.json"
+# A RabbitMQ the runs use instead of a private broker Redis (see the docstring).
+RABBITMQ_URL = os.environ.get("FAULTS_BROKER", "")
+if RABBITMQ_URL and not broker_is_amqp(RABBITMQ_URL):
+    sys.exit(f"FAULTS_BROKER must be an amqp:// URL, not {RABBITMQ_URL!r}")
+BROKER_KIND = "rabbitmq" if RABBITMQ_URL else "redis"
+# Runs that cut the path to a shared RabbitMQ go through a proxy they can kill.
+PROXIED_RUNS = ("redis-restart", "broker-down")
+SUMMARY = RESULTS / ("faults-rabbitmq.json" if RABBITMQ_URL else "faults.json")
 
 
 # --- Set-up --------------------------------------------------------------------------
@@ -131,7 +148,7 @@ class Context:
     run: str
     args: argparse.Namespace
     total: int
-    broker: PrivateRedis
+    broker: PrivateRedis | RabbitBroker
     workers: Workers
     postgres: PrivatePostgres | None = None
     made: int = 0
@@ -237,6 +254,8 @@ def fault_redis_restart(ctx: Context) -> None:
     ctx.info["fault_at_booking"] = ctx.made
     ctx.broker.kill()
     time.sleep(1)
+    if isinstance(ctx.broker, RabbitBroker):  # a killed private Redis is empty already
+        ctx.info["messages_dropped"] = ctx.broker.wipe()
     ctx.broker.start()  # same port, empty: every queued and unacked message is gone
     ctx.info["broker_restarted"] = True
 
@@ -346,7 +365,11 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     args.bookings = args.bookings or DEFAULT_BOOKINGS[run]
     args.rate = DEFAULT_RATE.get(run, 0.0) if args.rate is None else args.rate
     state = PrivateRedis(f"state-{run}")
-    broker = PrivateRedis(f"broker-{run}")
+    broker: PrivateRedis | RabbitBroker = (
+        RabbitBroker(RABBITMQ_URL, proxied=run in PROXIED_RUNS)
+        if RABBITMQ_URL
+        else PrivateRedis(f"broker-{run}")
+    )
     postgres = None
     workers = Workers(run, WORKER_GROUPS)
     relay_stop = threading.Event()
@@ -356,6 +379,8 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         state.start()
         broker.start()
+        if isinstance(broker, RabbitBroker):
+            broker.wipe()  # what an earlier run left in the vhost
         if run == "postgres-restart":
             postgres = PrivatePostgres("pms_faults")
             postgres.start()
@@ -378,7 +403,10 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
 
         app.conf.broker_url = broker.url
         tenant, properties, guest = _world(args.bookings)
-        print(f"[{run}] workers starting ({', '.join(WORKER_GROUPS)})", flush=True)
+        print(
+            f"[{run}] broker {BROKER_KIND}; workers starting ({', '.join(WORKER_GROUPS)})",
+            flush=True,
+        )
         workers.start(app)
         ctx = Context(run, args, args.bookings, broker, workers, postgres)
         ctx.producing.set()
@@ -400,6 +428,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         wall = time.monotonic() - began
         result: dict[str, Any] = {
             "run": run,
+            "broker": BROKER_KIND,
             "bookings": args.bookings,
             "rate": args.rate,
             **{k: v for k, v in report.as_dict().items() if k != "ok"},
