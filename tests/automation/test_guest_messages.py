@@ -97,6 +97,33 @@ def test_reminder_moves_across_a_dst_change_and_is_sent_once_at_local_time(alice
 
 
 @pytest.mark.django_db
+def test_a_send_time_in_the_repeated_autumn_hour_is_sent_once_at_its_first_occurrence(
+    alice, smtp_settings
+):
+    alice.property.timezone = "Europe/Lisbon"  # WEST -> WET on 2026-10-25: 01:00-02:00 twice
+    alice.property.save()
+    template = _template(alice, local_time=time(1, 30))
+    with time_machine.travel(datetime(2026, 10, 1, 12, tzinfo=UTC), tick=False):
+        booking = book(alice, date(2026, 10, 27), date(2026, 10, 30))
+        _reconcile(booking, "booking.created")
+    message = OutboundMessage.objects.get(template=template, booking=booking)
+    # 01:30 on 2026-10-25 happens at 00:30 UTC (summer time) and again at 01:30 UTC:
+    # the message is due at the first one.
+    assert message.send_after == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+    with time_machine.travel(datetime(2026, 10, 25, 0, 29, 30, tzinfo=UTC), tick=False):
+        assert outbound_messages_claim_due() == []
+    with time_machine.travel(datetime(2026, 10, 25, 0, 30, 30, tzinfo=UTC), tick=False):
+        assert outbound_messages_claim_due() == [(message.pk, alice.tenant.pk)]
+        assert outbound_message_send(message_id=message.pk) == "sent"
+    # The wall clock shows 01:30 again an hour later: nothing is due a second time.
+    with time_machine.travel(datetime(2026, 10, 25, 1, 30, 30, tzinfo=UTC), tick=False):
+        assert outbound_messages_claim_due() == []
+        assert outbound_message_send(message_id=message.pk) == "nothing to send"
+    assert len(smtp_settings.messages) == 1
+
+
+@pytest.mark.django_db
 def test_cancellation_cancels_scheduled_messages_and_sends_the_cancel_template(alice, future):
     reminder = _template(alice)
     cancelled = _template(
