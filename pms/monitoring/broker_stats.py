@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 from celery import current_app
+from kombu.exceptions import OperationalError
 
 from config.queues import QUEUES
 from pms.monitoring import waiting
@@ -125,6 +126,8 @@ def queue_depths(app: Any = None, queues: list[str] | None = None) -> list[Queue
             if connection.transport.driver_type == "redis":
                 return _redis_depths(channel, names, time.time())
             return _amqp_depths(channel, names, time.time())
+    except (OSError, OperationalError) as exc:  # the broker is down: expected, one line
+        logger.warning("could not read queue depths from the broker: %s", exc)
     except Exception:
         logger.warning("could not read queue depths from the broker", exc_info=True)
-        return [QueueDepth(queue=name, depth=None, oldest_age_seconds=None) for name in names]
+    return [QueueDepth(queue=name, depth=None, oldest_age_seconds=None) for name in names]
