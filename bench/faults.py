@@ -562,6 +562,8 @@ def main() -> int:
     parser.add_argument("--poison-rate", type=float, default=0.01, help="poison: share")
     parser.add_argument("--settle-timeout", type=float, default=300.0)
     args = parser.parse_args()
+    if RABBITMQ_URL:
+        _require_rabbitmq(RABBITMQ_URL)
     if args.run == "all":
         return run_all(args, sys.argv[2:])
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -576,6 +578,19 @@ def main() -> int:
     print()
     print_table([result])
     return 0 if result["ok"] else 1
+
+
+def _require_rabbitmq(url: str) -> None:
+    """One readable line, not a traceback, when FAULTS_BROKER cannot be used."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        parts = urlsplit(url)  # no credentials in the message
+        where = f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+        sys.exit(f"FAULTS_BROKER: cannot connect to RabbitMQ at {where}: {exc}")
 
 
 if __name__ == "__main__":
