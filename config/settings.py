@@ -3,8 +3,9 @@
 Every variable is listed in README.md. A production secret has no default: with
 ``DJANGO_DEBUG`` off, a missing ``DJANGO_SECRET_KEY`` stops start-up with one line.
 When ``DATABASE_URL`` is unset, the embedded dev stack's ``.local/stack.env``
-(written by ``python -m config.devstack`` while its servers run) is read, so
-``manage.py shell`` works beside ``make run``.
+(written by ``python -m config.devstack`` while its servers run) and
+``.local/secrets.env`` (its generated secret key) are read, so ``manage.py shell``
+works beside ``make run``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 if "DATABASE_URL" not in env.ENVIRON and (BASE_DIR / ".local" / "stack.env").exists():
+    # Beside a running `make run`: its servers, and the secret key it generated
+    # for this checkout (so `manage.py shell` needs no DJANGO_DEBUG).
     env.read_env(BASE_DIR / ".local" / "stack.env", overwrite=False)
+    if (BASE_DIR / ".local" / "secrets.env").exists():
+        env.read_env(BASE_DIR / ".local" / "secrets.env", overwrite=False)
 
 
 def required(name: str, value: str | None) -> str:
