@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -232,35 +233,48 @@ def flower_credentials() -> tuple[str, str]:
     raise SmokeFailure(".local/secrets.env holds no FLOWER_BASIC_AUTH")
 
 
-def first_property_id(stack: Stack) -> str:
+def property_ids(stack: Stack) -> list[str]:
     result = stack.manage(
         "shell",
         "-c",
         "from pms.models import Property; "
-        "print(Property.objects.order_by('id').values_list('public_id', flat=True).first())",
+        "print(*Property.objects.order_by('id').values_list('public_id', flat=True))",
     )
     if result.returncode != 0:
         raise SmokeFailure(f"manage.py shell beside make run failed: {result.stderr.strip()}")
-    return result.stdout.strip().splitlines()[-1]
+    ids = result.stdout.strip().splitlines()[-1].split() if result.stdout.strip() else []
+    if not ids:
+        raise SmokeFailure("the demo data has no property")
+    return ids
 
 
-def book(stack: Stack, property_id: str, number: int) -> dict[str, Any]:
-    check_in = date.today() + timedelta(days=200 + 3 * number)
-    answer = requests.post(
-        f"{stack.web}/api/v1/bookings/",
-        json={
-            "property": property_id,
-            "check_in": check_in.isoformat(),
-            "check_out": (check_in + timedelta(days=2)).isoformat(),
-            "guests": 2,
-            "guest": {"name": f"Smoke Guest {number}", "email": f"smoke-{number}@example.test"},
-        },
-        headers={"Idempotency-Key": str(uuid.uuid4())},
-        timeout=30,
-    )
-    if answer.status_code != 201:
-        raise SmokeFailure(f"POST booking {number} answered {answer.status_code}: {answer.text}")
-    return dict(answer.json())
+def book(stack: Stack, properties: list[str], number: int) -> dict[str, Any]:
+    """POST a two-night booking on the first free dates (an earlier smoke run of this
+    checkout may hold some), spread over the demo properties."""
+    property_id = properties[number % len(properties)]
+    first_day = date.today() + timedelta(days=120 + random.randrange(0, 400))
+    for attempt in range(40):
+        check_in = first_day + timedelta(days=3 * attempt)
+        answer = requests.post(
+            f"{stack.web}/api/v1/bookings/",
+            json={
+                "property": property_id,
+                "check_in": check_in.isoformat(),
+                "check_out": (check_in + timedelta(days=2)).isoformat(),
+                "guests": 2,
+                "guest": {
+                    "name": f"Smoke Guest {number}",
+                    "email": f"smoke-{uuid.uuid4().hex[:12]}@example.test",
+                },
+            },
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            timeout=30,
+        )
+        if answer.status_code == 201:
+            return dict(answer.json())
+        if answer.status_code != 409:
+            break
+    raise SmokeFailure(f"POST booking {number} answered {answer.status_code}: {answer.text}")
 
 
 def reconcile_settled(stack: Stack, references: list[str]) -> bool:
@@ -307,18 +321,20 @@ def run(env: dict[str, str]) -> None:
         expect_status(f"{stack.flower}/", 200, auth=flower_credentials())
         say("first run: admin login, /api/schema/, /api/docs/, /health/, Flower 401/200 ok")
 
-        property_id = first_property_id(stack)
-        first = [book(stack, property_id, n) for n in range(3)]
+        properties = property_ids(stack)
+        first = [book(stack, properties, n) for n in range(3)]
         references = [b["reference"] for b in first]
         wait_for("the bookings' deliveries", lambda: reconcile_settled(stack, references), 180, 5)
         say(f"first run: {len(first)} bookings reached every handler; reconcile ok")
 
-        # A worker's main process dies: it is restarted, the rest keeps serving.
+        # A worker's main process dies while a booking's deliveries are being handled:
+        # it is restarted, the rest keeps serving, nothing is lost.
         _state, victim = stack.program_states()["operational"]
         assert victim is not None
+        during = [book(stack, properties, 3)]
         os.kill(victim, signal.SIGKILL)
         say(f"first run: kill -9 of the operational worker's main process (pid {victim})")
-        during = [book(stack, property_id, n) for n in range(3, 6)]
+        during += [book(stack, properties, n) for n in range(4, 6)]
         references += [b["reference"] for b in during]
         expect_status(f"{stack.web}/health/live/", 200)
 

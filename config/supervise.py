@@ -24,7 +24,6 @@ Commands: ``python -m config.supervise [run]`` (default) and
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import io
 import os
@@ -126,8 +125,8 @@ def render_config(
         "loglevel=info",
         f"pidfile={_quote(str(run_dir / 'supervisord.pid'))}",
         f"childlogdir={_quote(str(log_dir))}",
-        # As root, say which user on purpose (supervisord complains otherwise).
-        f"user={_quote(getpass.getuser())}",
+        # Our own uid, said on purpose: as root, supervisord warns when no user is set.
+        f"user={os.getuid()}",
         "",
         "[unix_http_server]",
         f"file={_quote(str(sock))}",
