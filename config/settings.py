@@ -314,6 +314,10 @@ OPS_ALERT_BEAT_SILENT_SECONDS = env.int("OPS_ALERT_BEAT_SILENT_SECONDS", default
 OPS_ALERT_OUTBOX_OVERDUE = env.int("OPS_ALERT_OUTBOX_OVERDUE", default=1)
 OPS_ALERT_OUTBOX_GRACE_SECONDS = env.int("OPS_ALERT_OUTBOX_GRACE_SECONDS", default=120)
 OPS_ALERT_CHANNELS_STALE = env.int("OPS_ALERT_CHANNELS_STALE", default=1)
+# Like Prometheus' `for:`: a condition must hold this long before its incident opens and
+# operators are told (a worker restarting for a few seconds pages nobody). The default of
+# a new rule's "for (seconds)", edited per rule in Admin > Alert rules.
+OPS_ALERT_FOR_SECONDS = env.int("OPS_ALERT_FOR_SECONDS", default=60)
 # Recipients: OPS_ALERT_EMAILS, or the active superusers' addresses when it is empty.
 OPS_ALERT_EMAILS = env.list("OPS_ALERT_EMAILS", default=[])
 OPS_ALERT_WEBHOOK_URL = env.str("OPS_ALERT_WEBHOOK_URL", default="")
@@ -321,6 +325,9 @@ OPS_ALERT_WEBHOOK_TIMEOUT = env.float("OPS_ALERT_WEBHOOK_TIMEOUT", default=5.0)
 # `manage.py ops_watchdog` (Procfile `watchdog`) evaluates the rules this often. Read as text
 # and validated by the command, so a bad value is one readable error line there.
 OPS_WATCHDOG_INTERVAL = env.str("OPS_WATCHDOG_INTERVAL", default="30")
+# The watchdog does not evaluate during this many seconds after it starts (the workers and
+# beat of the same `make run` are still starting). Text, validated by the command.
+OPS_ALERT_STARTUP_GRACE_SECONDS = env.str("OPS_ALERT_STARTUP_GRACE_SECONDS", default="60")
 # /metrics and /health/ answer these addresses, or a request bearing METRICS_TOKEN.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
