@@ -337,6 +337,18 @@ METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=True)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Logging -------------------------------------------------------------------------
+# Frequent housekeeping (beat, every minute or more often): beat's "Sending due task" and
+# the worker's "received" lines for these go to DEBUG, and so does "succeeded" when the
+# result says nothing was done (0, {"...": 0}); a pass that did something stays at INFO.
+QUIET_HOUSEKEEPING_TASKS = [
+    "pms.tasks.relay_outbox",
+    "pms.tasks.fair_dispatch",
+    "pms.tasks.ops_alerts_evaluate",
+    "pms.tasks.alert_staff_of_failures",
+    "channelsync.tasks.poll_due_channels",
+    "channelsync.tasks.sweep_outbound",
+    "automation.tasks.sweep_due_messages",
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -344,9 +356,22 @@ LOGGING = {
         # tenant_id is on every record (pms.log_context): grep a tenant's story.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s tenant=%(tenant_id)s %(message)s"},
     },
+    "filters": {
+        "quiet_housekeeping": {
+            "()": "pms.log_filters.QuietHousekeeping",
+            "tasks": QUIET_HOUSEKEEPING_TASKS,
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Logger filters: they see the records these loggers write, whatever handler
+        # (Django's console, Celery's --logfile) finally prints them.
+        "celery.beat": {"filters": ["quiet_housekeeping"]},
+        "celery.worker.strategy": {"filters": ["quiet_housekeeping"]},
+        "celery.app.trace": {"filters": ["quiet_housekeeping"]},
+    },
 }
 
 # --- Channel sync (iCal, push APIs, outbound webhooks) ----------------------------------
