@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from celery.beat import ScheduleEntry, Scheduler
+from celery.schedules import schedule
 from django.utils import timezone
 
 from config.celery import app as celery_app
@@ -52,7 +53,9 @@ def test_an_idle_relay_pass_writes_no_info_line_and_a_busy_one_says_what_it_did(
 
 
 def _entry(name: str, task: str) -> ScheduleEntry:
-    return ScheduleEntry(name=name, task=task, schedule=timedelta(seconds=5), app=celery_app)
+    return ScheduleEntry(
+        name=name, task=task, schedule=schedule(timedelta(seconds=5)), app=celery_app
+    )
 
 
 @pytest.mark.worker
