@@ -349,6 +349,8 @@ QUIET_HOUSEKEEPING_TASKS = [
     "channelsync.tasks.sweep_outbound",
     "automation.tasks.sweep_due_messages",
 ]
+# Every pass does the same one thing (one queue-health sample): all its lines at DEBUG.
+QUIET_ROUTINE_TASKS = ["pms.tasks.monitoring_sample_queues"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -360,6 +362,7 @@ LOGGING = {
         "quiet_housekeeping": {
             "()": "pms.log_filters.QuietHousekeeping",
             "tasks": QUIET_HOUSEKEEPING_TASKS,
+            "routine": QUIET_ROUTINE_TASKS,
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},

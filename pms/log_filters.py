@@ -10,7 +10,9 @@ for the declared tasks only:
   DEBUG (neither knows yet whether the pass will find work);
 - "Task ... succeeded in ...: <result>" goes to DEBUG when the result says
   nothing was done (0, None, an empty collection, a mapping of such values) and
-  stays at INFO otherwise, so a pass that did something still says what it did.
+  stays at INFO otherwise, so a pass that did something still says what it did;
+- for ``routine`` tasks, whose every pass does the same one thing (the
+  queue-health sampler stores one row each 30 s), all three lines go to DEBUG.
 
 A demoted record is relabelled DEBUG and dropped unless its logger is enabled for
 DEBUG (``LOG_LEVEL=DEBUG`` shows them again). Failures and retries are never
@@ -51,9 +53,10 @@ def _result_did_nothing(text: object) -> bool:
 
 
 class QuietHousekeeping(logging.Filter):
-    def __init__(self, tasks: Iterable[str] = ()) -> None:
+    def __init__(self, tasks: Iterable[str] = (), routine: Iterable[str] = ()) -> None:
         super().__init__()
-        self.tasks = frozenset(tasks)
+        self.routine = frozenset(routine)
+        self.tasks = frozenset(tasks) | self.routine
 
     def _demote(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
@@ -66,7 +69,7 @@ class QuietHousekeeping(logging.Filter):
         if message.startswith(WORKER_RECEIVED):
             return True
         if message.startswith(WORKER_SUCCEEDED):
-            return _result_did_nothing(args.get("return_value"))
+            return args["name"] in self.routine or _result_did_nothing(args.get("return_value"))
         return False
 
     def filter(self, record: logging.LogRecord) -> bool:

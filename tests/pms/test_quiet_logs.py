@@ -14,8 +14,8 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from pms import outbox
 from pms.log_filters import did_nothing
-from pms.models import EventDelivery
-from pms.tasks import probe_echo, relay_outbox
+from pms.models import EventDelivery, QueueSample
+from pms.tasks import monitoring_sample_queues, probe_echo, relay_outbox
 from tests.support.pipeline import assert_pipeline_settled, emit_probe
 from tests.support.servers import log_count, wait_until
 
@@ -24,19 +24,24 @@ def _lines_about(logfile, task_id: str) -> list[str]:  # type: ignore[no-untyped
     return [line for line in logfile.read_text(errors="replace").splitlines() if task_id in line]
 
 
+def _marker_logged(logfile) -> str:  # type: ignore[no-untyped-def]
+    """A task sent after the one under test finished: once its "succeeded" line is
+    written, the lines of the one under test would have been too."""
+    marker = probe_echo.apply_async(kwargs={"token": "marker"}, queue="default")
+    marker.get(timeout=30)
+    wait_until(lambda: log_count(logfile, f"[{marker.id}] succeeded"), 10, what="marker line")
+    return marker.id
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_relay_pass_writes_no_info_line_and_a_busy_one_says_what_it_did(live_worker, alice):
     logfile = live_worker.logfile
     idle = relay_outbox.apply_async(ignore_result=False)
     assert idle.get(timeout=30) == 0
-    # A task sent after the idle pass finished: once its line is written, the idle
-    # pass's lines would have been too.
-    marker = probe_echo.apply_async(kwargs={"token": "after-idle"}, queue="default")
-    marker.get(timeout=30)
-    wait_until(lambda: log_count(logfile, f"[{marker.id}] succeeded"), 10, what="marker line")
+    marker = _marker_logged(logfile)
     assert _lines_about(logfile, idle.id) == []  # neither "received" nor "succeeded ...: 0"
-    assert log_count(logfile, f"[{marker.id}] received") == 1  # other tasks keep their lines
+    assert log_count(logfile, f"[{marker}] received") == 1  # other tasks keep their lines
 
     outbox.broker_breaker.trip()  # the commit-time publish is "lost": the relay has work
     try:
@@ -50,6 +55,15 @@ def test_an_idle_relay_pass_writes_no_info_line_and_a_busy_one_says_what_it_did(
     (line,) = _lines_about(logfile, busy.id)  # its "received" line is DEBUG
     assert ": INFO/" in line and line.endswith(": 2"), line
     assert_pipeline_settled()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_routine_queue_sample_writes_no_info_line(live_worker):
+    sample = monitoring_sample_queues.apply_async(ignore_result=False)
+    assert QueueSample.objects.filter(pk=sample.get(timeout=30)).exists()  # it did its work
+    _marker_logged(live_worker.logfile)
+    assert _lines_about(live_worker.logfile, sample.id) == []
 
 
 def _entry(name: str, task: str) -> ScheduleEntry:
