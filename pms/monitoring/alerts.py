@@ -290,7 +290,8 @@ def _message(incident: AlertIncident, *, recovered: bool) -> tuple[str, str]:
         f"Rule: {incident.rule}\nSubject: {incident.subject}\n"
         f"Opened: {incident.opened_at:%Y-%m-%d %H:%M:%S} UTC\n"
     )
-    if incident.firing_since and incident.firing_since < incident.opened_at:
+    # Opened after a for: (not at first sight): say since when the condition held.
+    if incident.firing_since and incident.opened_at - incident.firing_since >= timedelta(seconds=1):
         body += f"Firing since: {incident.firing_since:%Y-%m-%d %H:%M:%S} UTC\n"
     if recovered and incident.resolved_at:
         body += f"Resolved: {incident.resolved_at:%Y-%m-%d %H:%M:%S} UTC\n"

@@ -102,6 +102,17 @@ def test_a_condition_held_past_its_for_opens_and_notifies_once(mailbox, webhook)
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_rule_with_for_zero_opens_and_notifies_at_first_sight(mailbox):
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
+    _beat_went_silent()
+    with override_settings(**smtp_settings(mailbox)):
+        assert _evaluate()["opened"] == 1
+    assert AlertIncident.objects.get().status == IncidentStatus.OPEN
+    (alert,) = ops_mail(mailbox, "ALERT")
+    assert "Firing since:" not in str(alert["data"])  # nothing to add to "Opened"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_unmeasured_subject_neither_opens_nor_drops_a_pending_incident(mailbox):
     rule = AlertRule.objects.create(kind=AlertKind.CHANNEL_STALE, threshold=1, for_seconds=60)
     incident = AlertIncident.objects.create(
