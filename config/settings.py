@@ -319,6 +319,10 @@ OPS_ALERT_BEAT_SILENT_SECONDS = env.int("OPS_ALERT_BEAT_SILENT_SECONDS", default
 OPS_ALERT_OUTBOX_OVERDUE = env.int("OPS_ALERT_OUTBOX_OVERDUE", default=1)
 OPS_ALERT_OUTBOX_GRACE_SECONDS = env.int("OPS_ALERT_OUTBOX_GRACE_SECONDS", default=120)
 OPS_ALERT_CHANNELS_STALE = env.int("OPS_ALERT_CHANNELS_STALE", default=1)
+# Like Prometheus' `for:`: a condition must hold this long before its incident opens and
+# operators are told (a worker restarting for a few seconds pages nobody). The default of
+# a new rule's "for (seconds)", edited per rule in Admin > Alert rules.
+OPS_ALERT_FOR_SECONDS = env.int("OPS_ALERT_FOR_SECONDS", default=60)
 # Recipients: OPS_ALERT_EMAILS, or the active superusers' addresses when it is empty.
 OPS_ALERT_EMAILS = env.list("OPS_ALERT_EMAILS", default=[])
 OPS_ALERT_WEBHOOK_URL = env.str("OPS_ALERT_WEBHOOK_URL", default="")
@@ -326,6 +330,9 @@ OPS_ALERT_WEBHOOK_TIMEOUT = env.float("OPS_ALERT_WEBHOOK_TIMEOUT", default=5.0)
 # `manage.py ops_watchdog` (Procfile `watchdog`) evaluates the rules this often. Read as text
 # and validated by the command, so a bad value is one readable error line there.
 OPS_WATCHDOG_INTERVAL = env.str("OPS_WATCHDOG_INTERVAL", default="30")
+# The watchdog does not evaluate during this many seconds after it starts (the workers and
+# beat of the same `make run` are still starting). Text, validated by the command.
+OPS_ALERT_STARTUP_GRACE_SECONDS = env.str("OPS_ALERT_STARTUP_GRACE_SECONDS", default="60")
 # /metrics and /health/ answer these addresses, or a request bearing METRICS_TOKEN.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
@@ -335,6 +342,20 @@ METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=True)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Logging -------------------------------------------------------------------------
+# Frequent housekeeping (beat, every minute or more often): beat's "Sending due task" and
+# the worker's "received" lines for these go to DEBUG, and so does "succeeded" when the
+# result says nothing was done (0, {"...": 0}); a pass that did something stays at INFO.
+QUIET_HOUSEKEEPING_TASKS = [
+    "pms.tasks.relay_outbox",
+    "pms.tasks.fair_dispatch",
+    "pms.tasks.ops_alerts_evaluate",
+    "pms.tasks.alert_staff_of_failures",
+    "channelsync.tasks.poll_due_channels",
+    "channelsync.tasks.sweep_outbound",
+    "automation.tasks.sweep_due_messages",
+]
+# Every pass does the same one thing (one queue-health sample): all its lines at DEBUG.
+QUIET_ROUTINE_TASKS = ["pms.tasks.monitoring_sample_queues"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -342,9 +363,23 @@ LOGGING = {
         # tenant_id is on every record (pms.log_context): grep a tenant's story.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s tenant=%(tenant_id)s %(message)s"},
     },
+    "filters": {
+        "quiet_housekeeping": {
+            "()": "pms.log_filters.QuietHousekeeping",
+            "tasks": QUIET_HOUSEKEEPING_TASKS,
+            "routine": QUIET_ROUTINE_TASKS,
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Logger filters: they see the records these loggers write, whatever handler
+        # (Django's console, Celery's --logfile) finally prints them.
+        "celery.beat": {"filters": ["quiet_housekeeping"]},
+        "celery.worker.strategy": {"filters": ["quiet_housekeeping"]},
+        "celery.app.trace": {"filters": ["quiet_housekeeping"]},
+    },
 }
 
 # --- Channel sync (iCal, push APIs, outbound webhooks) ----------------------------------
