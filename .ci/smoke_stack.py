@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -299,9 +299,26 @@ def reconcile_settled(stack: Stack, references: list[str]) -> bool:
     return total > 0 and not_done == 0
 
 
+def alerts_opened_since(stack: Stack, started: datetime) -> list[str]:
+    """Operator incidents opened (not merely pending) since ``started``: a healthy
+    start, a worker restart of a few seconds, must page nobody."""
+    result = stack.manage(
+        "shell",
+        "-c",
+        "from datetime import datetime; from pms.monitoring.models import AlertIncident; "
+        f"since = datetime.fromisoformat({started.isoformat()!r}); "
+        "print(*[f'{i.rule.kind}:{i.subject}' for i in AlertIncident.objects"
+        ".filter(opened_at__gte=since).exclude(status='pending').select_related('rule')])",
+    )
+    if result.returncode != 0:
+        raise SmokeFailure(f"could not read the alert incidents: {result.stderr.strip()}")
+    return result.stdout.split()
+
+
 def run(env: dict[str, str]) -> None:
     ports = {name: int(env[name]) for name in env if name.endswith("_PORT")}
     stack = Stack(env, "first-run")
+    run_started = datetime.now(UTC)
     stack.start()
     try:
         wait_for("the web to answer", lambda: listening(ports["WEB_PORT"]), 600)
@@ -347,6 +364,11 @@ def run(env: dict[str, str]) -> None:
         say("first run: worker restarted, the web kept serving, every booking applied")
         if not stack.alive():
             raise SmokeFailure("make run exited after the worker was killed")
+
+        paged = alerts_opened_since(stack, run_started)
+        if paged:
+            raise SmokeFailure(f"operators were paged during a healthy run: {paged}")
+        say("first run: no alert opened (start-up grace, for: durations)")
 
         stack.interrupt()
         left = [name for name, port in ports.items() if listening(port)]
