@@ -347,7 +347,12 @@ LOGGING = {
 # refused; loopback only when this is on (tests and the local demo).
 CHANNEL_FETCH_ALLOW_LOOPBACK = env.bool("CHANNEL_FETCH_ALLOW_LOOPBACK", default=False)
 CHANNEL_FETCH_MAX_BYTES = env.int("CHANNEL_FETCH_MAX_BYTES", default=5 * 1024 * 1024)
+# Wall-clock limits on a whole exchange (connect, send, redirects, the whole answer), in
+# seconds: a feed fetch, one webhook attempt, one channel push. A server that trickles its
+# answer is cut here, and the attempt counts as failed (webhooks: towards auto-disable).
 CHANNEL_FETCH_TIMEOUT = env.float("CHANNEL_FETCH_TIMEOUT", default=20.0)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+CHANNEL_PUSH_TIMEOUT = env.float("CHANNEL_PUSH_TIMEOUT", default=10.0)
 CHANNEL_POLL_JITTER = env.float("CHANNEL_POLL_JITTER", default=0.1)
 CHANNEL_VANISH_AFTER_FETCHES = env.int("CHANNEL_VANISH_AFTER_FETCHES", default=2)
 CHANNEL_IMPORT_HORIZON_DAYS = env.int("CHANNEL_IMPORT_HORIZON_DAYS", default=730)
