@@ -324,9 +324,10 @@ OPS_WATCHDOG_INTERVAL = env.str("OPS_WATCHDOG_INTERVAL", default="30")
 # /metrics and /health/ answer these addresses, or a request bearing METRICS_TOKEN.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Behind a reverse proxy on this host every request comes from loopback: set this false
-# (and METRICS_TOKEN) so loopback is not trusted as "the operator's own machine".
-METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=True)
+# Behind a reverse proxy on this host every request comes from loopback, so loopback is
+# trusted as "the operator's own machine" only in debug by default; with DEBUG off set
+# METRICS_TOKEN (or list the scraper's address in METRICS_ALLOWED_IPS).
+METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=DEBUG)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Logging -------------------------------------------------------------------------
