@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_prometheus",
     "health_check",
+    "axes",
     "tenants",
     "pms",
     "bookings",
@@ -77,6 +78,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# AxesStandaloneBackend first: it refuses a locked-out username+address before any
+# backend checks a password; it authenticates nobody itself.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -96,6 +106,17 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Login lockout (django-axes): admin login failures per username + address ----------
+# AXES_FAILURE_LIMIT failed logins for one username from one address lock that pair out
+# for AXES_COOLOFF_MINUTES (a 429 page); a success resets the count. Superusers see the
+# attempts, and unlock, in Admin > Axes. The address is REMOTE_ADDR (axes' default):
+# X-Forwarded-For is not trusted, so a rotating header cannot dodge the lockout.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 # --- Database -----------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=None) or {}}
