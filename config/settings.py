@@ -313,6 +313,9 @@ FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
 # --- The event pipeline ---------------------------------------------------------
 # A delivery not completed this long after its last publish is re-published by the relay.
 OUTBOX_DELIVERY_DEADLINE = timedelta(seconds=env.int("OUTBOX_DELIVERY_DEADLINE", default=60))
+# `manage.py reconcile`: a pending delivery published this many times and still not
+# applied is reported (a queue no worker consumes), not counted as in flight.
+RECONCILE_MAX_PUBLISHES = env.int("RECONCILE_MAX_PUBLISHES", default=5)
 OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", default=5)
 OUTBOX_RELAY_BATCH = env.int("OUTBOX_RELAY_BATCH", default=500)
 # A message that starts this many times without finishing (the worker died each
