@@ -297,6 +297,11 @@ GUEST_LINK_BASE_URL = env.str(
     "GUEST_LINK_BASE_URL", default="http://127.0.0.1:8000/api/v1/bookings/"
 )
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
+# Guest links (?token=, Authorization: Bearer): a token stops working this many days after
+# the booking's check-out; each booking keeps at most this many live tokens (minting one
+# more, e.g. for a re-sent email, revokes the oldest).
+GUEST_TOKEN_DAYS_AFTER_CHECKOUT = env.int("GUEST_TOKEN_DAYS_AFTER_CHECKOUT", default=30)
+GUEST_TOKENS_LIVE_PER_BOOKING = env.int("GUEST_TOKENS_LIVE_PER_BOOKING", default=5)
 API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="120/min")
 API_THROTTLE_GUEST_TOKEN = env.str("API_THROTTLE_GUEST_TOKEN", default="60/min")
 API_THROTTLE_BOOKING_CREATE = env.str("API_THROTTLE_BOOKING_CREATE", default="30/min")
@@ -362,9 +367,24 @@ LOGGING = {
         # tenant_id is on every record (pms.log_context): grep a tenant's story.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s tenant=%(tenant_id)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Guest tokens (?token=, Bearer) never reach a log line (config.log_redaction).
+    "filters": {"redact_tokens": {"()": "config.log_redaction.RedactTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's default handlers for these (its own console handler, mail_admins with
+        # the request's GET) would bypass the filter: through the filtered one instead.
+        # runserver's request lines (django.server) carry the query string.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- Channel sync (iCal, push APIs, outbound webhooks) ----------------------------------

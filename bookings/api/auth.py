@@ -37,7 +37,9 @@ class GuestTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = guest_token_resolve(raw_token=raw)
         if token is None:
-            raise exceptions.AuthenticationFailed("This booking token is invalid or was revoked.")
+            raise exceptions.AuthenticationFailed(
+                "This booking token is invalid, expired or was revoked."
+            )
         bind_tenant(token.tenant_id)  # the guest's requests log under their host's tenant
         return GuestPrincipal(token), token
 
