@@ -80,17 +80,18 @@ class ReliableTask(Task):  # type: ignore[type-arg]
         try:
             return super().retry(*args, **kwargs)
         except Reject as rejected:
+            reason = getattr(rejected, "reason", None)
             # Celery's Task.retry turns a failed publish of the retry message into
             # Reject(requeue=False): the message is acknowledged and dropped, and
             # task_failure never fires. Without this the task would vanish unseen.
-            if isinstance(rejected.reason, BaseException):
-                from pms.failures import record_task_failure
+            if isinstance(reason, BaseException):
+                from pms.failures import record_task_failure  # imports models: not at load
 
                 original = kwargs.get("exc")
                 error = RetryPublishError(
-                    f"could not publish the retry ({rejected.reason!r}) after: {original!r}"
+                    f"could not publish the retry ({reason!r}) after: {original!r}"
                 )
-                error.__cause__ = rejected.reason
+                error.__cause__ = reason
                 record_task_failure(
                     sender=self,
                     task_id=self.request.id,
