@@ -61,7 +61,11 @@ class GuestTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyp
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "The secret booking token from the booking response or email.",
+            "description": (
+                "The secret booking token from the booking response or email. It stops "
+                "working some days after check-out (GUEST_TOKEN_DAYS_AFTER_CHECKOUT), when "
+                "the host revokes it, or when newer links replace it."
+            ),
         }
 
 
