@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_prometheus",
     "health_check",
+    "axes",
     "tenants",
     "pms",
     "bookings",
@@ -82,6 +83,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# AxesStandaloneBackend first: it refuses a locked-out username+address before any
+# backend checks a password; it authenticates nobody itself.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -101,6 +111,17 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Login lockout (django-axes): admin login failures per username + address ----------
+# AXES_FAILURE_LIMIT failed logins for one username from one address lock that pair out
+# for AXES_COOLOFF_MINUTES (a 429 page); a success resets the count. Superusers see the
+# attempts, and unlock, in Admin > Axes. The address is REMOTE_ADDR (axes' default):
+# X-Forwarded-For is not trusted, so a rotating header cannot dodge the lockout.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 # --- Database -----------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=None) or {}}
@@ -281,6 +302,11 @@ GUEST_LINK_BASE_URL = env.str(
     "GUEST_LINK_BASE_URL", default="http://127.0.0.1:8000/api/v1/bookings/"
 )
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
+# Guest links (?token=, Authorization: Bearer): a token stops working this many days after
+# the booking's check-out; each booking keeps at most this many live tokens (minting one
+# more, e.g. for a re-sent email, revokes the oldest).
+GUEST_TOKEN_DAYS_AFTER_CHECKOUT = env.int("GUEST_TOKEN_DAYS_AFTER_CHECKOUT", default=30)
+GUEST_TOKENS_LIVE_PER_BOOKING = env.int("GUEST_TOKENS_LIVE_PER_BOOKING", default=5)
 API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="120/min")
 API_THROTTLE_GUEST_TOKEN = env.str("API_THROTTLE_GUEST_TOKEN", default="60/min")
 API_THROTTLE_BOOKING_CREATE = env.str("API_THROTTLE_BOOKING_CREATE", default="30/min")
@@ -297,6 +323,9 @@ FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
 # --- The event pipeline ---------------------------------------------------------
 # A delivery not completed this long after its last publish is re-published by the relay.
 OUTBOX_DELIVERY_DEADLINE = timedelta(seconds=env.int("OUTBOX_DELIVERY_DEADLINE", default=60))
+# `manage.py reconcile`: a pending delivery published this many times and still not
+# applied is reported (a queue no worker consumes), not counted as in flight.
+RECONCILE_MAX_PUBLISHES = env.int("RECONCILE_MAX_PUBLISHES", default=5)
 OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", default=5)
 OUTBOX_RELAY_BATCH = env.int("OUTBOX_RELAY_BATCH", default=500)
 # A message that starts this many times without finishing (the worker died each
@@ -336,9 +365,10 @@ OPS_ALERT_STARTUP_GRACE_SECONDS = env.str("OPS_ALERT_STARTUP_GRACE_SECONDS", def
 # /metrics and /health/ answer these addresses, or a request bearing METRICS_TOKEN.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Behind a reverse proxy on this host every request comes from loopback: set this false
-# (and METRICS_TOKEN) so loopback is not trusted as "the operator's own machine".
-METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=True)
+# Behind a reverse proxy on this host every request comes from loopback, so loopback is
+# trusted as "the operator's own machine" only in debug by default; with DEBUG off set
+# METRICS_TOKEN (or list the scraper's address in METRICS_ALLOWED_IPS).
+METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=DEBUG)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Logging -------------------------------------------------------------------------
@@ -369,8 +399,16 @@ LOGGING = {
             "tasks": QUIET_HOUSEKEEPING_TASKS,
             "routine": QUIET_ROUTINE_TASKS,
         },
+        # Guest tokens (?token=, Bearer) never reach a log line (config.log_redaction).
+        "redact_tokens": {"()": "config.log_redaction.RedactTokens"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -379,6 +417,11 @@ LOGGING = {
         "celery.beat": {"filters": ["quiet_housekeeping"]},
         "celery.worker.strategy": {"filters": ["quiet_housekeeping"]},
         "celery.app.trace": {"filters": ["quiet_housekeeping"]},
+        # Django's default handlers for these (its own console handler, mail_admins with
+        # the request's GET) would bypass the redaction: through the filtered one instead.
+        # runserver's request lines (django.server) carry the query string.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -387,7 +430,12 @@ LOGGING = {
 # refused; loopback only when this is on (tests and the local demo).
 CHANNEL_FETCH_ALLOW_LOOPBACK = env.bool("CHANNEL_FETCH_ALLOW_LOOPBACK", default=False)
 CHANNEL_FETCH_MAX_BYTES = env.int("CHANNEL_FETCH_MAX_BYTES", default=5 * 1024 * 1024)
+# Wall-clock limits on a whole exchange (connect, send, redirects, the whole answer), in
+# seconds: a feed fetch, one webhook attempt, one channel push. A server that trickles its
+# answer is cut here, and the attempt counts as failed (webhooks: towards auto-disable).
 CHANNEL_FETCH_TIMEOUT = env.float("CHANNEL_FETCH_TIMEOUT", default=20.0)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+CHANNEL_PUSH_TIMEOUT = env.float("CHANNEL_PUSH_TIMEOUT", default=10.0)
 CHANNEL_POLL_JITTER = env.float("CHANNEL_POLL_JITTER", default=0.1)
 CHANNEL_VANISH_AFTER_FETCHES = env.int("CHANNEL_VANISH_AFTER_FETCHES", default=2)
 CHANNEL_IMPORT_HORIZON_DAYS = env.int("CHANNEL_IMPORT_HORIZON_DAYS", default=730)
