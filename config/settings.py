@@ -191,6 +191,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bookings.api.schema_links.add_booking_links",
+    ],
     # Distinct names for the choice sets that share a field name ("status").
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "bookings.choices.BookingStatus",

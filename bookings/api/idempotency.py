@@ -74,8 +74,9 @@ def fingerprint(request: Request, validated: Mapping[str, Any]) -> str:
 
 def client_scope(request: Request, subject: str = "") -> str:
     user = getattr(request, "user", None)
-    if getattr(user, "is_authenticated", False) and getattr(user, "pk", None) is not None:
-        return f"user:{user.pk}"
+    user_pk = getattr(user, "pk", None)
+    if getattr(user, "is_authenticated", False) and user_pk is not None:
+        return f"user:{user_pk}"
     return "anon:" + _mac("scope", client_address(request), subject.strip().lower())[:40]
 
 

@@ -12,8 +12,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from bookings.api.idempotency import _mac, client_scope, fingerprint, idempotency_keys_purge
-from bookings.api.serializers import BookingCreateSerializer
+from bookings.api.idempotency import idempotency_keys_purge
 from bookings.models import Booking, GuestMessage, IdempotencyKey, RateOverride
 from bookings.services import block_create, booking_create, guest_token_issue, guest_tokens_revoke
 
@@ -179,6 +178,9 @@ def test_a_key_reused_with_another_body_is_refused(api, alice, future):
 
 def _in_flight_claim(body, key, age=timedelta(0)):
     """What a request still working (or dead mid-request) leaves: a claimed, unfinished key."""
+    from bookings.api.idempotency import _mac, client_scope, fingerprint
+    from bookings.api.serializers import BookingCreateSerializer
+
     raw = APIRequestFactory().post("/api/v1/bookings/", body, format="json")
     request = Request(raw, parsers=[JSONParser()])
     payload = BookingCreateSerializer(data=request.data)
