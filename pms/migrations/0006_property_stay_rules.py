@@ -5,25 +5,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pms', '0005_fair_work_items'),
+        ("pms", "0005_fair_work_items"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='property',
-            name='booking_horizon_days',
-            field=models.PositiveSmallIntegerField(blank=True, help_text="How many days ahead a stay may end. Empty: the installation's default (BOOKING_HORIZON_DAYS, two years).", null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3660)]),
+            model_name="property",
+            name="booking_horizon_days",
+            field=models.PositiveSmallIntegerField(
+                blank=True,
+                help_text="How many days ahead a stay may end. Empty: the installation's default (BOOKING_HORIZON_DAYS, two years).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(3660),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='property',
-            name='max_nights',
-            field=models.PositiveSmallIntegerField(default=366, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(366)]),
+            model_name="property",
+            name="max_nights",
+            field=models.PositiveSmallIntegerField(
+                default=366,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(366),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='property',
-            name='min_nights',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(366)]),
+            model_name="property",
+            name="min_nights",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(366),
+                ],
+            ),
         ),
     ]
