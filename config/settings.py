@@ -201,15 +201,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON in, JSON out: nested bodies (a booking's guest) cannot travel as form data.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["pms.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "pms.api.errors.json_exception_handler",
+    # How many reverse proxies in front of the app append to X-Forwarded-For. 0: the header
+    # is ignored and the throttle identity is the socket's address; N: the Nth address
+    # from the right (the one our outermost proxy saw). A client can only prepend.
+    "NUM_PROXIES": env.int("API_TRUSTED_PROXIES", default=0),
 }
+# API request bodies: larger ones answer 413, deeper JSON answers 400 (bookings.api.parsers).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=16)
 SPECTACULAR_SETTINGS = {
     "TITLE": "PMS guest API",
     "DESCRIPTION": "Availability, quotes, bookings and guest messaging.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bookings.api.schema_links.add_booking_links",
+    ],
     # Distinct names for the choice sets that share a field name ("status").
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "bookings.choices.BookingStatus",
@@ -310,6 +321,16 @@ GUEST_TOKENS_LIVE_PER_BOOKING = env.int("GUEST_TOKENS_LIVE_PER_BOOKING", default
 API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="120/min")
 API_THROTTLE_GUEST_TOKEN = env.str("API_THROTTLE_GUEST_TOKEN", default="60/min")
 API_THROTTLE_BOOKING_CREATE = env.str("API_THROTTLE_BOOKING_CREATE", default="30/min")
+# A claim on an Idempotency-Key whose request has not answered after this long belongs to
+# a dead worker (gunicorn's --timeout is 30 s) and is taken over by the next repeat.
+IDEMPOTENCY_CLAIM_LEASE = timedelta(seconds=env.int("IDEMPOTENCY_CLAIM_LEASE_SECONDS", default=30))
+# Calendar squatting: unpaid bookings the public API accepts per property per hour and per
+# guest email per day (0 switches a limit off). Above them the API answers 429 with code
+# "booking_limit_property" / "booking_limit_guest".
+API_BOOKINGS_PER_PROPERTY_PER_HOUR = env.int("API_BOOKINGS_PER_PROPERTY_PER_HOUR", default=5)
+API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY = env.int("API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY", default=3)
+# How far ahead a stay may end, in days, unless the property sets its own horizon.
+BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=730)
 PAYMENT_BANK_ACCOUNT = env.str(
     "PAYMENT_BANK_ACCOUNT", default="IBAN XX00 DEMO 0000 0000 (demo account)"
 )

@@ -4,13 +4,18 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from timezone_field import TimeZoneField
 
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from tenants.models import Tenant, TenantOwned
+
+# Upper bounds for the per-property stay rules: a year's stay, ten years ahead.
+MAX_NIGHTS_LIMIT = 366
+MAX_HORIZON_DAYS = 3660
 
 currency_code = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. EUR.")
 
@@ -48,6 +53,21 @@ class Property(TenantOwned):
         max_length=20, choices=CancellationPolicy.choices, default=CancellationPolicy.MODERATE
     )
     is_active = models.BooleanField(default=True)
+    # Stay rules, checked by the booking services (admin and API alike).
+    min_nights = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_NIGHTS_LIMIT)]
+    )
+    max_nights = models.PositiveSmallIntegerField(
+        default=MAX_NIGHTS_LIMIT,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_NIGHTS_LIMIT)],
+    )
+    booking_horizon_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_HORIZON_DAYS)],
+        help_text="How many days ahead a stay may end. Empty: the installation's default "
+        "(BOOKING_HORIZON_DAYS, two years).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -61,6 +81,15 @@ class Property(TenantOwned):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.min_nights and self.max_nights and self.min_nights > self.max_nights:
+            raise ValidationError({"max_nights": "Must be at least the minimum nights."})
+
+    @property
+    def horizon_days(self) -> int:
+        return self.booking_horizon_days or settings.BOOKING_HORIZON_DAYS
 
 
 class Guest(TenantOwned):

@@ -10,17 +10,18 @@ from tenants.models import Tenant
 
 @transaction.atomic
 def guest_get_or_create(*, tenant: Tenant, name: str, email: str, phone: str = "") -> Guest:
-    """The tenant's guest with this email (case-insensitive), or a new one.
+    """The tenant's guest with exactly these details, or a new guest record.
 
-    An existing guest's name and phone are not overwritten by what a booking
-    request says: the manager's record stays the manager's.
+    Whoever sends a booking request is not authenticated: knowing an address proves
+    nothing. So a stored guest is reused only when name (case-insensitive), email
+    (case-insensitive) and phone all match what the request says; otherwise the booking
+    gets its own guest record. Never the stored one: its name would be shown back to
+    the requester and its phone would receive messages the requester caused. Stored
+    records are never overwritten either: the manager's record stays the manager's.
     """
-    email = email.strip()
-    existing = (
-        Guest.objects.filter(tenant=tenant, email__iexact=email).order_by("pk").first()
-        if email
-        else None
-    )
-    if existing is not None:
-        return existing
-    return Guest.objects.create(tenant=tenant, name=name.strip(), email=email, phone=phone.strip())
+    name, email, phone = name.strip(), email.strip(), phone.strip()
+    if email:
+        for candidate in Guest.objects.filter(tenant=tenant, email__iexact=email).order_by("pk"):
+            if candidate.name.casefold() == name.casefold() and candidate.phone == phone:
+                return candidate
+    return Guest.objects.create(tenant=tenant, name=name, email=email, phone=phone)

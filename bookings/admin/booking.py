@@ -12,6 +12,7 @@ from django.urls import path
 
 from bookings import services
 from bookings.admin.money import LedgerEntryInline, PaymentInline, RefundInline
+from bookings.admin.months import month_from_query
 from bookings.choices import BookingStatus, MessageSender
 from bookings.errors import BookingError
 from bookings.models import Block, Booking, CalendarEntry, GuestMessage
@@ -274,13 +275,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
         if prop is None:
             raise Http404("No such property.")
         today = date.today()
-        try:
-            year, month = (
-                int(part) for part in request.GET.get("month", f"{today:%Y-%m}").split("-")
-            )
-            first = date(year, month, 1)
-        except ValueError:
-            first = today.replace(day=1)
+        first = month_from_query(request, today)
         previous = (first.replace(day=1) - timedelta(days=1)).replace(day=1)
         following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
         weeks = property_calendar_month(

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from bookings import services
+from bookings.admin.months import month_from_query
 from bookings.errors import BookingError
 from bookings.models import LedgerEntry, Payment, RateOverride, Refund
 from pms.admin_helpers import run_for_each
@@ -214,13 +215,7 @@ class LedgerEntryAdmin(TenantScopedAdmin):
             raise Http404("No statement.")
         properties = scope_queryset(Property.objects.select_related("tenant"), request.user)
         today = date.today()
-        try:
-            year, month = (
-                int(part) for part in request.GET.get("month", f"{today:%Y-%m}").split("-")
-            )
-            first = date(year, month, 1)
-        except ValueError:
-            first = today.replace(day=1)
+        first = month_from_query(request, today)
         following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
         property_id = request.GET.get("property", "")
         selected = properties.filter(pk=property_id).first() if property_id.isdigit() else None

@@ -69,6 +69,16 @@ class GuestTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyp
         }
 
 
+def client_address(request: Request) -> str:
+    """The caller's address for throttles and idempotency scopes.
+
+    ``X-Forwarded-For`` is trusted only as far as ``API_TRUSTED_PROXIES``
+    (``REST_FRAMEWORK["NUM_PROXIES"]``) reaches: with none, it is ignored and the
+    socket's address counts, so a rotating header does not make a new client.
+    """
+    return str(throttling.BaseThrottle().get_ident(request))
+
+
 class AnonymousClientThrottle(throttling.AnonRateThrottle):
     scope = "anon"
 

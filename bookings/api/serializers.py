@@ -8,9 +8,11 @@ from django.conf import settings
 from rest_framework import serializers
 
 from bookings.models import Booking, GuestMessage
-from pms.models import Property
+from bookings.services.guest_access import MAX_MESSAGE_LENGTH
+from pms.models import Guest, Property
 
 MAX_RANGE_DAYS = 366
+MAX_GUESTS = 50  # below the PositiveSmallIntegerField columns' 32767
 
 
 class PropertyPublicSerializer(serializers.ModelSerializer):
@@ -62,7 +64,7 @@ class AvailabilitySerializer(serializers.Serializer):
 class QuoteQuerySerializer(serializers.Serializer):
     check_in = serializers.DateField()
     check_out = serializers.DateField()
-    guests = serializers.IntegerField(min_value=1, max_value=50, default=1)
+    guests = serializers.IntegerField(min_value=1, max_value=MAX_GUESTS, default=1)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if data["check_out"] <= data["check_in"]:
@@ -90,17 +92,26 @@ class QuoteSerializer(serializers.Serializer):
     available = serializers.BooleanField()
 
 
+def _limit(model: Any, field: str) -> int:
+    """A column's max_length, so the API refuses (400) what the database cannot store (500)."""
+    length = model._meta.get_field(field).max_length
+    assert isinstance(length, int)
+    return length
+
+
 class GuestInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    email = serializers.EmailField()
-    phone = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=_limit(Guest, "name"))
+    email = serializers.EmailField(max_length=_limit(Guest, "email"))
+    phone = serializers.CharField(
+        max_length=_limit(Guest, "phone"), required=False, allow_blank=True, default=""
+    )
 
 
 class BookingCreateSerializer(serializers.Serializer):
     property = serializers.UUIDField(help_text="The property's id from the properties endpoint.")
     check_in = serializers.DateField()
     check_out = serializers.DateField()
-    guests = serializers.IntegerField(min_value=1, max_value=50)
+    guests = serializers.IntegerField(min_value=1, max_value=MAX_GUESTS)
     guest = GuestInputSerializer()
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -162,4 +173,4 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class MessageCreateSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=5000, trim_whitespace=True)
+    body = serializers.CharField(max_length=MAX_MESSAGE_LENGTH, trim_whitespace=True)

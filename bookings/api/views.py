@@ -47,13 +47,20 @@ from pms.models import Property
 from pms.services import guest_get_or_create
 
 # HTTP status per booking rule broken; anything else is a 400.
-ERROR_STATUS = {"unavailable": 409, "invalid_transition": 409, "not_found": 404}
+ERROR_STATUS = {
+    "unavailable": 409,
+    "invalid_transition": 409,
+    "not_found": 404,
+    "booking_limit_property": 429,
+    "booking_limit_guest": 429,
+}
 
 ERRORS = {
     400: ErrorSerializer,
     401: ErrorSerializer,
     404: ErrorSerializer,
     409: ErrorSerializer,
+    413: ErrorSerializer,
     429: ErrorSerializer,
 }
 
@@ -170,13 +177,14 @@ class BookingCreateView(PublicAPIView):
     )
     def post(self, request: Request) -> Response:
         """Book a stay. The answer carries the secret token that opens the booking."""
-        return idempotent(request, lambda: self._create(request))
+        return idempotent(
+            request,
+            serializer=BookingCreateSerializer(data=request.data),
+            work=self._create,
+            subject=lambda data: data["guest"]["email"],
+        )
 
-    def _create(self, request: Request) -> Response:
-        payload = BookingCreateSerializer(data=request.data)
-        if not payload.is_valid():
-            return invalid_response(payload)
-        data = payload.validated_data
+    def _create(self, data: dict[str, Any]) -> Response:
         prop = (
             Property.objects.select_related("tenant")
             .filter(public_id=data["property"], is_active=True)
@@ -197,6 +205,7 @@ class BookingCreateView(PublicAPIView):
                     guests_count=data["guests"],
                     source=BookingSource.DIRECT,
                     actor=f"api:{data['guest']['email']}",
+                    public_limits=True,
                 )
                 token = guest_token_issue(booking=booking)
         except BookingError as exc:

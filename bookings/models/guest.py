@@ -48,9 +48,13 @@ class GuestMessage(TenantOwned):
 class IdempotencyKey(models.Model):
     """The first response to a POST with an ``Idempotency-Key``, replayed for repeats.
 
-    ``scope`` separates clients (an authenticated user, or anonymous); the
-    fingerprint is a hash of method, path and body, so a key reused with
-    another body is refused. Rows live at least 24 h; beat purges older ones.
+    ``scope`` separates clients (an authenticated user, or a keyed hash of an
+    anonymous client's address and subject); ``key`` is an HMAC of the client's
+    key, never the key; the fingerprint is a hash of method, path and the
+    validated request, so a key reused with another request is refused.
+    ``response_body`` holds the answer sealed with a key derived from the
+    Idempotency-Key (see ``bookings.api.idempotency``): nothing in the row is
+    readable without it. Rows live at least 24 h; beat purges older ones.
     """
 
     scope = models.CharField(max_length=100)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from bookings.choices import (
@@ -22,6 +24,7 @@ from bookings.choices import (
     TRANSITIONS,
     BookingSource,
     BookingStatus,
+    PaymentStatus,
 )
 from bookings.errors import BookingError
 from bookings.models import Booking
@@ -90,8 +93,31 @@ def _validate_stay(
 ) -> None:
     if check_out <= check_in:
         raise BookingError("invalid_dates", "Check-out must be after check-in.", field="check_out")
-    if not allow_past and check_in < timezone.localdate(timezone=property.timezone):
+    today = timezone.localdate(timezone=property.timezone)
+    if not allow_past and check_in < today:
         raise BookingError("past_date", "Check-in cannot be in the past.", field="check_in")
+    # The horizon also keeps every later date computation (cleaning after check-out,
+    # reminders before check-in) far from date.max: 9999-12-30 once failed in a handler.
+    horizon = property.horizon_days
+    if (check_out - today).days > horizon:
+        raise BookingError(
+            "beyond_horizon",
+            f"{property.name} takes bookings up to {horizon} days ahead.",
+            field="check_out",
+        )
+    nights = (check_out - check_in).days
+    if nights < property.min_nights:
+        raise BookingError(
+            "too_few_nights",
+            f"{property.name} takes stays of at least {property.min_nights} nights.",
+            field="check_out",
+        )
+    if nights > property.max_nights:
+        raise BookingError(
+            "too_many_nights",
+            f"{property.name} takes stays of at most {property.max_nights} nights.",
+            field="check_out",
+        )
     if guests_count < 1 or guests_count > property.max_guests:
         raise BookingError(
             "too_many_guests",
@@ -109,6 +135,51 @@ def _validate_stay(
         raise BookingError("unavailable", "These dates overlap another booking of this property.")
     if block_conflicts(property_id=property.pk, start=check_in, end=check_out).exists():
         raise BookingError("unavailable", "These dates are blocked on this property.")
+
+
+def _unpaid_public_bookings(since: datetime) -> QuerySet[Booking]:
+    return Booking.objects.filter(source=BookingSource.DIRECT, created_at__gte=since).exclude(
+        payments__status=PaymentStatus.RECEIVED
+    )
+
+
+def _check_public_limits(*, property: Property, email: str) -> None:
+    """Calendar squatting: a script books every free night (nothing to pay up front) and
+    makes the host email any address. Unpaid API bookings are capped per property per hour
+    and per guest email per day (across tenants: the address is the victim).
+
+    Call while holding the property's row lock: the per-property count is then exact.
+    The per-email count takes a transaction-level advisory lock on the address.
+    """
+    now = timezone.now()
+    per_property = settings.API_BOOKINGS_PER_PROPERTY_PER_HOUR
+    if per_property and (
+        _unpaid_public_bookings(now - timedelta(hours=1)).filter(property=property).count()
+        >= per_property
+    ):
+        raise BookingError(
+            "booking_limit_property",
+            f"{property.name} takes at most {per_property} unpaid online bookings an hour; "
+            "try again later or contact the host.",
+        )
+    per_email = settings.API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY
+    if per_email and email:
+        address = email.strip().lower()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [address])
+        if (
+            _unpaid_public_bookings(now - timedelta(days=1))
+            .filter(guest__email__iexact=address)
+            .values("pk")
+            .distinct()
+            .count()
+            >= per_email
+        ):
+            raise BookingError(
+                "booking_limit_guest",
+                f"At most {per_email} unpaid online bookings a day for one email address.",
+                field="guest",
+            )
 
 
 def _save_checked(booking: Booking, **save_kwargs: Any) -> None:
@@ -136,7 +207,10 @@ def booking_create(
     external_reference: str = "",
     actor: str = "",
     allow_past: bool = False,
+    public_limits: bool = False,
 ) -> Booking:
+    """A new booking. ``public_limits``: the request came from the public API (nobody
+    authenticated), so the unpaid-booking limits per property and per guest email apply."""
     if property.tenant_id != tenant.pk or guest.tenant_id != tenant.pk:
         raise BookingError("not_found", "Property or guest not found.")
     if status not in (BookingStatus.REQUESTED, BookingStatus.CONFIRMED) and not allow_past:
@@ -150,6 +224,8 @@ def booking_create(
             guests_count=guests_count,
             allow_past=allow_past,
         )
+        if public_limits:
+            _check_public_limits(property=locked, email=guest.email)
         booking = Booking(
             tenant=tenant,
             property=locked,
