@@ -125,6 +125,12 @@ CACHES = {
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------
+# ModelBackend logs people in and answers platform permissions (the "operators"
+# group); tenant rights come only from the role in the object's tenant.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "tenants.permissions.TenantRoleBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
