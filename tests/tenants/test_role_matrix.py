@@ -43,8 +43,8 @@ from bookings.models import Booking, LedgerEntry
 from pms.models import Property
 from tenants.choices import Role
 from tenants.models import Membership, Tenant
-from tenants.permissions import role_grants
-from tenants.scoping import is_tenant_owned, model_perm
+from tenants.roles import ROLE_EXTRA_PERMISSIONS, ROLE_PERMISSIONS
+from tenants.scoping import is_tenant_owned
 from tenants.services import membership_grant
 from tests.factories import TenantFactory, UserFactory
 from tests.support.world import build_world, tenant_owned_models
@@ -98,6 +98,24 @@ def call(user_pk: int, method: str, url: str, data: dict[str, Any] | None = None
 
 
 # --- what the role table says ------------------------------------------------------------
+
+
+def model_perm(action: str, model: type[models.Model]) -> str:
+    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+
+
+def role_grants(role: str | None, perm: str) -> bool:
+    """Read straight from the table, independently of the code that enforces it."""
+    if role is None:
+        return False
+    app_label, codename = perm.split(".")
+    action, _, model_name = codename.partition("_")
+    actions = ROLE_PERMISSIONS[role].get(f"{app_label}.{model_name}", ())
+    return action in actions or perm in ROLE_EXTRA_PERMISSIONS[role]
+
+
+# Action permissions beyond view/add/change/delete, as the admins name them.
+ACTION_PERMISSIONS = {"act": "pms.act_on_failedtask"}
 
 
 def grants(role: str | None, model: type[models.Model], action: str) -> bool:
@@ -228,8 +246,17 @@ def _inline_answers(answer: Answer) -> dict[str, tuple[Any, bool]]:
 
 
 def _action_perms(model_admin: Any, func: Any) -> tuple[str, ...]:
+    """What allows an action: its declared permissions (none declared: "change")."""
     names = tuple(getattr(func, "allowed_permissions", None) or ("change",))
-    return tuple(perm for name in names for perm in model_admin.perms_for(name))
+    perms: list[str] = []
+    for name in names:
+        if name in ACTION_PERMISSIONS:
+            perms.append(ACTION_PERMISSIONS[name])
+        else:
+            perms += [model_perm(name, model_admin.model)]
+            if name == "view":
+                perms.append(model_perm("change", model_admin.model))
+    return tuple(perms)
 
 
 def _build_matrix() -> Matrix:
