@@ -8,7 +8,7 @@ DEVSTACK := $(BIN)/python -m config.devstack exec --
 export PATH := $(BIN):$(PATH)
 
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
-.PHONY: install run test lint typecheck reconcile clean-local _stack bench bench-fairness \
+.PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness \
 	bench-pipeline bench-latency bench-api bench-growth
 
 install: $(STAMP)
@@ -29,7 +29,16 @@ _stack:
 	$(BIN)/python manage.py setup_alert_rules -v0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py stack_banner
-	exec $(BIN)/honcho start
+	exec $(BIN)/python -m config.supervise
+
+## What the running stack's processes are doing (supervisord's view).
+ps: $(STAMP)
+	$(BIN)/supervisorctl -c .local/supervisor/supervisord.conf status
+
+## Smoke test of `make run` (what .ci/run checks): endpoints, Flower, a booking through every
+## handler, kill -9 of a worker survived, Ctrl-C leaves nothing behind, a second run keeps the data.
+smoke: $(STAMP)
+	$(BIN)/python .ci/smoke_stack.py
 
 ## The full test suite (real PostgreSQL, Redis and Celery workers).
 test: $(STAMP)

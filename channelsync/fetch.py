@@ -6,14 +6,21 @@ link-local, reserved, multicast or unspecified (loopback only with
 on every address DNS returned, for every hop: redirects are followed by hand
 (at most ``MAX_REDIRECTS``) and each one goes through the same connection
 class, so neither DNS rebinding nor a redirect reaches an internal service.
-Bodies are streamed with a byte cap; the whole exchange has a time budget.
+Bodies are streamed with a byte cap; the whole exchange (connect, send, every
+redirect, the whole answer) has a wall-clock deadline, enforced on the sockets
+themselves (``_ExchangeDeadline``), so a server that trickles bytes is cut at the
+deadline, not at the task's time limit.
 Environment proxies are ignored (they would bypass the check).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
+import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -27,6 +34,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pms.errors import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 USER_AGENT = "PMS-ChannelSync/1.0"
@@ -58,6 +67,18 @@ class FetchTransientError(TransientError):
         self.status = status
 
 
+# Global by Python's tables, but a way to reach an internal host: 6to4 embeds an IPv4
+# address (a relay can deliver to 2002:0a00:0001:: = 10.0.0.1), site-local is a
+# deprecated private range still routed inside some networks.
+REFUSED_NETWORKS = (
+    (ipaddress.ip_network("2002::/16"), "6to4"),
+    (ipaddress.ip_network("fec0::/10"), "site-local"),
+)
+# What a refused address is reported as. The reason (and the address) is only logged:
+# a channel's stored error must not tell a tenant what an internal name resolves to.
+REFUSED_ADDRESS_MESSAGE = "refused: not a public address"
+
+
 def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
     """Why ``address`` may not be contacted, or None if it may."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -65,8 +86,17 @@ def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
         ip = ip.ipv4_mapped
     if ip.is_loopback:
         return None if allow_loopback else "loopback"
-    for attribute in ("is_private", "is_link_local", "is_multicast", "is_reserved"):
-        if getattr(ip, attribute):
+    for network, name in REFUSED_NETWORKS:
+        if ip.version == network.version and ip in network:
+            return name
+    for attribute in (
+        "is_private",
+        "is_link_local",
+        "is_site_local",
+        "is_multicast",
+        "is_reserved",
+    ):
+        if getattr(ip, attribute, False):
             return attribute.removeprefix("is_").replace("_", "-")
     if ip.is_unspecified or not ip.is_global:
         return "not globally routable"
@@ -86,17 +116,84 @@ def vetted_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
         address = info[4][0]
         reason = address_refusal(address, allow_loopback=allow_loopback)
         if reason:
-            raise FetchRefused(f"refused: {host} resolves to {address} ({reason})")
+            logger.info("refused %s: resolves to %s (%s)", host, address, reason)
+            raise FetchRefused(REFUSED_ADDRESS_MESSAGE)
     return infos
+
+
+class _ExchangeDeadline:
+    """The wall-clock end of one exchange (connect, send, read of the whole answer).
+
+    Socket timeouts bound each wait, not their sum: a server that sends one byte
+    every few seconds never trips them, and only the task's time limit would stop
+    it. So at the deadline a timer thread shuts down every socket the exchange
+    opened (``shutdown`` wakes a read blocked in another thread, under TLS too),
+    and whatever that read then raises or returns is reported as a timeout.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        # Duplicates of the exchange's sockets: shutting one down ends the connection
+        # even after TLS has taken over the original socket object, and an fd number
+        # we hold cannot be reused by an unrelated socket meanwhile.
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+        self._token: contextvars.Token[_ExchangeDeadline | None] | None = None
+
+    def __enter__(self) -> _ExchangeDeadline:
+        self._token = _current_exchange.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        if self._token is not None:
+            _current_exchange.reset(self._token)
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                raise TimeoutError("the exchange's deadline has passed")
+            self._sockets.append(sock.dup())
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                # Not connected (yet, or any more): nothing to cut.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def timeout_error(self) -> FetchTransientError:
+        return FetchTransientError(f"timed out: the whole exchange is limited to {self.seconds:g}s")
+
+
+_current_exchange: contextvars.ContextVar[_ExchangeDeadline | None] = contextvars.ContextVar(
+    "channelsync_fetch_exchange", default=None
+)
 
 
 def _connect_vetted(
     host: str, port: int, timeout: Any, source_address: Any = None
 ) -> socket.socket:
     last_error: OSError | None = None
+    exchange = _current_exchange.get()
     for family, socktype, proto, _name, sockaddr in vetted_addresses(host, port):
         sock = socket.socket(family, socktype, proto)
         try:
+            if exchange is not None:
+                exchange.watch(sock)
             if isinstance(timeout, int | float):
                 sock.settimeout(timeout)
             if source_address:
@@ -218,8 +315,37 @@ def safe_request(
     FetchHTTPError naming the redirect.
     """
     budget = timeout if timeout is not None else settings.CHANNEL_FETCH_TIMEOUT
-    cap = max_bytes if max_bytes is not None else settings.CHANNEL_FETCH_MAX_BYTES
-    deadline = time.monotonic() + budget
+    with _ExchangeDeadline(budget) as exchange:
+        try:
+            result = _exchange(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                cap=max_bytes if max_bytes is not None else settings.CHANNEL_FETCH_MAX_BYTES,
+                exchange=exchange,
+            )
+        except (FetchRefused, FetchTooLarge):
+            raise
+        except Exception as exc:
+            # A read cut by the deadline surfaces as a reset or an incomplete answer.
+            if exchange.expired:
+                raise exchange.timeout_error() from exc
+            raise
+        if exchange.expired:  # the cut looked like the end of the body
+            raise exchange.timeout_error()
+        return result
+
+
+def _exchange(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None,
+    data: bytes | None,
+    cap: int,
+    exchange: _ExchangeDeadline,
+) -> FetchResult:
     request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     redirects: list[str] = []
     method = method.upper()
@@ -236,9 +362,9 @@ def safe_request(
                     for name, value in request_headers.items()
                     if name.lower() not in CREDENTIAL_HEADERS
                 }
-            remaining = deadline - time.monotonic()
+            remaining = exchange.remaining()
             if remaining <= 0:
-                raise FetchTransientError(f"timed out after {budget:.0f}s")
+                raise exchange.timeout_error()
             try:
                 response = session.request(
                     method,
@@ -286,7 +412,7 @@ def safe_request(
                     raise FetchHTTPError(
                         f"HTTP {status} from {urlsplit(current).hostname}", status=status
                     )
-                body = _read_capped(response, cap=cap, deadline=deadline)
+                body = _read_capped(response, cap=cap, exchange=exchange)
                 return FetchResult(
                     url=current,
                     status=status,
@@ -315,7 +441,7 @@ def _refusal_in(exc: BaseException) -> FetchRefused | None:
     return None
 
 
-def _read_capped(response: requests.Response, *, cap: int, deadline: float) -> bytes:
+def _read_capped(response: requests.Response, *, cap: int, exchange: _ExchangeDeadline) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise FetchTooLarge(f"response of {declared} bytes is over the {cap}-byte limit")
@@ -326,8 +452,8 @@ def _read_capped(response: requests.Response, *, cap: int, deadline: float) -> b
             size += len(chunk)
             if size > cap:
                 raise FetchTooLarge(f"response is over the {cap}-byte limit")
-            if time.monotonic() > deadline:
-                raise FetchTransientError("timed out while reading the response")
+            if exchange.expired or exchange.remaining() <= 0:
+                raise exchange.timeout_error()
             chunks.append(chunk)
     except requests.exceptions.RequestException as exc:
         raise FetchTransientError(f"reading the response failed: {exc}") from exc

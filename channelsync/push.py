@@ -46,7 +46,6 @@ from pms.reliable import redis_client
 
 logger = logging.getLogger(__name__)
 
-PUSH_TIMEOUT = 10.0
 LOCK_SECONDS = 120
 MAX_RATE_WAIT = 2.0
 
@@ -81,7 +80,7 @@ class GenericJsonAdapter:
             channel.push_url,
             headers=headers,
             data=json.dumps(self.body(channel=channel, update=update)).encode(),
-            timeout=PUSH_TIMEOUT,
+            timeout=settings.CHANNEL_PUSH_TIMEOUT,
             max_bytes=64 * 1024,
         )
 

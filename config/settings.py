@@ -3,8 +3,9 @@
 Every variable is listed in README.md. A production secret has no default: with
 ``DJANGO_DEBUG`` off, a missing ``DJANGO_SECRET_KEY`` stops start-up with one line.
 When ``DATABASE_URL`` is unset, the embedded dev stack's ``.local/stack.env``
-(written by ``python -m config.devstack`` while its servers run) is read, so
-``manage.py shell`` works beside ``make run``.
+(written by ``python -m config.devstack`` while its servers run) and
+``.local/secrets.env`` (its generated secret key) are read, so ``manage.py shell``
+works beside ``make run``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 if "DATABASE_URL" not in env.ENVIRON and (BASE_DIR / ".local" / "stack.env").exists():
+    # Beside a running `make run`: its servers, and the secret key it generated
+    # for this checkout (so `manage.py shell` needs no DJANGO_DEBUG).
     env.read_env(BASE_DIR / ".local" / "stack.env", overwrite=False)
+    if (BASE_DIR / ".local" / "secrets.env").exists():
+        env.read_env(BASE_DIR / ".local" / "secrets.env", overwrite=False)
 
 
 def required(name: str, value: str | None) -> str:
@@ -57,6 +62,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_prometheus",
     "health_check",
+    "axes",
     "tenants",
     "pms",
     "bookings",
@@ -77,6 +83,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# AxesStandaloneBackend first: it refuses a locked-out username+address before any
+# backend checks a password; it authenticates nobody itself.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -96,6 +111,17 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Login lockout (django-axes): admin login failures per username + address ----------
+# AXES_FAILURE_LIMIT failed logins for one username from one address lock that pair out
+# for AXES_COOLOFF_MINUTES (a 429 page); a success resets the count. Superusers see the
+# attempts, and unlock, in Admin > Axes. The address is REMOTE_ADDR (axes' default):
+# X-Forwarded-For is not trusted, so a rotating header cannot dodge the lockout.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 # --- Database -----------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=None) or {}}
@@ -282,6 +308,11 @@ GUEST_LINK_BASE_URL = env.str(
     "GUEST_LINK_BASE_URL", default="http://127.0.0.1:8000/api/v1/bookings/"
 )
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
+# Guest links (?token=, Authorization: Bearer): a token stops working this many days after
+# the booking's check-out; each booking keeps at most this many live tokens (minting one
+# more, e.g. for a re-sent email, revokes the oldest).
+GUEST_TOKEN_DAYS_AFTER_CHECKOUT = env.int("GUEST_TOKEN_DAYS_AFTER_CHECKOUT", default=30)
+GUEST_TOKENS_LIVE_PER_BOOKING = env.int("GUEST_TOKENS_LIVE_PER_BOOKING", default=5)
 API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="120/min")
 API_THROTTLE_GUEST_TOKEN = env.str("API_THROTTLE_GUEST_TOKEN", default="60/min")
 API_THROTTLE_BOOKING_CREATE = env.str("API_THROTTLE_BOOKING_CREATE", default="30/min")
@@ -298,6 +329,9 @@ FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
 # --- The event pipeline ---------------------------------------------------------
 # A delivery not completed this long after its last publish is re-published by the relay.
 OUTBOX_DELIVERY_DEADLINE = timedelta(seconds=env.int("OUTBOX_DELIVERY_DEADLINE", default=60))
+# `manage.py reconcile`: a pending delivery published this many times and still not
+# applied is reported (a queue no worker consumes), not counted as in flight.
+RECONCILE_MAX_PUBLISHES = env.int("RECONCILE_MAX_PUBLISHES", default=5)
 OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", default=5)
 OUTBOX_RELAY_BATCH = env.int("OUTBOX_RELAY_BATCH", default=500)
 # A message that starts this many times without finishing (the worker died each
@@ -320,6 +354,10 @@ OPS_ALERT_BEAT_SILENT_SECONDS = env.int("OPS_ALERT_BEAT_SILENT_SECONDS", default
 OPS_ALERT_OUTBOX_OVERDUE = env.int("OPS_ALERT_OUTBOX_OVERDUE", default=1)
 OPS_ALERT_OUTBOX_GRACE_SECONDS = env.int("OPS_ALERT_OUTBOX_GRACE_SECONDS", default=120)
 OPS_ALERT_CHANNELS_STALE = env.int("OPS_ALERT_CHANNELS_STALE", default=1)
+# Like Prometheus' `for:`: a condition must hold this long before its incident opens and
+# operators are told (a worker restarting for a few seconds pages nobody). The default of
+# a new rule's "for (seconds)", edited per rule in Admin > Alert rules.
+OPS_ALERT_FOR_SECONDS = env.int("OPS_ALERT_FOR_SECONDS", default=60)
 # Recipients: OPS_ALERT_EMAILS, or the active superusers' addresses when it is empty.
 OPS_ALERT_EMAILS = env.list("OPS_ALERT_EMAILS", default=[])
 OPS_ALERT_WEBHOOK_URL = env.str("OPS_ALERT_WEBHOOK_URL", default="")
@@ -327,15 +365,33 @@ OPS_ALERT_WEBHOOK_TIMEOUT = env.float("OPS_ALERT_WEBHOOK_TIMEOUT", default=5.0)
 # `manage.py ops_watchdog` (Procfile `watchdog`) evaluates the rules this often. Read as text
 # and validated by the command, so a bad value is one readable error line there.
 OPS_WATCHDOG_INTERVAL = env.str("OPS_WATCHDOG_INTERVAL", default="30")
+# The watchdog does not evaluate during this many seconds after it starts (the workers and
+# beat of the same `make run` are still starting). Text, validated by the command.
+OPS_ALERT_STARTUP_GRACE_SECONDS = env.str("OPS_ALERT_STARTUP_GRACE_SECONDS", default="60")
 # /metrics and /health/ answer these addresses, or a request bearing METRICS_TOKEN.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Behind a reverse proxy on this host every request comes from loopback: set this false
-# (and METRICS_TOKEN) so loopback is not trusted as "the operator's own machine".
-METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=True)
+# Behind a reverse proxy on this host every request comes from loopback, so loopback is
+# trusted as "the operator's own machine" only in debug by default; with DEBUG off set
+# METRICS_TOKEN (or list the scraper's address in METRICS_ALLOWED_IPS).
+METRICS_TRUST_LOOPBACK = env.bool("METRICS_TRUST_LOOPBACK", default=DEBUG)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Logging -------------------------------------------------------------------------
+# Frequent housekeeping (beat, every minute or more often): beat's "Sending due task" and
+# the worker's "received" lines for these go to DEBUG, and so does "succeeded" when the
+# result says nothing was done (0, {"...": 0}); a pass that did something stays at INFO.
+QUIET_HOUSEKEEPING_TASKS = [
+    "pms.tasks.relay_outbox",
+    "pms.tasks.fair_dispatch",
+    "pms.tasks.ops_alerts_evaluate",
+    "pms.tasks.alert_staff_of_failures",
+    "channelsync.tasks.poll_due_channels",
+    "channelsync.tasks.sweep_outbound",
+    "automation.tasks.sweep_due_messages",
+]
+# Every pass does the same one thing (one queue-health sample): all its lines at DEBUG.
+QUIET_ROUTINE_TASKS = ["pms.tasks.monitoring_sample_queues"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -343,9 +399,36 @@ LOGGING = {
         # tenant_id is on every record (pms.log_context): grep a tenant's story.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s tenant=%(tenant_id)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "quiet_housekeeping": {
+            "()": "pms.log_filters.QuietHousekeeping",
+            "tasks": QUIET_HOUSEKEEPING_TASKS,
+            "routine": QUIET_ROUTINE_TASKS,
+        },
+        # Guest tokens (?token=, Bearer) never reach a log line (config.log_redaction).
+        "redact_tokens": {"()": "config.log_redaction.RedactTokens"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Logger filters: they see the records these loggers write, whatever handler
+        # (Django's console, Celery's --logfile) finally prints them.
+        "celery.beat": {"filters": ["quiet_housekeeping"]},
+        "celery.worker.strategy": {"filters": ["quiet_housekeeping"]},
+        "celery.app.trace": {"filters": ["quiet_housekeeping"]},
+        # Django's default handlers for these (its own console handler, mail_admins with
+        # the request's GET) would bypass the redaction: through the filtered one instead.
+        # runserver's request lines (django.server) carry the query string.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- Channel sync (iCal, push APIs, outbound webhooks) ----------------------------------
@@ -353,7 +436,12 @@ LOGGING = {
 # refused; loopback only when this is on (tests and the local demo).
 CHANNEL_FETCH_ALLOW_LOOPBACK = env.bool("CHANNEL_FETCH_ALLOW_LOOPBACK", default=False)
 CHANNEL_FETCH_MAX_BYTES = env.int("CHANNEL_FETCH_MAX_BYTES", default=5 * 1024 * 1024)
+# Wall-clock limits on a whole exchange (connect, send, redirects, the whole answer), in
+# seconds: a feed fetch, one webhook attempt, one channel push. A server that trickles its
+# answer is cut here, and the attempt counts as failed (webhooks: towards auto-disable).
 CHANNEL_FETCH_TIMEOUT = env.float("CHANNEL_FETCH_TIMEOUT", default=20.0)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+CHANNEL_PUSH_TIMEOUT = env.float("CHANNEL_PUSH_TIMEOUT", default=10.0)
 CHANNEL_POLL_JITTER = env.float("CHANNEL_POLL_JITTER", default=0.1)
 CHANNEL_VANISH_AFTER_FETCHES = env.int("CHANNEL_VANISH_AFTER_FETCHES", default=2)
 CHANNEL_IMPORT_HORIZON_DAYS = env.int("CHANNEL_IMPORT_HORIZON_DAYS", default=730)

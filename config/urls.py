@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from pms.api.errors import api_not_found_view
 from pms.monitoring.health import health_view, liveness_view
 from pms.monitoring.metrics import metrics_view, restricted
 
@@ -20,6 +21,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("ical/", include("channelsync.urls")),
+    # Last: anything else under /api/ is a JSON 404, DEBUG or not (handler404 is not
+    # called in DEBUG). A plain Django view, so it stays out of the OpenAPI schema.
+    re_path(r"^api/(?P<unmatched>.*)$", api_not_found_view, name="api-not-found"),
 ]
 
 handler404 = "pms.api.errors.not_found_view"

@@ -147,6 +147,47 @@ def _record(
     return failed
 
 
+def record_delivery_without_handler(*, delivery: EventDelivery, task_id: str) -> FailedTask:
+    """A pending delivery whose handler no longer exists: fail it for review.
+
+    A handler renamed or removed by a deploy leaves its pending deliveries with no
+    task to run; re-publishing them would loop for ever, unseen. Staff see the row,
+    and resolve or discard it (or retry it once the handler is back). Call inside
+    the relay's transaction, holding the delivery's row lock.
+    """
+    now = timezone.now()
+    message = (
+        f"no handler named {delivery.handler!r} is registered: the event's effect was not "
+        "applied (was the handler renamed or removed?)"
+    )
+    EventDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED)
+    failed, _created = FailedTask.objects.get_or_create(
+        task_id=task_id,
+        defaults={
+            "task_name": f"handlers.{delivery.handler}",
+            "queue": delivery.queue,
+            "args": [delivery.pk],
+            "kwargs": {},
+            "tenant_id": delivery.tenant_id,
+            "event_id": delivery.event_id,
+            "delivery": delivery,
+            "exception_class": "HandlerMissing",
+            "exception_message": message,
+            "attempts": max(delivery.publish_count, 1),
+            "first_failed_at": now,
+            "last_failed_at": now,
+        },
+    )
+    FailedTaskAction.objects.create(failed_task=failed, action="failed", note=message)
+    transaction.on_commit(_schedule_staff_alert)
+    logger.error(
+        "delivery %s has no handler %s: recorded for review, not re-published",
+        delivery.pk,
+        delivery.handler,
+    )
+    return failed
+
+
 def _qualified_name(exception: BaseException | None) -> str:
     if exception is None:
         return "Unknown"

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from config.celery import app
 from pms.choices import DeliveryStatus
+from pms.failures import record_delivery_without_handler
 from pms.models import DomainEvent, EventDelivery
 from pms.registry import get_handler, handlers_for
 
@@ -258,7 +259,12 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
                 .order_by("due_at")[:batch_size]
             )
             to_send = []
+            orphaned = []
             for delivery in claimed:
+                handler = get_handler(delivery.handler)
+                if handler is None or handler.task is None:
+                    orphaned.append(delivery)  # would be re-published for ever
+                    continue
                 if _still_queued(delivery, backlog, now):
                     delivery.due_at = now + relay_backoff(0)
                     continue
@@ -269,9 +275,14 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
             EventDelivery.objects.bulk_update(
                 claimed, ["publish_count", "last_published_at", "due_at"]
             )
+            for delivery in orphaned:
+                record_delivery_without_handler(
+                    delivery=delivery,
+                    task_id=delivery_task_id(delivery.event_id, delivery.handler),
+                )
         if not claimed:
             return total
-        if deferred := len(claimed) - len(to_send):
+        if deferred := len(claimed) - len(to_send) - len(orphaned):
             logger.info("relay: %d due deliveries still wait behind a backlog", deferred)
         if to_send:
             broker_breaker.reset()  # the relay always tries; it is the recovery path

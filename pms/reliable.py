@@ -3,8 +3,9 @@
 Retries are declared here, once: transient errors retry with exponential
 backoff and full jitter up to ``TASK_MAX_RETRIES``; permanent errors do not.
 Whatever finally fails reaches ``pms.failures`` through Celery's
-``task_failure`` signal (connected in PmsConfig.ready), which also covers a
-retry whose publish failed.
+``task_failure`` signal (connected in PmsConfig.ready). A retry whose publish
+fails does not: Celery raises ``Reject`` there (the message is dropped, no
+``task_failure``), so ``ReliableTask.retry`` records that FailedTask itself.
 
 ``acks_late`` + ``reject_on_worker_lost`` mean a worker killed mid-task gives
 the message back. A message that kills its worker every time would loop for
@@ -27,6 +28,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from celery.exceptions import Reject
 from django.conf import settings
 
 from pms.errors import TRANSIENT_ERRORS, PermanentError, PoisonMessageError
@@ -58,6 +60,10 @@ def forget_starts(task_id: str) -> None:
         logger.warning("could not reset start counter of %s", task_id)
 
 
+class RetryPublishError(Exception):
+    """A task's retry could not be sent to the broker (recorded as its FailedTask)."""
+
+
 class ReliableTask(Task):  # type: ignore[type-arg]
     abstract = True
     autoretry_for = TRANSIENT_ERRORS
@@ -69,6 +75,31 @@ class ReliableTask(Task):  # type: ignore[type-arg]
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as rejected:
+            reason = getattr(rejected, "reason", None)
+            # Celery's Task.retry turns a failed publish of the retry message into
+            # Reject(requeue=False): the message is acknowledged and dropped, and
+            # task_failure never fires. Without this the task would vanish unseen.
+            if isinstance(reason, BaseException):
+                from pms.failures import record_task_failure  # imports models: not at load
+
+                original = kwargs.get("exc")
+                error = RetryPublishError(
+                    f"could not publish the retry ({reason!r}) after: {original!r}"
+                )
+                error.__cause__ = reason
+                record_task_failure(
+                    sender=self,
+                    task_id=self.request.id,
+                    exception=error,
+                    args=self.request.args,
+                    kwargs=self.request.kwargs,
+                )
+            raise
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         if not (self.request.delivery_info or {}).get("redelivered"):

@@ -23,7 +23,7 @@ from tenants.choices import Role
 from tenants.models import Tenant
 from tenants.services import membership_grant
 from tests.factories import GuestFactory, PropertyFactory, TenantFactory, UserFactory
-from tests.support import fault_handlers
+from tests.support import fault_handlers, services
 from tests.support.broker import configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
 from tests.support.servers import CeleryWorker, PrivateRedis, SmtpSink
@@ -85,12 +85,72 @@ def _is_transactional(item: pytest.Item) -> bool:
     )
 
 
+# Set once the test's database fixture is up: only then is there a flush to protect.
+_DATABASE_READY = pytest.StashKey[bool]()
+_DATABASE_FIXTURES = {"_django_db_helper", "transactional_db", "db", "live_server"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    result = yield
+    if fixturedef.argname in _DATABASE_FIXTURES:
+        request.node.stash[_DATABASE_READY] = True
+    return result
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    # Runs before the test's fixtures are finalised, i.e. before the flush.
-    if _is_transactional(item) and (terminated := quiesce_database()):
+    # Runs before the test's fixtures are finalised, i.e. before the flush. A test
+    # that was skipped (or failed) before it got the database has no flush to guard.
+    ready = item.stash.get(_DATABASE_READY, False)
+    if ready and _is_transactional(item) and (terminated := quiesce_database()):
         item.warn(pytest.PytestWarning(f"ended busy sessions {terminated} before the flush"))
     return (yield)
+
+
+# --- Tests that need a service the machine may lack (tests/support/services.py) -----
+
+_SKIPPED_GROUPS = pytest.StashKey[dict[str, int]]()
+_RAN_GROUPS = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SKIPPED_GROUPS] = {}
+    config.stash[_RAN_GROUPS] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs"):
+        for name in marker.args:
+            group = services.GROUPS[name]
+            reason = services.unusable(name)
+            if reason is None:
+                ran = item.config.stash[_RAN_GROUPS]
+                ran[name] = ran.get(name, 0) + 1
+                continue
+            if services.in_ci():
+                pytest.fail(
+                    f"CI=true and the {group.title} tests cannot run: {reason}. "
+                    f"CI must provision it: {group.enable}",
+                    pytrace=False,
+                )
+            skipped = item.config.stash[_SKIPPED_GROUPS]
+            skipped[name] = skipped.get(name, 0) + 1
+            pytest.skip(f"{group.title}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line per group of tests that needs a service: ran, or why not and how."""
+    for name, count in config.stash[_RAN_GROUPS].items():
+        terminalreporter.write_line(f"{services.GROUPS[name].title} tests: {count} ran")
+    for name, count in config.stash[_SKIPPED_GROUPS].items():
+        group = services.GROUPS[name]
+        terminalreporter.write_line(
+            f"SKIPPED {count} {group.title} tests: {services.unusable(name)}. "
+            f"To run them: {group.enable}",
+            yellow=True,
+        )
 
 
 def _database_url() -> str:

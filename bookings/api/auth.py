@@ -37,7 +37,9 @@ class GuestTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = guest_token_resolve(raw_token=raw)
         if token is None:
-            raise exceptions.AuthenticationFailed("This booking token is invalid or was revoked.")
+            raise exceptions.AuthenticationFailed(
+                "This booking token is invalid, expired or was revoked."
+            )
         bind_tenant(token.tenant_id)  # the guest's requests log under their host's tenant
         return GuestPrincipal(token), token
 
@@ -59,7 +61,11 @@ class GuestTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyp
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "The secret booking token from the booking response or email.",
+            "description": (
+                "The secret booking token from the booking response or email. It stops "
+                "working some days after check-out (GUEST_TOKEN_DAYS_AFTER_CHECKOUT), when "
+                "the host revokes it, or when newer links replace it."
+            ),
         }
 
 

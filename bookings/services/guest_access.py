@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,21 +23,51 @@ def token_hash(raw_token: str) -> str:
 
 
 def guest_token_issue(*, booking: Booking) -> str:
-    """Mint a token for ``booking``; returns the raw token (shown once, never stored)."""
+    """Mint a token for ``booking``; returns the raw token (shown once, never stored).
+
+    Every email with ``{guest_link}`` (confirmation, reminders, a staff re-send, each
+    send attempt) mints one, so a booking keeps at most ``GUEST_TOKENS_LIVE_PER_BOOKING``
+    live tokens: minting one more revokes the oldest (the link in the oldest email
+    stops working; the newest links keep working).
+    """
     raw = secrets.token_urlsafe(32)
-    GuestAccessToken.objects.create(
-        tenant_id=booking.tenant_id, booking=booking, token_hash=token_hash(raw)
-    )
+    keep = max(int(settings.GUEST_TOKENS_LIVE_PER_BOOKING), 1)
+    with transaction.atomic():
+        # Serialise issuers of one booking, so two concurrent sends cannot both keep N.
+        Booking.objects.select_for_update().filter(pk=booking.pk).first()
+        older = list(
+            GuestAccessToken.objects.filter(booking=booking, revoked_at__isnull=True)
+            .order_by("-created_at", "-pk")
+            .values_list("pk", flat=True)[keep - 1 :]
+        )
+        if older:
+            GuestAccessToken.objects.filter(pk__in=older).update(revoked_at=timezone.now())
+        GuestAccessToken.objects.create(
+            tenant_id=booking.tenant_id, booking=booking, token_hash=token_hash(raw)
+        )
     return raw
 
 
+def guest_token_expiry_cutoff() -> date:
+    """Tokens of bookings that checked out before this day have expired."""
+    return timezone.localdate() - timedelta(days=settings.GUEST_TOKEN_DAYS_AFTER_CHECKOUT)
+
+
 def guest_token_resolve(*, raw_token: str) -> GuestAccessToken | None:
-    """The live token row for ``raw_token``, or None (unknown or revoked)."""
+    """The live token row for ``raw_token``, or None (unknown, revoked or expired).
+
+    A token expires ``GUEST_TOKEN_DAYS_AFTER_CHECKOUT`` days after the booking's
+    check-out (read from the booking, so a changed stay moves the expiry with it).
+    """
     if not raw_token or len(raw_token) > 200:
         return None
     token = (
         GuestAccessToken.objects.select_related("booking", "booking__property", "booking__guest")
-        .filter(token_hash=token_hash(raw_token), revoked_at__isnull=True)
+        .filter(
+            token_hash=token_hash(raw_token),
+            revoked_at__isnull=True,
+            booking__check_out__gte=guest_token_expiry_cutoff(),
+        )
         .first()
     )
     if token is not None:
@@ -44,6 +76,7 @@ def guest_token_resolve(*, raw_token: str) -> GuestAccessToken | None:
 
 
 def guest_tokens_revoke(*, booking: Booking) -> int:
+    """Revoke every live link of the booking (the admin's "Revoke the guests' private links")."""
     return GuestAccessToken.objects.filter(booking=booking, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )

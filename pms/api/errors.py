@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
+from django.urls import Resolver404, resolve
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -60,11 +68,34 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _json_not_found() -> JsonResponse:
+    return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+
+
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404: JSON under /api/ (a malformed id matches no route); else Django's page."""
     if _is_api(request):
-        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+        return _json_not_found()
     return defaults.page_not_found(request, exception or Http404())
+
+
+def api_not_found_view(request: HttpRequest, unmatched: str = "") -> HttpResponse:
+    """The last URL pattern under ``api/``: what no API route matched is a JSON 404.
+
+    handler404 alone is not enough: with DEBUG on, Django answers an unmatched URL
+    with its HTML technical 404 and never calls handler404. Matching every other
+    ``/api/...`` path also hides it from CommonMiddleware's APPEND_SLASH redirect,
+    so that redirect is kept here, for GET and HEAD, as Django would do it.
+    """
+    path = request.path_info
+    if settings.APPEND_SLASH and not path.endswith("/") and request.method in ("GET", "HEAD"):
+        try:
+            match = resolve(f"{path}/", getattr(request, "urlconf", None))
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found_view:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return _json_not_found()
 
 
 def server_error_view(request: HttpRequest) -> HttpResponse:

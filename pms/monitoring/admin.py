@@ -118,8 +118,8 @@ class QueueHealthAdmin(admin.ModelAdmin):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "queue", "threshold", "enabled", "updated_at"]
-    list_editable = ["threshold", "enabled"]
+    list_display = ["__str__", "kind", "queue", "threshold", "for_seconds", "enabled", "updated_at"]
+    list_editable = ["threshold", "for_seconds", "enabled"]
     list_filter = ["kind", "enabled"]
 
 
@@ -130,6 +130,7 @@ class AlertIncidentAdmin(admin.ModelAdmin):
         "subject",
         "status",
         "message",
+        "firing_since",
         "opened_at",
         "resolved_at",
         "notified_at",

@@ -1,7 +1,14 @@
 """Operator alerts: evaluate the rules, open and resolve incidents, tell operators once.
 
+A condition must hold for its rule's ``for_seconds`` (Prometheus' ``for:``) before
+its incident opens: until then the incident is *pending* and nobody is told. A
+pending incident whose condition clears is deleted: no alert went out, so no
+recovery goes out either. A worker restart of a few seconds pages nobody.
+
 Invariants:
-- At most one open incident per (rule, subject) (a database constraint).
+- At most one pending-or-open incident per (rule, subject) (a database constraint).
+- Pending incidents are never announced: the opening claim requires the incident
+  to have opened.
 - A subject that could not be measured (broker unreachable, inspect timed out)
   neither opens nor resolves anything: an outage of the monitoring path is not
   a recovery.
@@ -166,46 +173,85 @@ def alert_rules_evaluate(*, overview: Overview | None = None) -> dict[str, int]:
             resolved += _close_silently(rule, now=now)
             continue
         result = _evaluate_rule(rule, overview)
-        with transaction.atomic():
-            open_incidents = {
-                incident.subject: incident
-                for incident in rule.incidents.select_for_update().filter(
-                    status=IncidentStatus.OPEN
-                )
-            }
-            for subject, firing in result.firing.items():
-                incident = open_incidents.get(subject)
-                if incident is not None:
-                    incident.last_value = firing.value
-                    incident.save(update_fields=["last_value"])
-                    continue
+        changes = _apply_result(rule, result, now=now)
+        opened += changes["opened"]
+        resolved += changes["resolved"]
+    sent = alert_notifications_send()
+    return {"opened": opened, "resolved": resolved, "notified": sent}
+
+
+def _apply_result(rule: AlertRule, result: RuleResult, *, now: datetime) -> dict[str, int]:
+    """One rule's incidents after one evaluation, in one transaction holding their row locks
+    (a concurrent evaluation of the same rule waits, then sees what this one did)."""
+    opened = resolved = 0
+    held_long_enough = timedelta(seconds=rule.for_seconds)
+    with transaction.atomic():
+        active = {
+            incident.subject: incident
+            for incident in rule.incidents.select_for_update().filter(
+                status__in=[IncidentStatus.PENDING, IncidentStatus.OPEN]
+            )
+        }
+        for subject, firing in result.firing.items():
+            incident = active.get(subject)
+            if incident is None:
+                status = IncidentStatus.OPEN if not rule.for_seconds else IncidentStatus.PENDING
                 try:
                     with transaction.atomic():
                         AlertIncident.objects.create(
                             rule=rule,
                             subject=subject,
+                            status=status,
                             message=firing.message,
                             value=firing.value,
                             last_value=firing.value,
+                            firing_since=now,
                         )
-                    opened += 1
                 except IntegrityError:
-                    pass  # a concurrent evaluation opened it
-            for subject, incident in open_incidents.items():
-                if subject in result.known and subject not in result.firing:
-                    incident.status = IncidentStatus.RESOLVED
-                    incident.resolved_at = now
-                    incident.save(update_fields=["status", "resolved_at"])
-                    resolved += 1
-    sent = alert_notifications_send()
-    return {"opened": opened, "resolved": resolved, "notified": sent}
+                    continue  # a concurrent evaluation created it
+                if status == IncidentStatus.OPEN:
+                    opened += 1
+                else:
+                    logger.debug("ops alert pending for %ss: %s", rule.for_seconds, firing.message)
+                continue
+            since = incident.firing_since or incident.opened_at
+            if incident.status == IncidentStatus.PENDING and now - since >= held_long_enough:
+                # Held for the whole for: the incident opens now, saying what holds now.
+                incident.status = IncidentStatus.OPEN
+                incident.opened_at = now
+                incident.message = firing.message
+                incident.value = incident.last_value = firing.value
+                incident.save(
+                    update_fields=["status", "opened_at", "message", "value", "last_value"]
+                )
+                opened += 1
+                continue
+            incident.last_value = firing.value
+            incident.save(update_fields=["last_value"])
+        for subject, incident in active.items():
+            # Unmeasured subjects keep their state: an outage of the monitoring
+            # path neither resolves an open incident nor drops a pending one.
+            if subject not in result.known or subject in result.firing:
+                continue
+            if incident.status == IncidentStatus.PENDING:
+                # Cleared before its for: elapsed. Nobody was told: drop it.
+                logger.debug("ops alert cleared while pending: %s", incident.message)
+                incident.delete()
+                continue
+            incident.status = IncidentStatus.RESOLVED
+            incident.resolved_at = now
+            incident.save(update_fields=["status", "resolved_at"])
+            resolved += 1
+    return {"opened": opened, "resolved": resolved}
 
 
 RULE_DISABLED_NOTE = "rule disabled"
 
 
 def _close_silently(rule: AlertRule, *, now: datetime) -> int:
-    """A disabled rule's open incidents are closed without a recovery message."""
+    """A disabled rule's open incidents are closed without a recovery message; its
+    pending ones (never announced) are dropped."""
+    rule.incidents.filter(status=IncidentStatus.PENDING).delete()
     return rule.incidents.filter(status=IncidentStatus.OPEN).update(
         status=IncidentStatus.RESOLVED, resolved_at=now, resolution_note=RULE_DISABLED_NOTE
     )
@@ -244,6 +290,9 @@ def _message(incident: AlertIncident, *, recovered: bool) -> tuple[str, str]:
         f"Rule: {incident.rule}\nSubject: {incident.subject}\n"
         f"Opened: {incident.opened_at:%Y-%m-%d %H:%M:%S} UTC\n"
     )
+    # Opened after a for: (not at first sight): say since when the condition held.
+    if incident.firing_since and incident.opened_at - incident.firing_since >= timedelta(seconds=1):
+        body += f"Firing since: {incident.firing_since:%Y-%m-%d %H:%M:%S} UTC\n"
     if recovered and incident.resolved_at:
         body += f"Resolved: {incident.resolved_at:%Y-%m-%d %H:%M:%S} UTC\n"
     body += "\nSee Admin > PMS core > Queue health and Alert incidents.\n"
@@ -276,6 +325,7 @@ def _send_webhook(incident: AlertIncident, *, recovered: bool) -> None:
             "subject": incident.subject,
             "message": incident.message,
             "value": incident.value,
+            "firing_since": incident.firing_since.isoformat() if incident.firing_since else None,
             "opened_at": incident.opened_at.isoformat(),
             "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
         }
@@ -303,6 +353,8 @@ def _send_claimed(incident_id: int, channel: Channel, *, recovered: bool) -> boo
     claim = AlertIncident.objects.filter(pk=incident_id, **{f"{field}__isnull": True})
     if recovered:
         claim = claim.filter(status=IncidentStatus.RESOLVED)
+    else:
+        claim = claim.exclude(status=IncidentStatus.PENDING)  # not held for its for: yet
     if not claim.update(**{field: timezone.now()}):
         return False  # somebody else sent it
     incident = AlertIncident.objects.select_related("rule").get(pk=incident_id)
@@ -326,8 +378,11 @@ def alert_notifications_send() -> int:
     if transaction.get_connection().in_atomic_block:
         raise RuntimeError("alert notifications are sent outside transactions")
     sent = 0
-    # Incidents closed silently (their rule was disabled) are never announced.
-    incidents = AlertIncident.objects.filter(resolution_note="")
+    # Incidents closed silently (their rule was disabled) and pending ones (not held
+    # for their rule's for: yet) are never announced.
+    incidents = AlertIncident.objects.filter(resolution_note="").exclude(
+        status=IncidentStatus.PENDING
+    )
     for channel in CHANNELS:
         for incident_id in incidents.filter(
             **{f"{channel.opened_field}__isnull": True}

@@ -34,8 +34,8 @@ def _is_loopback(address: str) -> bool:
 def request_allowed(request: HttpRequest) -> bool:
     """A valid bearer METRICS_TOKEN, or an address in METRICS_ALLOWED_IPS.
 
-    Loopback addresses count only with METRICS_TRUST_LOOPBACK (the default, for
-    the dev stack): behind a reverse proxy on the same host every request
+    Loopback addresses count only with METRICS_TRUST_LOOPBACK (on by default only
+    when DEBUG is, for the dev stack): behind a reverse proxy on the same host every request
     arrives from loopback, so there it must be off and METRICS_TOKEN set.
     """
     token = settings.METRICS_TOKEN

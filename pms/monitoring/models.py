@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from config.queues import QUEUES
@@ -17,8 +18,18 @@ class AlertKind(models.TextChoices):
     CHANNEL_STALE = "channel_stale", "At least N channels stale"
 
 
+def default_for_seconds() -> int:
+    """A new rule's ``for_seconds``: ``OPS_ALERT_FOR_SECONDS`` at the time it is created."""
+    return settings.OPS_ALERT_FOR_SECONDS
+
+
 class AlertRule(models.Model):
-    """One threshold. Defaults come from settings (``manage.py setup_alert_rules``)."""
+    """One threshold. Defaults come from settings (``manage.py setup_alert_rules``).
+
+    Like Prometheus' ``for:``, a condition must hold for ``for_seconds`` before its
+    incident opens and operators are told; until then the incident is pending,
+    and one that clears while pending is dropped without a word.
+    """
 
     kind = models.CharField(max_length=20, choices=AlertKind.choices)
     queue = models.CharField(
@@ -28,6 +39,14 @@ class AlertRule(models.Model):
         help_text="Only this queue (queue rules); blank: every queue.",
     )
     threshold = models.FloatField(help_text="N in the rule's description.")
+    for_seconds = models.PositiveIntegerField(
+        "for (seconds)",
+        default=default_for_seconds,
+        help_text=(
+            "Open (and notify) only once the condition has held this long; "
+            "0: at the first evaluation that sees it."
+        ),
+    )
     enabled = models.BooleanField(default=True)
     note = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -44,6 +63,8 @@ class AlertRule(models.Model):
 
 
 class IncidentStatus(models.TextChoices):
+    # Firing for less than its rule's for_seconds: nobody is told yet.
+    PENDING = "pending", "Pending"
     OPEN = "open", "Open"
     RESOLVED = "resolved", "Resolved"
 
@@ -51,12 +72,16 @@ class IncidentStatus(models.TextChoices):
 class AlertIncident(models.Model):
     """A rule firing for one subject (a queue, "beat", "outbox", ...), from open to resolved.
 
+    It starts pending (``firing_since``) and opens once the condition has held for
+    the rule's ``for_seconds``; a pending incident whose condition clears is deleted
+    (nobody was told, so there is nothing to recover from).
+
     Operators are told once when it opens and once when it resolves, by email
     (``notified_at``, ``recovered_notified_at``) and by webhook
     (``webhook_notified_at``, ``webhook_recovered_at``), each channel tracked on
     its own so a failing webhook never repeats the email. An incident closed
     with a ``resolution_note`` (its rule was disabled) is closed silently. At
-    most one open incident per (rule, subject) is a database constraint.
+    most one pending-or-open incident per (rule, subject) is a database constraint.
     """
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
@@ -67,6 +92,10 @@ class AlertIncident(models.Model):
     message = models.TextField()
     value = models.FloatField(null=True, blank=True, help_text="Measured value when it opened.")
     last_value = models.FloatField(null=True, blank=True)
+    firing_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the condition was first seen (pending from then)."
+    )
+    # When it opened (left pending); for a pending incident, when it was created.
     opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
@@ -82,8 +111,8 @@ class AlertIncident(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["rule", "subject"],
-                condition=models.Q(status="open"),
-                name="alert_incident_one_open_per_subject",
+                condition=models.Q(status__in=["pending", "open"]),
+                name="alert_incident_one_active_per_subject",
             )
         ]
 

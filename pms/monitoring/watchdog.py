@@ -7,6 +7,11 @@ Procfile) calls :func:`watchdog_iteration` every ``OPS_WATCHDOG_INTERVAL``
 seconds, directly, with no Celery round trip. Beat's periodic evaluation may
 keep running beside it: incidents are unique per (rule, subject) and each
 message is claimed before it is sent, so the two never double-send.
+
+For its first ``OPS_ALERT_STARTUP_GRACE_SECONDS`` the process does not evaluate:
+started by the same ``make run`` as the workers and beat, it would otherwise see
+queues with work and no consumer before the workers are up. (Each rule's
+``for_seconds`` covers the same ground for beat's evaluation and for restarts.)
 """
 
 from __future__ import annotations
@@ -40,6 +45,19 @@ def watchdog_interval(raw: object) -> float:
     return interval
 
 
+def watchdog_startup_grace(raw: object) -> float:
+    """``OPS_ALERT_STARTUP_GRACE_SECONDS`` as seconds (0 or more), or a readable error."""
+    try:
+        grace = float(str(raw).strip())
+    except ValueError:
+        raise WatchdogConfigError(
+            f"OPS_ALERT_STARTUP_GRACE_SECONDS must be a number of seconds, got {raw!r}"
+        ) from None
+    if not grace >= 0 or grace == float("inf"):
+        raise WatchdogConfigError(f"OPS_ALERT_STARTUP_GRACE_SECONDS must be 0 or more, got {raw!r}")
+    return grace
+
+
 def watchdog_iteration() -> dict[str, int] | None:
     """One evaluation of every rule, then the messages. None when it failed (logged)."""
     # A long-lived process: drop a connection that broke (database restarted).
@@ -55,9 +73,20 @@ def watchdog_iteration() -> dict[str, int] | None:
     return result
 
 
-def watchdog_run(*, interval: float, stop: threading.Event, iterations: int = 0) -> int:
-    """Evaluate every ``interval`` seconds until ``stop`` is set (or ``iterations`` ran)."""
+def watchdog_run(
+    *, interval: float, stop: threading.Event, iterations: int = 0, startup_grace: float = 0
+) -> int:
+    """After ``startup_grace`` seconds, evaluate every ``interval`` seconds until ``stop``
+    is set (or ``iterations`` ran)."""
     done = 0
+    if startup_grace > 0:
+        logger.info(
+            "ops watchdog: start-up grace, first evaluation in %gs "
+            "(OPS_ALERT_STARTUP_GRACE_SECONDS)",
+            startup_grace,
+        )
+        if stop.wait(startup_grace):
+            return done
     while not stop.is_set():
         started = time.monotonic()
         watchdog_iteration()

@@ -210,3 +210,80 @@ def vrbo_feed(*stays: tuple[str, date, date, str]) -> bytes:
         for uid, start, end, summary in stays
     ]
     return _calendar("-//HomeAway.com, Inc.//EN", events)
+
+
+class TricklingServer:
+    """A loopback HTTP server that answers one byte every ``interval`` seconds.
+
+    Each wait is short (no socket timeout fires); only a deadline on the whole
+    exchange stops the client. ``answer`` is sent byte by byte from the first
+    byte of the status line, for at most ``give_up_after`` seconds per connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.2,
+        body: bytes = b"x" * 500,
+        give_up_after: float = 30.0,
+        headers_at_once: bool = False,
+    ) -> None:
+        import socket
+
+        self.interval = interval
+        self.answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        self.give_up_after = give_up_after
+        # With headers_at_once the status line and headers go out at once and only the
+        # body trickles (the read of the body is what must be cut).
+        self.at_once = self.answer.index(b"\r\n\r\n") + 4 if headers_at_once else 0
+        self.connections = 0
+        self.closed_early = threading.Event()
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> TricklingServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: Any) -> None:
+        with conn:
+            conn.settimeout(5)
+            request = b""
+            try:
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    request += chunk
+                started = time.monotonic()
+                if self.at_once:
+                    conn.sendall(self.answer[: self.at_once])
+                for index in range(self.at_once, len(self.answer)):
+                    if self._stop.is_set() or time.monotonic() - started > self.give_up_after:
+                        return
+                    conn.sendall(self.answer[index : index + 1])
+                    time.sleep(self.interval)
+            except OSError:
+                self.closed_early.set()  # the client hung up mid-answer

@@ -117,6 +117,10 @@ def test_429_carries_retry_after_and_5xx_is_transient(peer):
         ("fc00::1", True),
         ("100.64.0.1", True),  # carrier-grade NAT: not global
         ("224.0.0.1", True),
+        ("2002:a00:1::1", True),  # 6to4 around 10.0.0.1
+        ("2002:808:808::1", True),  # 6to4 around a public address: still a relay hop
+        ("fec0::1", True),  # site-local
+        ("2001:4860:4860::8888", False),
     ],
 )
 def test_address_classification(address, refused):
@@ -209,4 +213,27 @@ def test_the_connection_itself_refuses_a_name_that_resolves_to_loopback(no_loopb
     with _session() as session, pytest.raises(Exception) as raised:
         session.get(f"http://localhost:{peer.port}/internal", timeout=5)
     assert isinstance(_refusal_in(raised.value), FetchRefused)
+    assert peer.requests == []
+
+
+def test_a_refused_name_does_not_reveal_the_address_it_resolved_to(no_loopback, peer):
+    # "localhost" stands for any internal name: the error a tenant sees (stored on
+    # the channel) says "refused", never what the name resolves to.
+    with pytest.raises(FetchRefused) as raised:
+        safe_request("GET", f"http://localhost:{peer.port}/feed.ics")
+    assert str(raised.value) == "refused: not a public address"
+    assert "127.0.0.1" not in str(raised.value) and "::1" not in str(raised.value)
+
+
+@pytest.mark.django_db
+def test_a_channel_fetching_an_internal_name_stores_only_that_it_was_refused(
+    no_loopback, make_channel, peer
+):
+    from channelsync.models import Channel
+    from channelsync.tasks import import_channel
+
+    channel = make_channel(import_url=f"http://localhost:{peer.port}/feed.ics")
+    assert import_channel(channel.pk) == "error"
+    channel = Channel.objects.get(pk=channel.pk)
+    assert channel.last_error == "fetch: refused: not a public address"
     assert peer.requests == []

@@ -117,3 +117,37 @@ def test_deploy_check_is_clean_in_a_production_configuration() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def _setting(name: str, **env: str) -> str:
+    """The value of a setting in a fresh process whose environment sets only ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != name}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            f"from django.conf import settings; print(repr(settings.{name}))",
+        ],
+        cwd=ROOT,
+        env={
+            **clean,
+            "DJANGO_SECRET_KEY": "x" * 20 + "production-grade-secret-key-9f8e7d6c5b4a",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_metrics_trust_loopback_defaults_to_debug() -> None:
+    assert _setting("METRICS_TRUST_LOOPBACK", DJANGO_DEBUG="false") == "False"
+    assert _setting("METRICS_TRUST_LOOPBACK", DJANGO_DEBUG="true") == "True"
+    explicit = _setting(
+        "METRICS_TRUST_LOOPBACK", DJANGO_DEBUG="false", METRICS_TRUST_LOOPBACK="true"
+    )
+    assert explicit == "True"

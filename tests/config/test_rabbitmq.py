@@ -27,18 +27,17 @@ from pms.outbox import delivery_task_id
 from pms.reliable import redis_client
 from pms.tasks import probe_echo
 from tests.conftest import PASSWORD
-from tests.support.broker import celery_on_broker, rabbitmq_test_url, rabbitmq_unusable
+from tests.support.broker import celery_on_broker, rabbitmq_test_url
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
 from tests.support.servers import ARTIFACTS, CeleryWorker, log_count, wait_until
 
 URL = rabbitmq_test_url()
-SKIP = rabbitmq_unusable(URL)
 
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
+    pytest.mark.needs("rabbitmq"),
 ]
 
 

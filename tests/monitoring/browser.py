@@ -21,8 +21,10 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "chromium", "chromium-browser"):
-        if candidate and (found := shutil.which(candidate)):
+    """``CHROMIUM_PATH`` when set (and only it), else a ``chromium`` on PATH."""
+    explicit = os.environ.get("CHROMIUM_PATH")
+    for candidate in (explicit,) if explicit else ("chromium", "chromium-browser"):
+        if found := shutil.which(candidate):
             return found
     return None
 
@@ -31,12 +33,10 @@ def skip_reason() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "browser tests skipped: the playwright package is not installed"
+        return "the playwright package is not installed"
     if chromium_path() is None:
-        return (
-            "browser tests skipped: no Chromium found "
-            "(apt-get install chromium, or set CHROMIUM_PATH)"
-        )
+        where = os.environ.get("CHROMIUM_PATH")
+        return f"no Chromium at CHROMIUM_PATH={where}" if where else "no Chromium found on PATH"
     return None
 
 

@@ -68,14 +68,3 @@ def _fresh_monitoring_state() -> Iterator[None]:
     forget_task_stats()
     yield
     forget_workers()
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say plainly whether the browser tests ran, and with which Chromium."""
-    from tests.monitoring.browser import chromium_path, skip_reason
-
-    reason = skip_reason()
-    if reason:
-        terminalreporter.write_line(f"NOTE: {reason}", yellow=True)
-    else:
-        terminalreporter.write_line(f"browser tests: Chromium at {chromium_path()}")

@@ -24,7 +24,7 @@ def _evaluate() -> dict[str, int]:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_webhook_is_retried_alone_and_the_email_goes_out_once(mailbox, webhook):
-    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60)
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
     redis_client().set(BEAT_TICK_KEY, time.time() - 600)
     webhook.failing = True
     with override_settings(**smtp_settings(mailbox, OPS_ALERT_WEBHOOK_URL=webhook.url)):
@@ -60,7 +60,7 @@ def test_a_failing_webhook_is_retried_alone_and_the_email_goes_out_once(mailbox,
 def test_disabling_a_rule_closes_its_incidents_silently(settings, mailoutbox, webhook):
     settings.OPS_ALERT_EMAILS = ["oncall@example.test"]
     settings.OPS_ALERT_WEBHOOK_URL = webhook.url
-    rule = AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60)
+    rule = AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
     redis_client().set(BEAT_TICK_KEY, time.time() - 600)
     assert _evaluate()["opened"] == 1
     assert len(mailoutbox) == 1 and len(webhook.calls) == 1

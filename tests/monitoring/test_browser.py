@@ -12,10 +12,10 @@ from django.urls import reverse
 
 from pms.monitoring.sampling import queue_sample_take
 from tests.conftest import PASSWORD
-from tests.monitoring.browser import browser_page, skip_reason
+from tests.monitoring.browser import browser_page
 from tests.support.servers import ARTIFACTS, die_with_parent, free_port, wait_until
 
-pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
+pytestmark = pytest.mark.needs("browser")
 
 
 def _login(page, live_server, username: str) -> None:

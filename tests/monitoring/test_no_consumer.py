@@ -38,8 +38,10 @@ def _metric(body: str, name: str, queue: str) -> float | None:
 def test_a_queue_without_consumer_is_reported_then_recovers(
     live_worker, client, superuser, mailbox, webhook
 ):
-    AlertRule.objects.create(kind=AlertKind.NO_CONSUMER, threshold=1)
-    AlertRule.objects.create(kind=AlertKind.QUEUE_DEPTH, queue=QUEUE, threshold=PROBES - 1)
+    AlertRule.objects.create(kind=AlertKind.NO_CONSUMER, threshold=1, for_seconds=0)
+    AlertRule.objects.create(
+        kind=AlertKind.QUEUE_DEPTH, queue=QUEUE, threshold=PROBES - 1, for_seconds=0
+    )
     smtp = {
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "EMAIL_HOST": "127.0.0.1",

@@ -223,7 +223,7 @@ def test_beat_silence_opens_and_its_return_resolves_an_incident(settings, mailou
     from pms.monitoring.alerts import alert_rules_evaluate
 
     settings.OPS_ALERT_EMAILS = ["oncall@example.test"]
-    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60)
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
     redis_client().set(BEAT_TICK_KEY, timezone.now().timestamp() - 600)
     assert alert_rules_evaluate()["opened"] == 1
     stamp_publish_time(headers={"periodic_task_name": "outbox relay"})

@@ -35,7 +35,7 @@ def _beat_ticks() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_one_watchdog_iteration_opens_beat_silent_and_a_fresh_tick_resolves_it(mailbox):
-    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60)
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
     _beat_went_silent()
     with override_settings(**smtp_settings(mailbox)):
         assert watchdog_iteration()["opened"] == 1
@@ -70,7 +70,7 @@ def _watchdog(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def test_the_watchdog_command_alerts_without_beat_or_workers_and_stops_on_sigterm(
     worker_env, mailbox
 ):
-    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60)
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
     _beat_went_silent()
     env = {
         **os.environ,
@@ -78,6 +78,7 @@ def test_the_watchdog_command_alerts_without_beat_or_workers_and_stops_on_sigter
         "REDIS_URL": django_settings.REDIS_URL,
         "OPS_ALERT_EMAILS": "oncall@example.test",
         "OPS_WATCHDOG_INTERVAL": "0.5",
+        "OPS_ALERT_STARTUP_GRACE_SECONDS": "0",
     }
     process = _watchdog(env, "--iterations", "2")
     out, err = process.communicate(timeout=60)
@@ -114,3 +115,59 @@ def test_the_procfile_runs_the_watchdog_as_its_own_process():
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
     )
     assert lines["watchdog"].strip() == "python manage.py ops_watchdog"
+
+
+def _watchdog_env(worker_env: dict[str, str], **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **worker_env,
+        "REDIS_URL": django_settings.REDIS_URL,
+        "OPS_ALERT_EMAILS": "oncall@example.test",
+        "OPS_WATCHDOG_INTERVAL": "0.5",
+        **extra,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watchdog_evaluates_nothing_during_its_start_up_grace(worker_env, mailbox):
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
+    _beat_went_silent()
+    env = _watchdog_env(worker_env, OPS_ALERT_STARTUP_GRACE_SECONDS="600")
+    process = _watchdog(env)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # blocks until the grace begins (or the process ends)
+        assert "ops watchdog: start-up grace, first evaluation in 600s" in line, line
+        assert " INFO " in line
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "stopped after 0 evaluation(s)" in out  # SIGTERM ends the grace at once
+    assert not AlertIncident.objects.exists() and mailbox.messages == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watchdog_first_evaluates_once_its_start_up_grace_is_over(worker_env, mailbox):
+    AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
+    _beat_went_silent()
+    env = _watchdog_env(worker_env, OPS_ALERT_STARTUP_GRACE_SECONDS="3")
+    started = time.time()
+    process = _watchdog(env, "--iterations", "1")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "stopped after 1 evaluation(s)" in out
+    assert err.count("start-up grace") == 1
+    incident = AlertIncident.objects.get()
+    assert incident.opened_at.timestamp() >= started + 3
+    assert len(ops_mail(mailbox, "ALERT")) == 1
+
+
+def test_a_bad_start_up_grace_is_one_readable_error_line(worker_env):
+    env = {**os.environ, **worker_env, "OPS_ALERT_STARTUP_GRACE_SECONDS": "-1"}
+    process = _watchdog(env)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert err.strip().splitlines() == [
+        "CommandError: OPS_ALERT_STARTUP_GRACE_SECONDS must be 0 or more, got '-1'"
+    ]

@@ -100,9 +100,5 @@ def rabbitmq_unusable(url: str) -> str | None:
                         "delete it or use a fresh vhost (README 'RabbitMQ')"
                     )
     except Exception as exc:
-        return (
-            f"cannot use vhost {vhost!r} on {host}:{port} ({exc}); create it: "
-            f"rabbitmqctl add_vhost {vhost} && "
-            f'rabbitmqctl set_permissions -p {vhost} guest ".*" ".*" ".*"'
-        )
+        return f"cannot use vhost {vhost!r} on {host}:{port} ({exc})"
     return None

@@ -30,6 +30,10 @@ MARKER = "Zanzibar"
 GLOBAL_MODELS = {
     "auth.group",
     "auth.user",
+    # django-axes login attempts: platform-level, superusers only.
+    "axes.accessattempt",
+    "axes.accessfailurelog",
+    "axes.accesslog",
     "tenants.tenant",
     "django_celery_beat.clockedschedule",
     "django_celery_beat.crontabschedule",

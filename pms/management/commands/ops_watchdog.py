@@ -14,7 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pms.monitoring.watchdog import WatchdogConfigError, watchdog_interval, watchdog_run
+from pms.monitoring.watchdog import (
+    WatchdogConfigError,
+    watchdog_interval,
+    watchdog_run,
+    watchdog_startup_grace,
+)
 
 
 class Command(BaseCommand):
@@ -23,6 +28,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--interval", help="Seconds between evaluations (default: OPS_WATCHDOG_INTERVAL)."
+        )
+        parser.add_argument(
+            "--startup-grace",
+            help=(
+                "Seconds after start with no evaluation (default: OPS_ALERT_STARTUP_GRACE_SECONDS)."
+            ),
         )
         parser.add_argument(
             "--iterations",
@@ -37,8 +48,14 @@ class Command(BaseCommand):
             if options["interval"] is not None
             else settings.OPS_WATCHDOG_INTERVAL
         )
+        raw_grace = (
+            options["startup_grace"]
+            if options["startup_grace"] is not None
+            else settings.OPS_ALERT_STARTUP_GRACE_SECONDS
+        )
         try:
             interval = watchdog_interval(raw)
+            grace = watchdog_startup_grace(raw_grace)
         except WatchdogConfigError as exc:
             raise CommandError(str(exc)) from None
         if options["iterations"] < 0:
@@ -52,5 +69,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         self.stdout.write(f"ops watchdog: evaluating the alert rules every {interval:g}s")
         self.stdout.flush()
-        done = watchdog_run(interval=interval, stop=stop, iterations=options["iterations"])
+        done = watchdog_run(
+            interval=interval,
+            stop=stop,
+            iterations=options["iterations"],
+            startup_grace=grace,
+        )
         self.stdout.write(f"ops watchdog: stopped after {done} evaluation(s)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pms.reconcile import reconcile, reconcile_until_settled
@@ -38,5 +39,9 @@ class Command(BaseCommand):
             raise CommandError(
                 f"invariant broken: {report.lost} deliveries lost "
                 f"({report.overdue} overdue, {report.failed_without_review} failed without review, "
+                f"{report.failed_review_closed} failed with the review closed but not applied, "
+                f"{report.pending_without_handler} pending for a handler that no longer exists, "
+                f"{report.republished_unapplied} re-published "
+                f"{settings.RECONCILE_MAX_PUBLISHES}+ times and never applied, "
                 f"{report.events_without_deliveries} events without deliveries)"
             )

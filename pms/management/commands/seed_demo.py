@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -27,6 +29,13 @@ from tenants.models import Tenant
 from tenants.services import membership_grant
 
 DEMO_PASSWORD = "demo-pass-2026"
+
+
+def demo_requested() -> bool:
+    """Demo users with a published password only in debug, or when asked (SEED_DEMO=1)."""
+    return settings.DEBUG or os.environ.get("SEED_DEMO", "").lower() in {"1", "true", "yes"}
+
+
 TENANTS = [
     (
         "Seaside Stays",
@@ -60,6 +69,11 @@ class Command(BaseCommand):
     help = "Create demo tenants, users, properties and bookings (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not demo_requested():
+            self.stdout.write(
+                "seed_demo: skipped (DEBUG is off; set SEED_DEMO=1 to seed demo data)"
+            )
+            return
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@pms.localhost", DEMO_PASSWORD)

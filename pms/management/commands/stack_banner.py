@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from pms.management.commands.seed_demo import DEMO_PASSWORD, TENANTS
+from pms.management.commands.seed_demo import DEMO_PASSWORD, TENANTS, demo_requested
 
 
 def _without_password(url: str) -> str:
@@ -15,9 +15,6 @@ def _without_password(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url
-
-
-FLOWER_AUTH = "flower:flower-pass"  # the Procfile's default
 
 
 class Command(BaseCommand):
@@ -33,14 +30,18 @@ class Command(BaseCommand):
             "PMS stack",
             f"  admin        {web}/admin/",
             f"  API schema   {web}/api/schema/   Swagger UI {web}/api/docs/",
-            f"  Flower       {flower}/   (basic auth {env('FLOWER_BASIC_AUTH', FLOWER_AUTH)})",
+            f"  Flower       {flower}/   (basic auth {env('FLOWER_BASIC_AUTH', 'unset')})",
             f"  database     {database.get('HOST')}:{database.get('PORT')}/{database.get('NAME')}",
             f"  broker       {_without_password(settings.CELERY_BROKER_URL)}",
-            f"Demo logins (password for all: {DEMO_PASSWORD})",
-            "  admin (superuser)",
+            "  logs         .local/logs/<process>.log   status: make ps",
         ]
-        lines += [
-            f"  {slug}-manager, {slug}-staff, {slug}-cleaner  ({name})" for name, slug, _ in TENANTS
-        ]
-        lines.append("Ctrl-C stops everything.\n")
+        if demo_requested():
+            lines += [f"Demo logins (password for all: {DEMO_PASSWORD})", "  admin (superuser)"]
+            lines += [
+                f"  {slug}-manager, {slug}-staff, {slug}-cleaner  ({name})"
+                for name, slug, _ in TENANTS
+            ]
+        else:
+            lines.append("No demo data (DEBUG is off; SEED_DEMO=1 seeds it).")
+        lines.append("A process that dies is restarted; Ctrl-C stops everything.\n")
         self.stdout.write("\n".join(lines))
