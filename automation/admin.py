@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from automation.choices import CleaningStatus, MaintenanceStatus, ReportedBy
@@ -25,8 +25,8 @@ from automation.services import (
 from bookings.admin.booking import BookingAdmin
 from pms.admin_helpers import run_for_each
 from tenants.choices import Role
-from tenants.models import Membership
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
+from tenants.selectors import tenant_ids_for_user
 
 
 def _actor(request: HttpRequest) -> str:
@@ -143,16 +143,11 @@ class MessageTemplateAdmin(TenantScopedAdmin):
     ]
 
 
-def _only_cleaner(request: HttpRequest) -> bool:
-    """A user whose every membership is the cleaner role sees only their own tasks."""
-    user = request.user
-    if user.is_superuser:
-        return False
-    cache = "_automation_only_cleaner"
-    if not hasattr(user, cache):
-        roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
-        setattr(user, cache, roles == {Role.CLEANER})
-    return bool(getattr(user, cache))
+def _cleaner_tenant_ids(request: HttpRequest) -> list[int]:
+    """Tenants where the user is a cleaner: there they see and update only their own tasks."""
+    if request.user.is_superuser:
+        return []
+    return tenant_ids_for_user(request.user, roles=(Role.CLEANER,))
 
 
 @admin.register(CleaningTask)
@@ -188,25 +183,23 @@ class CleaningTaskAdmin(TenantScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)
-        if _only_cleaner(request):
-            queryset = queryset.filter(assignee=request.user)
+        if cleaner_tenants := _cleaner_tenant_ids(request):
+            queryset = queryset.filter(
+                ~Q(tenant_id__in=cleaner_tenants) | Q(assignee_id=request.user.pk)
+            )
         return queryset
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        # Dates follow the booking; status moves through the actions. Managers may reassign.
-        readonly = [f for f in self.fields if f != "assignee"]
-        return self.fields if _only_cleaner(request) else readonly
+        # Dates follow the booking; status moves through the actions. Managers may
+        # reassign; a cleaner (in this task's tenant) may not.
+        if obj is not None and obj.tenant_id in _cleaner_tenant_ids(request):
+            return self.fields
+        return [f for f in self.fields if f != "assignee"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "assignee":
-            from django.contrib.auth import get_user_model
-
-            from tenants.selectors import tenant_ids_for_user
-
-            users = get_user_model().objects.filter(memberships__role=Role.CLEANER)
-            if not request.user.is_superuser:
-                users = users.filter(memberships__tenant_id__in=tenant_ids_for_user(request.user))
-            kwargs["queryset"] = users.distinct()
+            # Cleaners of this task's tenant, nobody else's.
+            kwargs["queryset"] = self.member_choices(request, roles=(Role.CLEANER,))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

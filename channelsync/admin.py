@@ -9,8 +9,10 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -26,8 +28,10 @@ from channelsync.models import (
 from channelsync.webhooks import (
     webhook_subscription_create,
     webhook_subscription_enable,
+    webhook_subscription_secret_rotate,
     webhook_test_send,
 )
+from pms.admin_helpers import mask_secret
 from tenants.scoping import TenantScopedAdmin
 
 STATUS_COLOURS = {
@@ -49,7 +53,39 @@ def _valid_port(url: str) -> str:
     return url
 
 
+class WriteOnlySecretField(forms.CharField):
+    """A secret typed in and never shown back: the page never holds the stored value.
+
+    Blank keeps the stored value; anything typed replaces it (that is the rotation
+    of a key the remote side issues)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "widget",
+            forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        )
+        super().__init__(**kwargs)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return bool(data)
+
+
 class ChannelAdminForm(forms.ModelForm):
+    push_api_key = WriteOnlySecretField(required=False, max_length=200, label="Push API key")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("push_api_key")
+        if field is not None and self.instance.pk and self.instance.push_api_key:
+            field.help_text = (
+                f"A key ending in {mask_secret(self.instance.push_api_key)} is stored. "
+                "Type a new key to replace it; leave blank to keep it."
+            )
+
+    def clean_push_api_key(self) -> str:
+        value = self.cleaned_data.get("push_api_key", "")
+        return value or (self.instance.push_api_key if self.instance.pk else "")
+
     class Meta:
         model = Channel
         fields = [
@@ -112,13 +148,46 @@ class ChannelAdmin(TenantScopedAdmin):
     ]
     actions = ["sync_now", "full_resync", "pause", "resume", "rotate_export_token", "retire"]
 
+    # What a reader without change rights on the channel sees instead of a secret.
+    MASKED_FOR_READERS = {
+        "push_api_key": "push_api_key_masked",
+        "export_url": "export_url_masked",
+        "import_url": "import_url_masked",
+    }
+
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None:
             # The imported blocks live on the property: moving a channel would strand
             # them there. Delete (which cancels them) and add a new channel instead.
             readonly += ["tenant", "property"]
+            if not self.has_change_permission(request, obj):
+                readonly += list(self.MASKED_FOR_READERS.values())
         return readonly
+
+    def get_fields(self, request: HttpRequest, obj: Channel | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        if obj is None or self.has_change_permission(request, obj):
+            return fields
+        masked = self.MASKED_FOR_READERS
+        return [masked.get(name, name) for name in fields if name not in masked.values()]
+
+    @admin.display(description="push API key")
+    def push_api_key_masked(self, obj: Channel) -> str:
+        return mask_secret(obj.push_api_key)
+
+    @admin.display(description="export URL")
+    def export_url_masked(self, obj: Channel) -> str:
+        return self.export_url(obj).replace(obj.export_token, mask_secret(obj.export_token))
+
+    @admin.display(description="import URL")
+    def import_url_masked(self, obj: Channel) -> str:
+        # Feed URLs carry their access token in the query (Airbnb's ?s=...).
+        if not obj.import_url:
+            return "-"
+        parts = urlsplit(obj.import_url)
+        query = "?" + mask_secret(parts.query) if parts.query else ""
+        return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Channel) -> str:
@@ -365,14 +434,55 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     list_display = ["url", "is_active", "consecutive_failures", "disabled_at", "tenant"]
     list_filter = ["is_active", "tenant"]
     readonly_fields = [
-        "secret",
+        "secret_masked",
         "is_active",
         "consecutive_failures",
         "disabled_at",
         "disabled_reason",
         "created_at",
     ]
-    actions = ["send_test", "enable"]
+    actions = ["send_test", "enable", "rotate_secret"]
+
+    @admin.display(description="signing secret")
+    def secret_masked(self, obj: WebhookSubscription) -> str:
+        # Nobody reads a stored secret back: it is shown once, when created or rotated.
+        return mask_secret(obj.secret)
+
+    def _show_secrets_once(
+        self, request: HttpRequest, secrets: list[tuple[WebhookSubscription, str]], title: str
+    ) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/channelsync/webhooksubscription/secrets_once.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "opts": self.model._meta,
+                "secrets": secrets,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def response_add(
+        self, request: HttpRequest, obj: WebhookSubscription, post_url_continue: Any = None
+    ) -> HttpResponse:
+        if IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        return self._show_secrets_once(request, [(obj, obj.secret)], "Webhook subscription added")
+
+    @admin.action(description="Rotate the signing secret (shown once)", permissions=["change"])
+    def rotate_secret(
+        self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]
+    ) -> HttpResponse | None:
+        rotated = []
+        for subscription in queryset:
+            secret = webhook_subscription_secret_rotate(subscription=subscription)
+            self.log_change(request, subscription, "Rotated the signing secret.")
+            rotated.append((subscription, secret))
+        if not rotated:
+            return None
+        return self._show_secrets_once(request, rotated, "New signing secrets")
 
     def save_model(
         self, request: HttpRequest, obj: WebhookSubscription, form: Any, change: bool

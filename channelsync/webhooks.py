@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from channelsync.choices import OutboundStatus
 from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
-from channelsync.models import WebhookDelivery, WebhookSubscription
+from channelsync.models import WebhookDelivery, WebhookSubscription, new_webhook_secret
 from pms.errors import TransientError
 from tenants.models import Tenant
 
@@ -102,6 +102,19 @@ def webhook_test_send(*, subscription: WebhookSubscription) -> WebhookDelivery:
         )
         _send_after_commit(delivery.pk)
     return delivery
+
+
+def webhook_subscription_secret_rotate(*, subscription: WebhookSubscription) -> str:
+    """Give the subscription a new signing secret and return it (to be shown once).
+
+    Every delivery attempted from now on is signed with the new secret, retries of
+    older deliveries included: the receiver must switch to it.
+    """
+    with transaction.atomic():
+        locked = WebhookSubscription.objects.select_for_update().get(pk=subscription.pk)
+        locked.secret = new_webhook_secret()
+        locked.save(update_fields=["secret"])
+    return locked.secret
 
 
 # What older code wrote on deliveries it dropped because the subscription was

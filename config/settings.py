@@ -89,9 +89,13 @@ MIDDLEWARE = [
 
 # AxesStandaloneBackend first: it refuses a locked-out username+address before any
 # backend checks a password; it authenticates nobody itself.
+# ModelBackend logs people in and answers platform permissions (the "operators"
+# group); tenant rights come only from the role in the object's tenant
+# (tenants.permissions.TenantRoleBackend, which authenticates nobody either).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "tenants.permissions.TenantRoleBackend",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -18,7 +18,6 @@ from pms.models import DomainEvent, EventDelivery, FailedTask, FailedTaskAction,
 from pms.monitoring import admin as monitoring_admin  # noqa: F401  (registers its admins)
 from pms.reconcile import reconcile
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
-from tenants.selectors import tenant_ids_for_user
 
 
 def pretty_json(value: Any) -> SafeString:
@@ -210,8 +209,11 @@ class FailedTaskAdmin(TenantScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # never delete a failure: discard it with a reason
 
-    def has_act_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pms.act_on_failedtask")
+    # Retry / resolve / discard: allowed on the rows of the tenants where the role has it.
+    extra_permissions = {"act": "pms.act_on_failedtask"}
+
+    def has_act_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.may(request, "act", obj)
 
     @admin.display(description="Message")
     def message_excerpt(self, obj: FailedTask) -> str:
@@ -235,7 +237,7 @@ class FailedTaskAdmin(TenantScopedAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        tenant_ids = None if request.user.is_superuser else tenant_ids_for_user(request.user)
+        tenant_ids = self.tenant_ids_for(request, "view")
         reports = (
             [reconcile()] if tenant_ids is None else [reconcile(tenant_id=t) for t in tenant_ids]
         )

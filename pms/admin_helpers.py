@@ -9,6 +9,13 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 
+def mask_secret(value: str) -> str:
+    """A secret as a reader may see it: its last 4 characters (enough to tell two apart)."""
+    if not value:
+        return "-"
+    return f"{'•' * 8}{value[-4:]}" if len(value) > 8 else "•" * 8
+
+
 def run_for_each(
     model_admin: Any,
     request: HttpRequest,

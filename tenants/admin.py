@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 
 from tenants.models import Membership, Tenant
@@ -26,3 +27,10 @@ class MembershipAdmin(TenantScopedAdmin):
     search_fields = ["user__username", "user__email", "tenant__name"]
     list_select_related = ["user", "tenant"]
     autocomplete_fields = ["user"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            # Anyone may become a member: not only people who already are (the scoping
+            # mixin's default for a user field). Only superusers add memberships.
+            kwargs["queryset"] = get_user_model()._default_manager.all()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

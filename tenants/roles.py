@@ -1,7 +1,10 @@
-"""Roles map to Django groups with model permissions, so the admin's own
-permission checks (and ``has_perm`` in custom views) enforce them.
+"""What each role may do, per model, in the tenant where the user holds it.
 
-Scoping *which rows* a user sees is separate: see ``tenants.scoping``.
+``tenants.permissions.TenantRoleBackend`` answers ``has_perm(perm, obj)`` from
+this table and the user's Membership in obj's tenant; the admin
+(``tenants.scoping``) narrows rows, choices and actions to the tenants where the
+role grants the action. Roles are not Django groups: nothing is copied onto the
+user, so a changed or removed membership acts on the next request.
 """
 
 from __future__ import annotations
@@ -104,7 +107,3 @@ ROLE_EXTRA_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Role.STAFF: ("pms.act_on_failedtask",),
     Role.CLEANER: (),
 }
-
-
-def group_name(role: str) -> str:
-    return f"role:{role}"

@@ -19,7 +19,7 @@ from bookings.models import Block, Booking, CalendarEntry, GuestMessage
 from bookings.selectors import booking_conflicts, property_calendar_month
 from pms.admin_helpers import ServiceRefusalsAsMessagesMixin, run_for_each
 from pms.models import Property
-from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, scope_queryset
+from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, filter_to_tenants
 
 
 class BookingAdminForm(forms.ModelForm):
@@ -269,9 +269,12 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
         ]
 
     def calendar_view(self, request: HttpRequest, property_id: int) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise Http404("No such property.")
-        prop = scope_queryset(Property.objects.all(), request.user).filter(pk=property_id).first()
+        # The grid shows bookings: only properties of the tenants where the role sees them.
+        prop = (
+            filter_to_tenants(Property.objects.all(), self.tenant_ids_for(request, "view"))
+            .filter(pk=property_id)
+            .first()
+        )
         if prop is None:
             raise Http404("No such property.")
         today = date.today()

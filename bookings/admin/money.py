@@ -20,7 +20,7 @@ from bookings.errors import BookingError
 from bookings.models import LedgerEntry, Payment, RateOverride, Refund
 from pms.admin_helpers import run_for_each
 from pms.models import Property
-from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, scope_queryset
+from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, filter_to_tenants
 
 
 class ReadOnlyInline(TenantScopedTabularInline):
@@ -213,7 +213,10 @@ class LedgerEntryAdmin(TenantScopedAdmin):
         """A property's monthly statement: entries, totals per kind; CSV with ?format=csv."""
         if not self.has_view_permission(request):
             raise Http404("No statement.")
-        properties = scope_queryset(Property.objects.select_related("tenant"), request.user)
+        # Only properties of the tenants where the role sees the ledger.
+        properties = filter_to_tenants(
+            Property.objects.select_related("tenant"), self.tenant_ids_for(request, "view")
+        )
         today = date.today()
         first = month_from_query(request, today)
         following = date(first.year + first.month // 12, first.month % 12 + 1, 1)

@@ -75,8 +75,17 @@ class QueueHealthAdmin(admin.ModelAdmin):
         overview = queue_overview()
         # Incident messages name totals across tenants (outbox, channels): operators only.
         can_see_incidents = request.user.has_perm("pms.view_alertincident")
-        failed = scope_queryset(FailedTask.objects.all(), request.user)
-        deliveries = scope_queryset(EventDelivery.objects.all(), request.user)
+        # Counted only in the tenants where the viewer's role shows failures / the outbox.
+        failed = scope_queryset(
+            FailedTask.objects.all(),
+            request.user,
+            perms=("pms.view_failedtask", "pms.change_failedtask"),
+        )
+        deliveries = scope_queryset(
+            EventDelivery.objects.all(),
+            request.user,
+            perms=("pms.view_eventdelivery", "pms.view_domainevent"),
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": "Queue health",
