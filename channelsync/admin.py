@@ -105,6 +105,7 @@ class ChannelAdmin(TenantScopedAdmin):
         "last_success_at",
         "last_error",
         "last_error_at",
+        "import_warnings",
         "consecutive_failures",
         "next_poll_at",
         "is_paused",
@@ -130,7 +131,10 @@ class ChannelAdmin(TenantScopedAdmin):
 
     @admin.display(description="last error")
     def short_error(self, obj: Channel) -> str:
-        return (obj.last_error[:120] + "...") if len(obj.last_error) > 120 else obj.last_error
+        text = obj.last_error or obj.import_warnings
+        if obj.import_warnings and not obj.last_error:
+            text = f"warning: {text}"
+        return (text[:120] + "...") if len(text) > 120 else text
 
     @admin.display(description="export URL")
     def export_url(self, obj: Channel) -> str:

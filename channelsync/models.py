@@ -74,6 +74,9 @@ class Channel(TenantOwned):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Events of the last imported feed that could not be read (one per line): the
+    # rest imported, and these events' blocks were kept as they were.
+    import_warnings = models.TextField(blank=True)
     stale_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
