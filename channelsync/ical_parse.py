@@ -35,10 +35,14 @@ is not a readable calendar.
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import recurring_ical_events
@@ -47,6 +51,7 @@ from icalendar import Calendar
 
 MAX_OCCURRENCES = 2000
 PARSE_BUDGET_SECONDS = 10
+EVENT_BUDGET_SECONDS = 2
 SUB_DAILY = {"HOURLY", "MINUTELY", "SECONDLY"}
 # Properties an event's nights depend on: one icalendar could not parse makes the event
 # unreadable (a broken DESCRIPTION does not).
@@ -162,31 +167,77 @@ def parse_feed_report(
         groups[_uid_of(component)].append(component)
     result = FeedResult()
     read = 0
-    # One recurrence can still cost a lot of CPU (a filter no date matches makes
-    # dateutil walk on for centuries), so the whole feed has a CPU budget, far
-    # inside the import task's soft time limit.
+    # One recurrence can still cost a lot of CPU: a filter no date matches
+    # (BYMONTH=2;BYMONTHDAY=30) makes dateutil walk on to the year 9999, whatever
+    # UNTIL says. So each event has a CPU budget (over it, it is an unreadable event)
+    # and the whole feed one, far inside the import task's soft time limit.
     deadline = time.process_time() + PARSE_BUDGET_SECONDS
     for uid, components in groups.items():
-        if time.process_time() > deadline:
-            raise FeedError(f"the feed took over {PARSE_BUDGET_SECONDS}s to expand")
+        label = _label(components)  # before expansion (which may move DTSTART)
+        remaining = deadline - time.process_time()
+        if remaining <= 0:
+            raise FeedError(f"the feed took over {PARSE_BUDGET_SECONDS}s of CPU to expand")
         try:
-            result.events.extend(_expand_uid(uid, components, tz=tz, today=today, horizon=horizon))
+            with _cpu_limit(min(remaining, EVENT_BUDGET_SECONDS)):
+                expanded = _expand_uid(uid, components, tz=tz, today=today, horizon=horizon)
+            result.events.extend(expanded)
             read += 1
+        except _OverBudget:
+            if time.process_time() >= deadline:
+                raise FeedError(
+                    f"the feed took over {PARSE_BUDGET_SECONDS}s of CPU to expand"
+                ) from None
+            error = FeedError(f"took over {EVENT_BUDGET_SECONDS}s of CPU to expand")
+            result.problems.append(FeedProblem(uid=uid[:255], message=f"{label}: {error}"[:500]))
         except Exception as exc:
-            result.problems.append(FeedProblem(uid=uid[:255], message=_describe(components, exc)))
+            result.problems.append(FeedProblem(uid=uid[:255], message=f"{label}: {exc}"[:500]))
     if result.problems and not read:
         raise FeedError(f"no readable event in the feed: {result.problems[0].message}")
     result.events.sort(key=lambda e: (e.start, e.uid))
     return result
 
 
-def _describe(components: list[Any], exc: Exception) -> str:
+class _OverBudget(BaseException):
+    """Raised from the CPU timer's signal handler (a BaseException: no library
+    ``except Exception`` swallows it)."""
+
+
+@contextmanager
+def _cpu_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` of process CPU time (SIGPROF).
+
+    Signals can only be handled on the main thread (a Celery prefork worker runs
+    tasks there); elsewhere the block runs unbounded and only the per-feed deadline,
+    checked between events, applies.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def over(signum: int, frame: Any) -> None:
+        raise _OverBudget
+
+    previous = signal.signal(signal.SIGPROF, over)
+    signal.setitimer(signal.ITIMER_PROF, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+
+
+def _label(components: list[Any]) -> str:
     first = components[0]
     summary = _text(first, "SUMMARY")[:80]
     start = first.get("DTSTART")
-    when = start.to_ical().decode(errors="replace") if hasattr(start, "to_ical") else "no DTSTART"
+    if isinstance(start, list):
+        when = "several DTSTART"
+    elif hasattr(start, "to_ical"):
+        when = start.to_ical().decode(errors="replace")
+    else:
+        when = "no DTSTART"
     label = f"{summary!r} " if summary else ""
-    return f"event {_uid_of(first)!r} {label}({when}): {exc}"[:500]
+    return f"event {_uid_of(first)!r} {label}({when})"
 
 
 def _cores_and_overrides(components: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -198,10 +249,12 @@ def _cores_and_overrides(components: list[Any]) -> tuple[list[Any], list[Any]]:
     return cores, overrides
 
 
-def _prepare_core(core: Any, *, today: date) -> None:
-    """Refuse sub-daily rules; start a long-running daily/weekly rule near the window."""
+def _prepare_core(core: Any, *, today: date, horizon: date) -> None:
+    """Refuse sub-daily rules; bound every rule to the window (CPU budget)."""
     if core.get("DTSTART") is None:
         raise FeedError("no DTSTART")
+    if isinstance(core.get("DTSTART"), list):
+        raise FeedError("more than one DTSTART")
     rules = core.get("RRULE")
     rules = rules if isinstance(rules, list) else ([rules] if rules is not None else [])
     freqs = {str(f).upper() for rule in rules for f in rule.get("FREQ", [])}
@@ -209,9 +262,24 @@ def _prepare_core(core: Any, *, today: date) -> None:
         # Blocks are whole nights: an hourly/minutely/secondly rule is not a real
         # feed, and expanding one from an old DTSTART burns the task's time limit.
         raise FeedError("recurring events more frequent than daily are not supported")
+    start = core["DTSTART"].dt
+    # A filter no date matches (BYMONTH=2;BYMONTHDAY=30) makes dateutil walk on to
+    # the year 9999 (seconds of CPU for a daily rule): stop every rule just past the
+    # horizon, however far its own UNTIL (or COUNT) is. Nothing after it is read.
+    stop = horizon + timedelta(days=1)
+    if isinstance(start, datetime):
+        stop_value: date = datetime(stop.year, stop.month, stop.day)
+        if start.tzinfo is not None:
+            stop_value = stop_value.replace(tzinfo=UTC)
+    else:
+        stop_value = stop
+    for rule in rules:
+        until = (rule.get("UNTIL") or [None])[0]
+        until_day = until.date() if isinstance(until, datetime) else until
+        if until_day is None or until_day > stop:
+            rule["UNTIL"] = [stop_value]
     if len(rules) != 1 or freqs - {"DAILY", "WEEKLY"} or rules[0].get("COUNT"):
         return
-    start = core["DTSTART"].dt
     first = start.date() if isinstance(start, datetime) else start
     window_start = today - timedelta(days=400)
     if first >= window_start:
@@ -242,7 +310,7 @@ def _expand_uid(
                 raise FeedError(f"unreadable {name}: {message}")
     cores, overrides = _cores_and_overrides(components)
     for core in cores:
-        _prepare_core(core, today=today)
+        _prepare_core(core, today=today, horizon=horizon)
     for override in overrides:
         if override.get("DTSTART") is None:
             raise FeedError("an override (RECURRENCE-ID) has no DTSTART")

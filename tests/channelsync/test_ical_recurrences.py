@@ -231,3 +231,21 @@ def test_a_feed_whose_only_event_is_unreadable_is_a_feed_error():
     feed = _feed(_event("x", "DTSTART;VALUE=DATE:2030XX01", "SUMMARY:Reserved"))
     with pytest.raises(FeedError, match="no readable event"):
         parse_feed_report(feed, tz=UTC, today=date(2030, 1, 1))
+
+
+def test_a_rule_no_date_matches_costs_its_own_event_not_the_feed():
+    import time
+
+    from channelsync.ical_parse import EVENT_BUDGET_SECONDS
+
+    # No 30 February: dateutil walks on to the year 9999 looking for one.
+    never = _event(
+        "never", "DTSTART;VALUE=DATE:19000101", "RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"
+    )
+    fine = _event("fine", "DTSTART;VALUE=DATE:20300301", "DTEND;VALUE=DATE:20300303")
+    started = time.process_time()
+    report = parse_feed_report(_feed(never, fine), tz=UTC, today=date(2030, 1, 1))
+    assert time.process_time() - started < EVENT_BUDGET_SECONDS + 1
+    assert _spans(report.events) == {"fine": (date(2030, 3, 1), date(2030, 3, 3))}
+    assert [p.uid for p in report.problems] == ["never"]
+    assert "CPU" in report.problems[0].message
