@@ -369,6 +369,7 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     list_display = ["url", "is_active", "consecutive_failures", "disabled_at", "tenant"]
     list_filter = ["is_active", "tenant"]
     readonly_fields = [
+        "signing_secret",
         "secret",
         "is_active",
         "consecutive_failures",
@@ -377,6 +378,10 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
         "created_at",
     ]
     actions = ["send_test", "enable"]
+
+    @admin.display(description="signing secret (Standard Webhooks)")
+    def signing_secret(self, obj: WebhookSubscription) -> str:
+        return obj.signing_secret if obj.pk else "-"
 
     def save_model(
         self, request: HttpRequest, obj: WebhookSubscription, form: Any, change: bool

@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from bookings.models import Block, Booking
 from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus, OutboundStatus
+from channelsync.webhook_signing import new_standard_secret, standard_secret
 from pms.models import Property
 from tenants.models import TenantOwned
 
@@ -30,7 +31,8 @@ def new_export_token() -> str:
 
 
 def new_webhook_secret() -> str:
-    return secrets.token_hex(32)
+    """A Standard Webhooks ``whsec_`` secret (older subscriptions keep 64 hex characters)."""
+    return new_standard_secret()
 
 
 class Channel(TenantOwned):
@@ -216,6 +218,11 @@ class WebhookSubscription(TenantOwned):
 
     def __str__(self) -> str:
         return self.url
+
+    @builtins.property
+    def signing_secret(self) -> str:
+        """The ``whsec_`` secret receivers verify Standard Webhooks signatures with."""
+        return standard_secret(self.secret)
 
     def wants(self, event_type: str) -> bool:
         return "*" in self.event_types or event_type in self.event_types
