@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from channelsync import services
-from channelsync.choices import ChannelStatus, ConflictStatus
+from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus
 from channelsync.models import (
     Channel,
     ChannelUpdate,
@@ -78,6 +78,12 @@ class ChannelAdminForm(forms.ModelForm):
         prop = data.get("property")
         if prop and tenant and prop.tenant_id != tenant.pk:
             self.add_error("property", "This property belongs to another tenant.")
+        if data.get("kind") == ChannelKind.PUSH_CHANNEX:
+            from channelsync.push_channex import channex_listing_error
+
+            error = channex_listing_error(data.get("push_listing_id", ""))
+            if error:
+                self.add_error("push_listing_id", f"For Channex the listing id {error}.")
         return data
 
 

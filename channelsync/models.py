@@ -18,7 +18,13 @@ from django.db import models
 from django.db.models import Q
 
 from bookings.models import Block, Booking
-from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus, OutboundStatus
+from channelsync.choices import (
+    PUSH_KINDS,
+    ChannelKind,
+    ChannelStatus,
+    ConflictStatus,
+    OutboundStatus,
+)
 from channelsync.webhook_signing import new_standard_secret, standard_secret
 from pms.models import Property
 from tenants.models import TenantOwned
@@ -96,7 +102,7 @@ class Channel(TenantOwned):
 
     @builtins.property
     def is_ical(self) -> bool:
-        return self.kind != ChannelKind.PUSH_API
+        return self.kind not in PUSH_KINDS
 
 
 class ImportedUid(TenantOwned):

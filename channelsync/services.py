@@ -19,7 +19,12 @@ from django.utils import timezone
 from bookings.choices import OCCUPYING_STATUSES
 from bookings.models import Block, Booking
 from bookings.services import block_cancel, block_upsert
-from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus, OutboundStatus
+from channelsync.choices import (
+    PUSH_KINDS,
+    ChannelStatus,
+    ConflictStatus,
+    OutboundStatus,
+)
 from channelsync.ical_parse import FeedEvent, FeedProblem
 from channelsync.models import Channel, ChannelUpdate, Conflict, ImportedUid, new_export_token
 from pms.fairness import fair_submit
@@ -104,7 +109,7 @@ def channel_resume(*, channel: Channel) -> Channel:
             locked.next_poll_at = timezone.now()
             fields.append("next_poll_at")
         locked.save(update_fields=fields)
-        if locked.kind == ChannelKind.PUSH_API and locked.push_url:
+        if locked.kind in PUSH_KINDS and locked.push_url:
             # Updates recorded while paused (and any held by a 401/403) are due now.
             ChannelUpdate.objects.filter(
                 channel=locked, status=OutboundStatus.PENDING, next_attempt_at__gt=timezone.now()
