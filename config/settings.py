@@ -189,6 +189,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # What we send (push channels, webhook events), under x-webhooks.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "channelsync.api_schema.add_outbound_requests",
+    ],
     # Distinct names for the choice sets that share a field name ("status").
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "bookings.choices.BookingStatus",
