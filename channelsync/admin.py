@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from channelsync import services
-from channelsync.choices import ChannelStatus, ConflictStatus
+from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus
 from channelsync.models import (
     Channel,
     ChannelUpdate,
@@ -114,6 +114,12 @@ class ChannelAdminForm(forms.ModelForm):
         prop = data.get("property")
         if prop and tenant and prop.tenant_id != tenant.pk:
             self.add_error("property", "This property belongs to another tenant.")
+        if data.get("kind") == ChannelKind.PUSH_CHANNEX:
+            from channelsync.push_channex import channex_listing_error
+
+            error = channex_listing_error(data.get("push_listing_id", ""))
+            if error:
+                self.add_error("push_listing_id", f"For Channex the listing id {error}.")
         return data
 
 
@@ -141,6 +147,7 @@ class ChannelAdmin(TenantScopedAdmin):
         "last_success_at",
         "last_error",
         "last_error_at",
+        "import_warnings",
         "consecutive_failures",
         "next_poll_at",
         "is_paused",
@@ -199,7 +206,10 @@ class ChannelAdmin(TenantScopedAdmin):
 
     @admin.display(description="last error")
     def short_error(self, obj: Channel) -> str:
-        return (obj.last_error[:120] + "...") if len(obj.last_error) > 120 else obj.last_error
+        text = obj.last_error or obj.import_warnings
+        if obj.import_warnings and not obj.last_error:
+            text = f"warning: {text}"
+        return (text[:120] + "...") if len(text) > 120 else text
 
     @admin.display(description="export URL")
     def export_url(self, obj: Channel) -> str:
@@ -443,10 +453,11 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     ]
     actions = ["send_test", "enable", "rotate_secret"]
 
-    @admin.display(description="signing secret")
+    @admin.display(description="signing secret (Standard Webhooks)")
     def secret_masked(self, obj: WebhookSubscription) -> str:
-        # Nobody reads a stored secret back: it is shown once, when created or rotated.
-        return mask_secret(obj.secret)
+        # Nobody reads a stored secret back: it is shown once, when created or rotated,
+        # in the whsec_ form receivers verify with.
+        return mask_secret(obj.signing_secret) if obj.pk else "-"
 
     def _show_secrets_once(
         self, request: HttpRequest, secrets: list[tuple[WebhookSubscription, str]], title: str
@@ -469,7 +480,9 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     ) -> HttpResponse:
         if IS_POPUP_VAR in request.POST:
             return super().response_add(request, obj, post_url_continue)
-        return self._show_secrets_once(request, [(obj, obj.secret)], "Webhook subscription added")
+        return self._show_secrets_once(
+            request, [(obj, obj.signing_secret)], "Webhook subscription added"
+        )
 
     @admin.action(description="Rotate the signing secret (shown once)", permissions=["change"])
     def rotate_secret(
@@ -477,7 +490,7 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     ) -> HttpResponse | None:
         rotated = []
         for subscription in queryset:
-            secret = webhook_subscription_secret_rotate(subscription=subscription)
+            secret = webhook_subscription_secret_rotate(subscription=subscription)  # whsec_
             self.log_change(request, subscription, "Rotated the signing secret.")
             rotated.append((subscription, secret))
         if not rotated:

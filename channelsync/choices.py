@@ -9,9 +9,12 @@ class ChannelKind(models.TextChoices):
     VRBO = "vrbo", "Vrbo (iCal)"
     ICAL = "ical", "Generic iCal"
     PUSH_API = "push_api", "Push API (JSON)"
+    PUSH_CHANNEX = "push_channex", "Channex (availability and rates API)"
 
 
 ICAL_KINDS = (ChannelKind.AIRBNB, ChannelKind.BOOKING_COM, ChannelKind.VRBO, ChannelKind.ICAL)
+# Channels we push availability to (channelsync.push.ADAPTERS has one adapter for each).
+PUSH_KINDS = (ChannelKind.PUSH_API, ChannelKind.PUSH_CHANNEX)
 
 
 class ChannelStatus(models.TextChoices):

@@ -13,7 +13,7 @@ import contextlib
 from django.db import transaction
 
 from bookings.handlers import BLOCK_EVENTS, BOOKING_EVENTS
-from channelsync.choices import ChannelKind
+from channelsync.choices import PUSH_KINDS
 from channelsync.models import Channel
 from channelsync.push import channel_updates_record, update_payload
 from channelsync.webhooks import webhook_deliveries_record
@@ -55,7 +55,7 @@ def _record_channel_updates(event: DomainEvent) -> None:
         channels = Channel.objects.filter(
             tenant_id=event.tenant_id,
             property_id=property_id,
-            kind=ChannelKind.PUSH_API,
+            kind__in=PUSH_KINDS,
         ).exclude(push_url="")
         # Paused channels get their rows too (the sender skips them while paused):
         # what changed during a pause is pushed when the channel is resumed.

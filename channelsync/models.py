@@ -18,7 +18,14 @@ from django.db import models
 from django.db.models import Q
 
 from bookings.models import Block, Booking
-from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus, OutboundStatus
+from channelsync.choices import (
+    PUSH_KINDS,
+    ChannelKind,
+    ChannelStatus,
+    ConflictStatus,
+    OutboundStatus,
+)
+from channelsync.webhook_signing import new_standard_secret, standard_secret
 from pms.models import Property
 from tenants.models import TenantOwned
 
@@ -30,7 +37,8 @@ def new_export_token() -> str:
 
 
 def new_webhook_secret() -> str:
-    return secrets.token_hex(32)
+    """A Standard Webhooks ``whsec_`` secret (older subscriptions keep 64 hex characters)."""
+    return new_standard_secret()
 
 
 class Channel(TenantOwned):
@@ -74,6 +82,9 @@ class Channel(TenantOwned):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Events of the last imported feed that could not be read (one per line): the
+    # rest imported, and these events' blocks were kept as they were.
+    import_warnings = models.TextField(blank=True)
     stale_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -91,7 +102,7 @@ class Channel(TenantOwned):
 
     @builtins.property
     def is_ical(self) -> bool:
-        return self.kind != ChannelKind.PUSH_API
+        return self.kind not in PUSH_KINDS
 
 
 class ImportedUid(TenantOwned):
@@ -213,6 +224,11 @@ class WebhookSubscription(TenantOwned):
 
     def __str__(self) -> str:
         return self.url
+
+    @builtins.property
+    def signing_secret(self) -> str:
+        """The ``whsec_`` secret receivers verify Standard Webhooks signatures with."""
+        return standard_secret(self.secret)
 
     def wants(self, event_type: str) -> bool:
         return "*" in self.event_types or event_type in self.event_types

@@ -1,8 +1,9 @@
 """Push-style channel APIs: availability updates over HTTP (JSON), in order, rate limited.
 
-An adapter turns a ChannelUpdate into one HTTP call; ``GenericJsonAdapter`` is
-the one implementation (a channel manager with its own API gets its own
-adapter). ``channel_updates_push`` drains a channel's pending updates:
+An adapter turns a ChannelUpdate into HTTP calls: ``GenericJsonAdapter`` (our
+own JSON, documented in the OpenAPI schema) and ``ChannexAriAdapter``
+(channelsync.push_channex: a channel manager's availability-and-rates API).
+``channel_updates_push`` drains a channel's pending updates:
 
 - one sender per channel at a time (a Redis lock), oldest update first, and a
   head update that must wait (Retry-After, backoff) blocks the ones behind it,
@@ -50,6 +51,10 @@ LOCK_SECONDS = 120
 MAX_RATE_WAIT = 2.0
 
 
+class PushConfigurationError(ValueError):
+    """The channel's push settings cannot work (e.g. a malformed listing id): pause it."""
+
+
 class ChannelAdapter(Protocol):
     def send(self, *, channel: Channel, update: ChannelUpdate) -> None:
         """Deliver one update. Raise FetchTransientError (retry) or a PermanentError."""
@@ -85,7 +90,16 @@ class GenericJsonAdapter:
         )
 
 
-ADAPTERS: dict[str, ChannelAdapter] = {ChannelKind.PUSH_API: GenericJsonAdapter()}
+def _adapters() -> dict[str, ChannelAdapter]:
+    from channelsync.push_channex import ChannexAriAdapter
+
+    return {
+        ChannelKind.PUSH_API: GenericJsonAdapter(),
+        ChannelKind.PUSH_CHANNEX: ChannexAriAdapter(),
+    }
+
+
+ADAPTERS: dict[str, ChannelAdapter] = _adapters()
 
 
 def update_payload(event_payload: dict[str, Any], *, aggregate_type: str) -> dict[str, Any]:
@@ -160,6 +174,10 @@ def channel_updates_push(*, channel_id: int) -> dict[str, int]:
             lock.reacquire()
             try:
                 ADAPTERS[channel.kind].send(channel=channel, update=update)
+            except PushConfigurationError as exc:
+                _pause_for_configuration(channel, update, exc)
+                counts["paused"] = 1
+                return counts
             except TransientError as exc:
                 _record_update_failure(update, str(exc), retry_after=exc.retry_after or 0)
                 channel_record_failure(channel_id=channel_id, error=f"push: {exc}")

@@ -19,8 +19,13 @@ from django.utils import timezone
 from bookings.choices import OCCUPYING_STATUSES
 from bookings.models import Block, Booking
 from bookings.services import block_cancel, block_upsert
-from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus, OutboundStatus
-from channelsync.ical_parse import FeedEvent
+from channelsync.choices import (
+    PUSH_KINDS,
+    ChannelStatus,
+    ConflictStatus,
+    OutboundStatus,
+)
+from channelsync.ical_parse import FeedEvent, FeedProblem
 from channelsync.models import Channel, ChannelUpdate, Conflict, ImportedUid, new_export_token
 from pms.fairness import fair_submit
 from pms.models import Property
@@ -104,7 +109,7 @@ def channel_resume(*, channel: Channel) -> Channel:
             locked.next_poll_at = timezone.now()
             fields.append("next_poll_at")
         locked.save(update_fields=fields)
-        if locked.kind == ChannelKind.PUSH_API and locked.push_url:
+        if locked.kind in PUSH_KINDS and locked.push_url:
             # Updates recorded while paused (and any held by a 401/403) are due now.
             ChannelUpdate.objects.filter(
                 channel=locked, status=OutboundStatus.PENDING, next_attempt_at__gt=timezone.now()
@@ -280,6 +285,7 @@ def _record_success(channel: Channel, *, now: datetime) -> None:
         "stale_alerted_at",
         "feed_etag",
         "feed_last_modified",
+        "import_warnings",
     ]
     if not channel.is_paused:
         channel.status = ChannelStatus.OK
@@ -321,8 +327,14 @@ def channel_import_apply(
     last_modified: str = "",
     today: date | None = None,
     fetched_at: datetime | None = None,
+    problems: list[FeedProblem] | None = None,
 ) -> dict[str, int]:
     """Apply one successful fetch. ``events`` is None for a 304 (feed unchanged).
+
+    ``problems`` are the feed's events that could not be read: their blocks (keys
+    ``UID`` and ``UID#...``) are kept as they were, neither moved nor counted as
+    missing, and the channel's ``import_warnings`` names them until a fetch reads
+    them again.
 
     A fetch that started before the channel's last success is discarded
     (``outdated``): a newer fetch was applied meanwhile and must not be undone.
@@ -343,6 +355,10 @@ def channel_import_apply(
         seen: set[str] = set()
         if events is not None:
             locked.feed_etag, locked.feed_last_modified = etag[:300], last_modified[:100]
+            locked.import_warnings = "\n".join(
+                f"Not imported (its blocks are kept): {problem.message}"
+                for problem in problems or []
+            )[:ERROR_TEXT_LIMIT]
             for event in events:
                 seen.add(event.uid)
                 block, outcome = block_upsert(
@@ -376,6 +392,10 @@ def channel_import_apply(
             missing = missing.filter(missing_fetches__gt=0)
         else:
             missing = missing.exclude(uid__in=seen)
+            for problem in problems or []:
+                missing = missing.exclude(uid=problem.uid).exclude(
+                    uid__startswith=f"{problem.uid}#"
+                )
         threshold = settings.CHANNEL_VANISH_AFTER_FETCHES
         for imported in missing.select_related("block"):
             imported.missing_fetches += 1

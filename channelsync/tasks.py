@@ -125,7 +125,7 @@ def import_channel(self: ChannelTask, channel_id: int, full: bool = False) -> st
 
 
 def _import_locked(channel: Channel, *, full: bool) -> str:
-    from channelsync.ical_parse import FeedError, parse_feed
+    from channelsync.ical_parse import FeedError, parse_feed_report
     from channelsync.services import (
         channel_import_apply,
         channel_record_attempt,
@@ -153,14 +153,16 @@ def _import_locked(channel: Channel, *, full: bool) -> str:
         return "error"
     today = timezone.localdate(timezone=channel.property.timezone)
     events = None
+    problems = []
     if not result.not_modified:
         try:
-            events = parse_feed(
+            report = parse_feed_report(
                 result.body,
                 tz=channel.property.timezone,
                 today=today,
                 horizon_days=settings.CHANNEL_IMPORT_HORIZON_DAYS,
             )
+            events, problems = report.events, report.problems
         except FeedError as exc:
             channel_record_failure(channel_id=channel_id, error=f"feed: {exc}")
             return "malformed"
@@ -171,6 +173,7 @@ def _import_locked(channel: Channel, *, full: bool) -> str:
         last_modified=result.headers.get("Last-Modified", ""),
         today=today,
         fetched_at=fetched_at,
+        problems=problems,
     )
     logger.info("channel %s imported: %s", channel_id, counts)
     if counts.get("outdated"):

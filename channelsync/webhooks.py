@@ -1,9 +1,11 @@
 """Outbound webhooks: subscribe, sign, deliver, retry over hours, auto-disable.
 
 Each request carries:
-- ``X-PMS-Event-Id``: the event id; receivers de-duplicate on it;
-- ``X-PMS-Timestamp`` and ``X-PMS-Signature: v1=<hex>``, where the hex is
-  HMAC-SHA256(secret, f"{timestamp}.{body}"); receivers reject old timestamps.
+- ``X-PMS-Event-Id`` (and ``webhook-id``): the event id; receivers de-duplicate on it;
+- Standard Webhooks signature headers ``webhook-id``, ``webhook-timestamp``,
+  ``webhook-signature`` (see channelsync.webhook_signing), and for one more release
+  the deprecated ``X-PMS-Timestamp`` / ``X-PMS-Signature: v1=<hex>``; receivers
+  reject old timestamps.
 
 Retries follow ``WEBHOOK_RETRY_SCHEDULE`` (seconds after each failure) through
 ``next_attempt_at`` and the beat sweep, never long Celery countdowns.
@@ -19,7 +21,6 @@ told of a disable once.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -37,6 +38,7 @@ from django.utils import timezone
 from channelsync.choices import OutboundStatus
 from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
 from channelsync.models import WebhookDelivery, WebhookSubscription, new_webhook_secret
+from channelsync.webhook_signing import legacy_signature, signed_headers
 from pms.errors import TransientError
 from tenants.models import Tenant
 
@@ -48,8 +50,8 @@ IN_FLIGHT_SECONDS = 60
 
 
 def signature(*, secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"v1={mac.hexdigest()}"
+    """The deprecated ``X-PMS-Signature`` (kept for one release)."""
+    return legacy_signature(secret=secret, timestamp=timestamp, body=body)
 
 
 def signature_valid(
@@ -210,8 +212,12 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
         "X-PMS-Event-Id": str(delivery.event_id),
         "X-PMS-Event-Type": delivery.event_type,
         "X-PMS-Delivery-Attempt": str(delivery.attempts + 1),
-        "X-PMS-Timestamp": timestamp,
-        "X-PMS-Signature": signature(secret=subscription.secret, timestamp=timestamp, body=body),
+        **signed_headers(
+            secret=subscription.secret,
+            msg_id=str(delivery.event_id),
+            timestamp=timestamp,
+            body=body,
+        ),
     }
     status_code: int | None = None
     error = ""

@@ -221,9 +221,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Links between guest operations, and what we send (push channels, webhook events)
+    # under x-webhooks.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "bookings.api.schema_links.add_booking_links",
+        "channelsync.api_schema.add_outbound_requests",
     ],
     # Distinct names for the choice sets that share a field name ("status").
     "ENUM_NAME_OVERRIDES": {
