@@ -236,6 +236,8 @@ def flower_credentials() -> tuple[str, str]:
 def property_ids(stack: Stack) -> list[str]:
     result = stack.manage(
         "shell",
+        "-v",
+        "0",
         "-c",
         "from pms.models import Property; "
         "print(*Property.objects.order_by('id').values_list('public_id', flat=True))",
@@ -286,6 +288,8 @@ def reconcile_settled(stack: Stack, references: list[str]) -> bool:
         return False
     check = stack.manage(
         "shell",
+        "-v",
+        "0",
         "-c",
         "from pms.models import EventDelivery; from bookings.models import Booking; "
         f"ids = [str(i) for i in Booking.objects.filter(reference__in={references!r})"
@@ -304,6 +308,8 @@ def alerts_opened_since(stack: Stack, started: datetime) -> list[str]:
     start, a worker restart of a few seconds, must page nobody."""
     result = stack.manage(
         "shell",
+        "-v",
+        "0",
         "-c",
         "from datetime import datetime; from pms.monitoring.models import AlertIncident; "
         f"since = datetime.fromisoformat({started.isoformat()!r}); "
@@ -312,7 +318,8 @@ def alerts_opened_since(stack: Stack, started: datetime) -> list[str]:
     )
     if result.returncode != 0:
         raise SmokeFailure(f"could not read the alert incidents: {result.stderr.strip()}")
-    return result.stdout.split()
+    lines = result.stdout.strip().splitlines()
+    return lines[-1].split() if lines else []
 
 
 def run(env: dict[str, str]) -> None:
