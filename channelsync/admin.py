@@ -138,7 +138,9 @@ class ChannelAdmin(TenantScopedAdmin):
         "tenant",
     ]
     list_filter = ["status", "kind", "is_paused", "tenant", "property"]
-    search_fields = ["name", "property__name", "import_url"]
+    # Not the import URL: it carries the feed's access token, and a reader who may only
+    # see it masked could recover it one character at a time through search.
+    search_fields = ["name", "property__name"]
     list_select_related = ["property", "tenant"]
     readonly_fields = [
         "export_url",
@@ -185,16 +187,19 @@ class ChannelAdmin(TenantScopedAdmin):
 
     @admin.display(description="export URL")
     def export_url_masked(self, obj: Channel) -> str:
+        if not obj.export_token:
+            return "-"
         return self.export_url(obj).replace(obj.export_token, mask_secret(obj.export_token))
 
     @admin.display(description="import URL")
     def import_url_masked(self, obj: Channel) -> str:
-        # Feed URLs carry their access token in the query (Airbnb's ?s=...).
+        # Feed URLs carry their access token in the query (Airbnb's ?s=...), the path
+        # (Google's /private-<token>/basic.ics) or the user part: only the host is shown.
         if not obj.import_url:
             return "-"
         parts = urlsplit(obj.import_url)
-        query = "?" + mask_secret(parts.query) if parts.query else ""
-        return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
+        rest = parts.path + (f"?{parts.query}" if parts.query else "")
+        return f"{parts.scheme}://{parts.hostname or ''}{mask_secret(rest)}"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Channel) -> str:

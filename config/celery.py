@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
+from config.log_redaction import RedactTokens
 from pms.broker_guard import install as install_broker_guard
 from pms.log_context import install_log_record_factory
 
@@ -19,3 +21,13 @@ install_broker_guard()
 app = Celery("pms")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_tokens_in_celery_logs(logger: logging.Logger, **kwargs: object) -> None:
+    """Celery replaces the root logger's handlers (and so Django's redacting console)
+    in workers and beat: guest tokens stay out of their log lines too."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactTokens) for f in handler.filters):
+            handler.addFilter(RedactTokens())

@@ -180,6 +180,11 @@ def alert_rules_evaluate(*, overview: Overview | None = None) -> dict[str, int]:
     return {"opened": opened, "resolved": resolved, "notified": sent}
 
 
+# A pending incident not seen firing for this long has lost its history: the watchdog
+# and beat evaluate every 30 s by default, so this is many missed evaluations.
+PENDING_LOST_AFTER = timedelta(minutes=5)
+
+
 def _apply_result(rule: AlertRule, result: RuleResult, *, now: datetime) -> dict[str, int]:
     """One rule's incidents after one evaluation, in one transaction holding their row locks
     (a concurrent evaluation of the same rule waits, then sees what this one did)."""
@@ -206,6 +211,7 @@ def _apply_result(rule: AlertRule, result: RuleResult, *, now: datetime) -> dict
                             value=firing.value,
                             last_value=firing.value,
                             firing_since=now,
+                            last_firing_at=now,
                         )
                 except IntegrityError:
                     continue  # a concurrent evaluation created it
@@ -215,19 +221,38 @@ def _apply_result(rule: AlertRule, result: RuleResult, *, now: datetime) -> dict
                     logger.debug("ops alert pending for %ss: %s", rule.for_seconds, firing.message)
                 continue
             since = incident.firing_since or incident.opened_at
+            last_seen = incident.last_firing_at or since
+            if incident.status == IncidentStatus.PENDING and now - last_seen > PENDING_LOST_AFTER:
+                # Not seen for a while (subject unmeasured, paused, removed): whether it
+                # held in between is unknown, so its for: starts again from now.
+                incident.firing_since = incident.last_firing_at = now
+                incident.message, incident.last_value = firing.message, firing.value
+                incident.save(
+                    update_fields=["firing_since", "last_firing_at", "message", "last_value"]
+                )
+                continue
             if incident.status == IncidentStatus.PENDING and now - since >= held_long_enough:
                 # Held for the whole for: the incident opens now, saying what holds now.
                 incident.status = IncidentStatus.OPEN
                 incident.opened_at = now
                 incident.message = firing.message
                 incident.value = incident.last_value = firing.value
+                incident.last_firing_at = now
                 incident.save(
-                    update_fields=["status", "opened_at", "message", "value", "last_value"]
+                    update_fields=[
+                        "status",
+                        "opened_at",
+                        "message",
+                        "value",
+                        "last_value",
+                        "last_firing_at",
+                    ]
                 )
                 opened += 1
                 continue
             incident.last_value = firing.value
-            incident.save(update_fields=["last_value"])
+            incident.last_firing_at = now
+            incident.save(update_fields=["last_value", "last_firing_at"])
         for subject, incident in active.items():
             # Unmeasured subjects keep their state: an outage of the monitoring
             # path neither resolves an open incident nor drops a pending one.

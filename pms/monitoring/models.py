@@ -95,6 +95,9 @@ class AlertIncident(models.Model):
     firing_since = models.DateTimeField(
         null=True, blank=True, help_text="When the condition was first seen (pending from then)."
     )
+    last_firing_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last evaluation that saw the condition."
+    )
     # When it opened (left pending); for a pending incident, when it was created.
     opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
     resolved_at = models.DateTimeField(null=True, blank=True)

@@ -179,3 +179,27 @@ def test_gunicorns_access_log_never_carries_a_guest_token(tmp_path):
     assert "s3cret" not in text, text
     assert "/guest/AB12CD/?lang=en&token=[redacted]" in text
     assert "auth=[redacted]" in text
+
+
+def test_celery_workers_and_beat_log_no_guest_token(tmp_path):
+    # Celery replaces the root logger's handlers in its processes (Django's redacting
+    # console included); its own logging set-up, as a worker or beat runs it, must redact.
+    logfile = tmp_path / "celery.log"
+    script = (
+        "import logging, django; django.setup()\n"
+        "from config.celery import app\n"
+        f"app.log.setup(loglevel='INFO', logfile={str(logfile)!r}, colorize=False)\n"
+        "logging.getLogger('pms.anything').info('link /api/v1/bookings/AB12CD/?token=s3cr3t-tok')\n"
+        "logging.getLogger('celery.task').info('Authorization: Bearer s3cr3t-bearer')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    written = logfile.read_text()
+    assert "?token=[redacted]" in written, written
+    assert "s3cr3t-tok" not in written and "s3cr3t-bearer" not in written

@@ -140,3 +140,26 @@ def test_a_new_subscription_shows_its_secret_once(client, alice):
     assert created.secret in response.content.decode()
     later = client.get(f"/admin/channelsync/webhooksubscription/{created.pk}/change/")
     assert created.secret not in later.content.decode()
+
+
+@pytest.mark.parametrize(
+    "import_url",
+    [
+        "https://calendar.google.example/calendar/ical/x/private-pathtoken1234/basic.ics",
+        "https://feeduser:feedpass5678@feeds.example/ical/room.ics",
+    ],
+)
+def test_a_feed_token_in_the_path_or_user_part_is_masked_for_readers_too(
+    client, alice, push_channel, import_url
+):
+    Channel.objects.filter(pk=push_channel.pk).update(import_url=import_url)
+    body = _page(client, alice.staff, f"/admin/channelsync/channel/{push_channel.pk}/change/")
+    assert "pathtoken1234" not in body and "feedpass5678" not in body and "feeduser" not in body
+
+
+def test_the_channel_list_cannot_be_searched_for_a_feed_token(client, alice, push_channel):
+    # A reader who sees the URL masked must not recover it one character at a time.
+    body = _page(client, alice.staff, "/admin/channelsync/channel/?q=feedtoken")
+    assert "Hostaway" not in body
+    body = _page(client, alice.staff, "/admin/channelsync/channel/?q=Hostaway")
+    assert "Hostaway" in body

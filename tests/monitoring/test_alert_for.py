@@ -216,3 +216,24 @@ def test_a_worker_restart_of_a_few_seconds_pages_nobody(
         bulk_worker.stop()
         celery_app.control.add_consumer(QUEUE, destination=[live_worker.name], reply=True)
         forget_workers()
+
+
+@pytest.mark.django_db
+def test_a_pending_incident_seen_again_after_a_long_gap_waits_out_its_for_again():
+    # The subject went unmeasured (a paused channel, an inspect that kept timing out):
+    # whether the condition held in between is unknown, so it must not page at once.
+    rule = AlertRule.objects.create(kind=AlertKind.CHANNEL_STALE, threshold=1, for_seconds=60)
+    firing = alerts.RuleResult(
+        known={"channels"}, firing={"channels": alerts.Firing(1, "1 channel(s) stale")}
+    )
+    unmeasured = alerts.RuleResult(known=set(), firing={})
+    start = timezone.now()
+    assert alerts._apply_result(rule, firing, now=start) == {"opened": 0, "resolved": 0}
+    for minutes in (1, 5, 30):  # nothing measured for half an hour
+        alerts._apply_result(rule, unmeasured, now=start + timedelta(minutes=minutes))
+    back = start + timedelta(days=2)
+    assert alerts._apply_result(rule, firing, now=back) == {"opened": 0, "resolved": 0}
+    incident = AlertIncident.objects.get()
+    assert incident.status == IncidentStatus.PENDING and incident.firing_since == back
+    assert alerts._apply_result(rule, firing, now=back + timedelta(seconds=30))["opened"] == 0
+    assert alerts._apply_result(rule, firing, now=back + timedelta(seconds=61))["opened"] == 1
