@@ -54,7 +54,7 @@ def test_admin_queue_health_page_and_a_property_calendar_in_chromium(
 
 
 @pytest.mark.worker
-def test_flower_behind_basic_auth_shows_the_workers(celery_worker, worker_env, tmp_path: Path):
+def test_flower_behind_basic_auth_shows_the_workers(live_worker, worker_env, tmp_path: Path):
     port = free_port()
     log = ARTIFACTS / "flower.log"
     with log.open("wb") as output:
@@ -98,7 +98,7 @@ def test_flower_behind_basic_auth_shows_the_workers(celery_worker, worker_env, t
             http_credentials={"username": "ops", "password": "flower-test-pass"}
         ) as page:
             page.goto(f"http://127.0.0.1:{port}/workers")
-            page.wait_for_selector(f"text={celery_worker.name}", timeout=30_000)
+            page.wait_for_selector(f"text={live_worker.name}", timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "flower-workers.png"), full_page=True)
     finally:
         flower.terminate()

@@ -154,14 +154,18 @@ class CeleryWorker:
         )
         wait_until(lambda: self.pinged(app), 60, interval=0.5, what=f"worker {self.name}")
 
-    def pinged(self, app) -> bool:  # type: ignore[no-untyped-def]
+    def pinged(self, app, timeout: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
         assert self.process is not None
         if self.process.poll() is not None:
             raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.logfile}")
         try:
-            return bool(app.control.ping(destination=[self.name], timeout=0.5))
+            return bool(app.control.ping(destination=[self.name], timeout=timeout, limit=1))
         except Exception:
             return False
+
+    def responsive(self, app, attempts: int = 3) -> bool:  # type: ignore[no-untyped-def]
+        """Its main process answers a ping (a live but hung main process does not)."""
+        return any(self.pinged(app, timeout=2) for _ in range(attempts))
 
     def child_pids(self) -> list[int]:
         import psutil
