@@ -311,7 +311,7 @@ def alerts_opened_since(stack: Stack, started: datetime) -> list[str]:
         "-v",
         "0",
         "-c",
-        "from datetime import datetime; from pms.monitoring.models import AlertIncident; "
+        "from datetime import datetime; from pms.models.monitoring import AlertIncident; "
         f"since = datetime.fromisoformat({started.isoformat()!r}); "
         "print(*[f'{i.rule.kind}:{i.subject}' for i in AlertIncident.objects"
         ".filter(opened_at__gte=since).exclude(status='pending').select_related('rule')])",

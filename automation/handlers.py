@@ -15,7 +15,7 @@ from automation.services import (
 from automation.services.cleaning import refresh_turnovers
 from bookings.models import Booking, GuestMessage, Payment
 from pms.models import DomainEvent
-from pms.registry import event_handler
+from pms.pipeline.registry import event_handler
 
 
 def _booking(booking_id: int) -> Booking:

@@ -20,7 +20,7 @@ import requests
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from pms.errors import PermanentError, TransientError
+from pms.pipeline.errors import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from celery import shared_task
 from django.db import connection
 
 from pms.models import DomainEvent
-from pms.registry import event_handler
+from pms.pipeline.registry import event_handler
 
 PROBE_EVENT = "bench.probe"
 

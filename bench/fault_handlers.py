@@ -8,7 +8,7 @@ registries agree. Never imported by the application.
   into ``bench_effect``, a plain table with no unique key: a booking delivery
   applied twice shows as two rows, so the duplicate count can fail.
 - ``bench.poison`` handles ``bench.poison`` events by SIGKILLing its own process,
-  every time: the poison guard (pms.reliable) must park it in FailedTask.
+  every time: the poison guard (pms.pipeline.task_base) must park it in FailedTask.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import uuid
 from django.db import connection, transaction
 
 from pms.models import DomainEvent
-from pms.outbox import emit_event
-from pms.registry import event_handler
+from pms.pipeline.publishing import emit_event
+from pms.pipeline.registry import event_handler
 
 POISON_EVENT = "bench.poison"
 EFFECT_TABLE_SQL = """

@@ -15,7 +15,7 @@ Bookings are made through bookings.services.booking_create (distinct properties
 and dates). bench/fault_handlers.py adds a ``booking.created`` handler writing a
 plain effect table without a unique key, and the poison handler; workers load it
 with ``--include``. The outbox relay runs in this process: a thread calling
-pms.outbox.relay_due_deliveries() every OUTBOX_RELAY_INTERVAL seconds (what the
+pms.pipeline.publishing.relay_due_deliveries() every OUTBOX_RELAY_INTERVAL seconds (what the
 beat task does). After the fault the run waits for reconcile_until_settled and
 prints events, deliveries, applied, failed_for_review, lost, duplicated effects
 and wall time. Exit status 1 if anything is lost or duplicated (or, for poison,
@@ -167,7 +167,7 @@ def relay_loop(stop: threading.Event, stats: dict[str, int]) -> None:
     from django.conf import settings
     from django.db import connection
 
-    from pms.outbox import relay_due_deliveries
+    from pms.pipeline.relay import relay_due_deliveries
 
     while not stop.wait(settings.OUTBOX_RELAY_INTERVAL):
         try:
@@ -399,7 +399,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         from config.celery import app
-        from pms.reconcile import reconcile_until_settled
+        from pms.pipeline.reconcile import reconcile_until_settled
 
         app.conf.broker_url = broker.url
         tenant, properties, guest = _world(args.bookings)

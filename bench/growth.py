@@ -12,7 +12,7 @@ Timed in-process (median of --repeat runs) and query-counted
 (CaptureQueriesContext) at each size:
 - reminder sweep: automation.services.outbound_messages_claim_due (50 messages due);
 - cleaning run: automation.services.cleaning_runs_claim_due (claims reset each run);
-- outbox relay pass: pms.outbox.relay_due_deliveries with nothing due;
+- outbox relay pass: pms.pipeline.publishing.relay_due_deliveries with nothing due;
 - availability: bookings.selectors.property_availability, one property, 30 nights.
 Target (issue 9): time at the largest size < 2x the 10k time; equal query counts.
 
@@ -186,7 +186,7 @@ def operations(now: datetime, today: date):  # type: ignore[no-untyped-def]
     from automation.services import cleaning_runs_claim_due, outbound_messages_claim_due
     from bookings.selectors import property_availability
     from pms.models import Property
-    from pms.outbox import relay_due_deliveries
+    from pms.pipeline.relay import relay_due_deliveries
 
     prop = Property.objects.order_by("pk").first()
 

@@ -1,7 +1,7 @@
 """Commit-to-handler-start latency on an idle system, beside bare Celery's enqueue-to-start.
 
 500 events (default) of the bench-only type ``bench.probe``, 10 ms apart, each
-emitted with ``pms.outbox.emit_event`` inside ``transaction.atomic()`` in this
+emitted with ``pms.pipeline.publishing.emit_event`` inside ``transaction.atomic()`` in this
 process. The commit timestamp is ``time.time()`` taken right after the atomic
 block returns (publishing happens in its on_commit callback, so this is after the
 publish: the event's ``created_at`` column, taken before commit, is shown too).
@@ -75,7 +75,7 @@ def run_interleaved(tenant_id: int, count: int, spacing: float, timeout: float):
     from django.db import connection, transaction
 
     from bench.bare_tasks import PROBE_EVENT, bare_insert
-    from pms.outbox import emit_event
+    from pms.pipeline.publishing import emit_event
 
     committed: dict[str, float] = {}
     for i in range(count):

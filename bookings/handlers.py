@@ -12,7 +12,7 @@ from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, LedgerKind
 from bookings.models import Booking, CalendarEntry, LedgerEntry
 from bookings.services import payment_request, refunds_reconcile
 from pms.models import DomainEvent
-from pms.registry import event_handler
+from pms.pipeline.registry import event_handler
 
 BOOKING_EVENTS = (
     "booking.created",

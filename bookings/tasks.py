@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from pms.reliable import ReliableTask
+from pms.pipeline.task_base import ReliableTask
 
 
 @shared_task(name="bookings.tasks.purge_idempotency_keys", base=ReliableTask)

@@ -33,7 +33,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from pms.errors import PermanentError, TransientError
+from pms.pipeline.errors import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from channelsync.models import Channel
 from channelsync.push import channel_updates_record, update_payload
 from channelsync.webhooks import webhook_deliveries_record
 from pms.models import DomainEvent
-from pms.registry import event_handler
+from pms.pipeline.registry import event_handler
 
 
 @event_handler(*BOOKING_EVENTS, *BLOCK_EVENTS, queue="channelsync", name="channelsync.outbound")

@@ -42,8 +42,8 @@ from channelsync.services import (
     channel_record_failure,
     channel_record_push_success,
 )
-from pms.errors import TransientError
-from pms.reliable import redis_client
+from pms.pipeline.errors import TransientError
+from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 

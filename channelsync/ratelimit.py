@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import redis_client
 
 _TAKE = """
 local key = KEYS[1]

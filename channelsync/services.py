@@ -27,8 +27,8 @@ from channelsync.choices import (
 )
 from channelsync.ical_parse import FeedEvent, FeedProblem
 from channelsync.models import Channel, ChannelUpdate, Conflict, ImportedUid, new_export_token
-from pms.fairness import fair_submit
 from pms.models import Property
+from pms.pipeline.fairness import fair_submit
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def channel_export_token_rotate(*, channel: Channel) -> Channel:
 def channel_sync_request(*, channel: Channel, full: bool = False) -> None:
     """Admin "sync now" / "full resync": an import, admitted within the tenant's share.
 
-    Goes through pms.fairness: a manager resyncing 5,000 channels holds at most a
+    Goes through pms.pipeline.fairness: a manager resyncing 5,000 channels holds at most a
     few imports in the queue at a time, so other tenants' syncs are not stuck
     behind them. A full resync forgets the conditional-request validators and runs
     on ``bulk`` so a big batch of resyncs never delays routine polls.

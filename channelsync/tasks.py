@@ -23,7 +23,8 @@ from channelsync.fetch import (
     safe_request,
 )
 from channelsync.models import Channel
-from pms.reliable import ReliableTask, redis_client
+from pms.pipeline.redis_client import redis_client
+from pms.pipeline.task_base import ReliableTask
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,11 @@ def _too_long(exc: FetchTransientError) -> bool:
 def poll_due_channels() -> int:
     """Beat: an import for every channel whose (jittered) poll time has come.
 
-    Imports are admitted within each tenant's share (pms.fairness), so a tenant
+    Imports are admitted within each tenant's share (pms.pipeline.fairness), so a tenant
     with thousands of channels due at once cannot hold the sync workers.
     """
     from channelsync.services import channels_claim_due_polls
-    from pms.fairness import FairWork, fair_submit_many
+    from pms.pipeline.fairness import FairWork, fair_submit_many
 
     claimed = channels_claim_due_polls()
     tenants = dict(Channel.objects.filter(pk__in=claimed).values_list("pk", "tenant_id"))

@@ -39,7 +39,7 @@ from channelsync.choices import OutboundStatus
 from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
 from channelsync.models import WebhookDelivery, WebhookSubscription, new_webhook_secret
 from channelsync.webhook_signing import legacy_signature, signed_headers
-from pms.errors import TransientError
+from pms.pipeline.errors import TransientError
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)

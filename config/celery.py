@@ -8,14 +8,14 @@ import os
 from celery import Celery, signals
 
 from config.log_redaction import RedactTokens
-from pms.broker_guard import install as install_broker_guard
-from pms.log_context import install_log_record_factory
+from pms.pipeline.broker_guard import install as install_broker_guard
+from pms.pipeline.log_context import install_log_record_factory
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 # Before any logging is configured: every record carries tenant_id (log formats use it).
 install_log_record_factory()
-# A broker outage must not kill a worker holding unacked messages (see pms.broker_guard).
+# A broker outage must not kill a worker holding unacked messages (see pms.pipeline.broker_guard).
 install_broker_guard()
 
 app = Celery("pms")

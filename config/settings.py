@@ -79,7 +79,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "pms.log_context.TenantLogMiddleware",
+    "pms.pipeline.log_context.TenantLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -342,7 +342,7 @@ PAYMENT_BANK_ACCOUNT = env.str(
     "PAYMENT_BANK_ACCOUNT", default="IBAN XX00 DEMO 0000 0000 (demo account)"
 )
 
-# --- Fairness between tenants (pms.fairness) -----------------------------------------
+# --- Fairness between tenants (pms.pipeline.fairness) -----------------------------------------
 # Bulk work (channel imports, resyncs) admitted per tenant: at most this many in flight.
 FAIR_INFLIGHT_PER_TENANT = env.int("FAIR_INFLIGHT_PER_TENANT", default=4)
 # An admitted item not finished after this many seconds is admitted again.
@@ -418,12 +418,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        # tenant_id is on every record (pms.log_context): grep a tenant's story.
+        # tenant_id is on every record (pms.pipeline.log_context): grep a tenant's story.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s tenant=%(tenant_id)s %(message)s"},
     },
     "filters": {
         "quiet_housekeeping": {
-            "()": "pms.log_filters.QuietHousekeeping",
+            "()": "pms.pipeline.log_filters.QuietHousekeeping",
             "tasks": QUIET_HOUSEKEEPING_TASKS,
             "routine": QUIET_ROUTINE_TASKS,
         },

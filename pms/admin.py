@@ -13,10 +13,10 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from pms.choices import FailedTaskStatus
-from pms.failures import failed_task_discard, failed_task_resolve, failed_task_retry
 from pms.models import DomainEvent, EventDelivery, FailedTask, FailedTaskAction, Guest, Property
 from pms.monitoring import admin as monitoring_admin  # noqa: F401  (registers its admins)
-from pms.reconcile import reconcile
+from pms.pipeline.failures import failed_task_discard, failed_task_resolve, failed_task_retry
+from pms.pipeline.reconcile import reconcile
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
 
 

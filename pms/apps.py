@@ -3,14 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.db import connections
 
 
 def _refresh_db_connections(**kwargs: Any) -> None:
     # Workers keep connections across tasks (CELERY_DB_REUSE_MAX); this applies
     # Django's own per-request hygiene per task instead: drop a connection that
     # broke (e.g. PostgreSQL restarted) or outlived CONN_MAX_AGE.
-    from django.db import connections
-
     for conn in connections.all(initialized_only=True):
         conn.close_if_unusable_or_obsolete()
 
@@ -21,16 +20,22 @@ class PmsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: they import models, which need the app registry.
         from celery import signals
         from django.utils.module_loading import autodiscover_modules
 
-        from pms.failures import record_task_failure, record_task_success
+        from pms.pipeline import fairness, log_context, task_base
+        from pms.pipeline.failures import record_task_failure, record_task_success
 
         signals.task_failure.connect(record_task_failure, dispatch_uid="pms.record_task_failure")
+        task_base.retry_lost.connect(record_task_failure, dispatch_uid="pms.record_retry_lost")
         signals.task_success.connect(record_task_success, dispatch_uid="pms.record_task_success")
+        # Bulk work admitted by the fair dispatcher frees its tenant's slot when it ends.
+        task_base.task_returned.connect(
+            fairness.free_slot_on_return, dispatch_uid="pms.fair_free_slot"
+        )
         signals.task_prerun.connect(_refresh_db_connections, dispatch_uid="pms.refresh_db")
-        # Tenant ids on every log line and on follow-up task messages (pms.log_context).
-        from pms import log_context
+        # Tenant ids on every log line and on follow-up task messages (pms.pipeline.log_context).
 
         signals.task_prerun.connect(log_context.bind_task_tenant, dispatch_uid="pms.log_tenant")
         signals.before_task_publish.connect(

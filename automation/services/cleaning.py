@@ -23,8 +23,8 @@ from automation.models import CleaningTask
 from automation.services.outbound import outbound_message_queue
 from bookings.choices import OCCUPYING_STATUSES, BookingStatus
 from bookings.models import Booking
-from pms.errors import PermanentError
 from pms.models import Property
+from pms.pipeline.errors import PermanentError
 from tenants.choices import Role
 from tenants.models import Membership
 

@@ -22,9 +22,9 @@ from automation.choices import (
 from automation.localtime import local_now
 from automation.models import MaintenancePlan, MaintenanceRequest
 from bookings.models import Booking
-from pms.errors import PermanentError
 from pms.models import Property
-from pms.outbox import emit_event
+from pms.pipeline.errors import PermanentError
+from pms.pipeline.publishing import emit_event
 
 
 class MaintenanceError(PermanentError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -17,9 +16,13 @@ from automation.models import MessageTemplate, OutboundMessage
 from automation.sms import get_sms_backend
 from bookings.models import Booking
 from bookings.services import guest_token_issue
-from pms.errors import PermanentError
+from pms.pipeline.enqueue import enqueue, enqueue_on_commit
+from pms.pipeline.errors import PermanentError
 
 logger = logging.getLogger(__name__)
+
+# Sends one recorded message (registered in automation.tasks).
+SEND_TASK = "automation.tasks.send_outbound_message"
 
 
 def resend_deadline(now: datetime | None = None) -> datetime:
@@ -69,19 +72,30 @@ def outbound_message_queue(
 
 
 def enqueue_send_after_commit(message_id: int, tenant_id: int) -> None:
-    from automation.tasks import send_outbound_message
-
-    transaction.on_commit(
-        lambda: _enqueue(send_outbound_message, message_id, tenant_id), robust=True
+    # Lost, it is sent by the sweep: the row is pending with a resend deadline.
+    enqueue_on_commit(
+        SEND_TASK,
+        args=[message_id],
+        headers={"tenant_id": tenant_id},
+        caught_up_by="the due-message sweep",
     )
 
 
-def _enqueue(task: Any, message_id: int, tenant_id: int) -> None:
-    try:
-        task.apply_async(args=[message_id], headers={"tenant_id": tenant_id})
-    except Exception:
-        # The sweep sends it later (its send_after is the resend deadline); the row is the promise.
-        logger.warning("could not enqueue outbound message %s; the sweep will send it", message_id)
+def outbound_messages_send_due() -> int:
+    """The sweep: claim due messages batch by batch and send each. Returns how many."""
+    total = 0
+    while True:
+        claimed = outbound_messages_claim_due()
+        for message_id, tenant_id in claimed:
+            enqueue(
+                SEND_TASK,
+                args=[message_id],
+                headers={"tenant_id": tenant_id},
+                caught_up_by="the next sweep (the row is pending with a resend deadline)",
+            )
+        total += len(claimed)
+        if len(claimed) < int(settings.AUTOMATION_SWEEP_BATCH):
+            return total
 
 
 def outbound_messages_claim_due(

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 
 from bookings.models import GuestAccessToken
 from bookings.services import guest_token_resolve
-from pms.log_context import bind_tenant
+from pms.pipeline.log_context import bind_tenant
 
 
 class GuestPrincipal:

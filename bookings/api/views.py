@@ -42,8 +42,8 @@ from bookings.selectors import property_availability
 from bookings.services import booking_cancel, booking_create, guest_message_post, guest_token_issue
 from pms.api.errors import error_response
 from pms.api.schemas import ErrorSerializer
-from pms.log_context import bind_tenant
 from pms.models import Property
+from pms.pipeline.log_context import bind_tenant
 from pms.services import guest_get_or_create
 
 # HTTP status per booking rule broken; anything else is a 400.

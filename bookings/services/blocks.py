@@ -11,7 +11,7 @@ from bookings.errors import BookingError
 from bookings.models import Block
 from bookings.selectors import booking_conflicts
 from pms.models import Property
-from pms.outbox import emit_event
+from pms.pipeline.publishing import emit_event
 from tenants.models import Tenant
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from bookings.choices import MessageSender
 from bookings.errors import BookingError
 from bookings.models import Booking, GuestAccessToken, GuestMessage
-from pms.outbox import emit_event
+from pms.pipeline.publishing import emit_event
 
 MAX_MESSAGE_LENGTH = 5000
 

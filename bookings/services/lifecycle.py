@@ -31,7 +31,7 @@ from bookings.models import Booking
 from bookings.pricing import Quote, cancellation_terms, quote_stay
 from bookings.selectors import block_conflicts, booking_conflicts
 from pms.models import Guest, Property
-from pms.outbox import emit_event
+from pms.pipeline.publishing import emit_event
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from bookings.errors import BookingError
 from bookings.models import Booking, Payment, Refund
 from bookings.payment_providers import get_provider
 from pms.models import DomainEvent
-from pms.outbox import emit_event
+from pms.pipeline.publishing import emit_event
 
 
 def _emit(obj: Payment | Refund, event_type: str, actor: str, **extra: Any) -> None:

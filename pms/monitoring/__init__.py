@@ -1,5 +1,5 @@
-"""Queue monitoring for operators: broker depth and age, workers, task stats, samples, alerts.
+"""Queue monitoring for operators: workers, task stats, samples, alert rules, the watchdog.
 
-Model-free modules; the three models (AlertRule, AlertIncident, QueueSample) live in
-``pms.monitoring.models`` and are imported by ``pms.models`` so they belong to the app.
+Its tables (AlertRule, AlertIncident, QueueSample) are in ``pms.models.monitoring``;
+reading depth and age from the broker is the pipeline's (``pms.pipeline.broker_stats``).
 """

@@ -18,8 +18,8 @@ from django.template.response import TemplateResponse
 
 from config.queues import QUEUES
 from pms.models import EventDelivery, FailedTask
+from pms.models.monitoring import AlertIncident, AlertRule, IncidentStatus, QueueSample
 from pms.monitoring.charts import line_chart
-from pms.monitoring.models import AlertIncident, AlertRule, IncidentStatus, QueueSample
 from pms.monitoring.overview import open_failed_tasks, pending_deliveries, queue_overview
 from pms.monitoring.sampling import queue_samples_since
 from tenants.scoping import scope_queryset

@@ -39,8 +39,8 @@ from django.utils import timezone
 
 from pms.choices import DeliveryStatus
 from pms.models import EventDelivery
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.channels import channel_health
-from pms.monitoring.models import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.overview import Overview, queue_overview
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from django.utils import timezone
 from config.queues import QUEUES
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
-from pms.monitoring.broker_stats import queue_depths
 from pms.monitoring.signals import beat_last_tick
 from pms.monitoring.task_stats import QueueRates, TaskStats, read_task_stats
 from pms.monitoring.workers import WorkerInfo, consumers_per_queue, workers_online
+from pms.pipeline.broker_stats import queue_depths
 
 
 @dataclass
@@ -28,7 +28,7 @@ class QueueHealth:
     consumers: int | None
     last_5_minutes: QueueRates
     last_hour: QueueRates
-    # RabbitMQ: the oldest age is estimated from the publish log (pms.monitoring.waiting).
+    # RabbitMQ: the oldest age is estimated from the publish log (pms.pipeline.waiting).
     age_estimated: bool = False
 
     @property

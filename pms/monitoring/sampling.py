@@ -10,9 +10,9 @@ from django.db.models import IntegerField, Value
 from django.db.models.functions import Extract, Floor
 from django.utils import timezone
 
-from pms.monitoring.broker_stats import queue_depths
-from pms.monitoring.models import QueueSample
+from pms.models.monitoring import QueueSample
 from pms.monitoring.task_stats import read_task_stats_for_minute
+from pms.pipeline.broker_stats import queue_depths
 
 
 def queue_sample_take() -> QueueSample:

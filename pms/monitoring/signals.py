@@ -7,7 +7,7 @@
   periodic task (django-celery-beat adds ``periodic_task_name``), record beat's
   last tick. Recording it at publish time means a silent beat is told apart
   from a stuck worker. On RabbitMQ (which shows no message without delivering
-  it) the publish also goes into ``pms.monitoring.waiting``'s log.
+  it) the publish also goes into ``pms.pipeline.waiting``'s log.
 - ``task_received`` (worker main process, RabbitMQ only): the message left its
   queue; it leaves the log.
 - ``task_prerun`` / ``task_postrun``: per-queue outcome counts and runtimes.
@@ -23,10 +23,10 @@ from typing import Any
 import redis
 
 from config.queues import queue_for_routing_key
-from pms.monitoring import waiting
-from pms.monitoring.broker_stats import PUBLISHED_AT_HEADER
 from pms.monitoring.task_stats import PREFIX, record_run
-from pms.reliable import redis_client
+from pms.pipeline import waiting
+from pms.pipeline.broker_stats import PUBLISHED_AT_HEADER
+from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import MONITORING_PREFIX, redis_client
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "pms:monitoring"
+PREFIX = MONITORING_PREFIX
 BUCKET_TTL_SECONDS = 2 * 3600
 # Runtime histogram upper bounds, seconds (log-ish scale); the last bucket is open.
 RUNTIME_BOUNDS: tuple[float, ...] = (

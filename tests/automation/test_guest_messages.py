@@ -18,7 +18,7 @@ from automation.services import (
     outbound_messages_claim_due,
 )
 from bookings.services import booking_cancel, booking_modify
-from pms.errors import PermanentError, TransientError
+from pms.pipeline.errors import PermanentError, TransientError
 from tests.automation.conftest import book
 from tests.factories import GuestFactory
 

@@ -13,7 +13,7 @@ from automation.models import MessageTemplate, OutboundMessage
 from automation.services import outbound_message_queue
 from automation.tasks import send_outbound_message
 from pms.models import EventDelivery, FailedTask
-from pms.outbox import publish_deliveries
+from pms.pipeline.publishing import publish_deliveries
 from tests.automation.conftest import book
 from tests.conftest import PASSWORD
 from tests.factories import GuestFactory

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from bookings.choices import OCCUPYING_STATUSES
 from bookings.models import CalendarEntry
 from bookings.services import booking_cancel, booking_create, booking_modify
-from pms.delivery import run_delivery
 from pms.models import EventDelivery
-from pms.registry import get_handler
+from pms.pipeline.delivery import run_delivery
+from pms.pipeline.registry import get_handler
 from tests.factories import PropertyFactory
 
 history = st.fixed_dictionaries(

@@ -22,9 +22,9 @@ from bookings.services import (
     refund_mark_completed,
 )
 from pms.choices import DeliveryStatus
-from pms.delivery import run_delivery
 from pms.models import EventDelivery
-from pms.registry import get_handler
+from pms.pipeline.delivery import run_delivery
+from pms.pipeline.registry import get_handler
 from tests.factories import PropertyFactory
 
 MONEY_HANDLERS = ("bookings.accounting", "bookings.refunds", "bookings.payment_request")

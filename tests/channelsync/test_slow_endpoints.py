@@ -24,7 +24,7 @@ from channelsync.webhooks import (
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
-from pms.errors import TransientError
+from pms.pipeline.errors import TransientError
 from tests.channelsync.support import TricklingServer
 
 # Long enough that a client without a whole-exchange deadline waits far longer.

@@ -21,10 +21,10 @@ from kombu import Connection
 from config.celery import app as celery_app
 from config.queues import QUEUE_NAMES, QUORUM
 from pms.models import EventDelivery
-from pms.monitoring import waiting
-from pms.monitoring.broker_stats import queue_depths
-from pms.outbox import delivery_task_id
-from pms.reliable import redis_client
+from pms.pipeline import waiting
+from pms.pipeline.broker_stats import queue_depths
+from pms.pipeline.publishing import delivery_task_id
+from pms.pipeline.redis_client import redis_client
 from pms.tasks import probe_echo
 from tests.conftest import PASSWORD
 from tests.support.broker import celery_on_broker, rabbitmq_test_url

@@ -9,11 +9,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.alerts import alert_rules_evaluate
-from pms.monitoring.models import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.overview import queue_overview
 from pms.monitoring.signals import BEAT_TICK_KEY, stamp_publish_time
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import redis_client
 from tests.monitoring.support import ops_mail, smtp_settings
 
 

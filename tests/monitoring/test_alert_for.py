@@ -12,15 +12,15 @@ from django.test import override_settings
 from django.utils import timezone
 
 from config.celery import app as celery_app
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring import alerts
 from pms.monitoring.alerts import alert_rules_evaluate, alert_rules_setup
-from pms.monitoring.broker_stats import queue_depths
-from pms.monitoring.models import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.overview import queue_overview
 from pms.monitoring.signals import BEAT_TICK_KEY, stamp_publish_time
 from pms.monitoring.watchdog import watchdog_iteration
 from pms.monitoring.workers import forget_workers
-from pms.reliable import redis_client
+from pms.pipeline.broker_stats import queue_depths
+from pms.pipeline.redis_client import redis_client
 from pms.tasks import probe_echo
 from tests.conftest import PASSWORD
 from tests.monitoring.support import ops_mail, smtp_settings

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from pms.models import EventDelivery
+from pms.models.monitoring import AlertKind, AlertRule
 from pms.monitoring.alerts import _evaluate_rule
-from pms.monitoring.models import AlertKind, AlertRule
 from pms.monitoring.overview import pending_deliveries, queue_overview
 from pms.monitoring.task_stats import read_task_stats, record_run
 from tests.support.pipeline import emit_probe

@@ -9,11 +9,11 @@ import pytest
 from django.test import override_settings
 
 from config.celery import app as celery_app
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule
 from pms.monitoring.alerts import alert_rules_evaluate
-from pms.monitoring.broker_stats import queue_depths
-from pms.monitoring.models import AlertIncident, AlertKind, AlertRule
 from pms.monitoring.task_stats import read_task_stats
 from pms.monitoring.workers import forget_workers
+from pms.pipeline.broker_stats import queue_depths
 from pms.tasks import probe_echo
 from tests.conftest import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled

@@ -12,10 +12,10 @@ from django.db.models.signals import post_init
 from django.utils import timezone
 
 from pms.models import FailedTask
-from pms.monitoring.models import AlertIncident, AlertKind, AlertRule, QueueSample
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, QueueSample
 from pms.monitoring.sampling import queue_sample_take, queue_samples_purge, queue_samples_since
 from pms.monitoring.signals import BEAT_TICK_KEY, beat_last_tick, stamp_publish_time
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import redis_client
 from tests.conftest import PASSWORD
 from tests.monitoring.support import database_down
 
@@ -29,7 +29,7 @@ def _failed(world, task_id: str) -> FailedTask:
         task_name="handlers.tests.effect",
         queue="bookings",
         tenant=world.tenant,
-        exception_class="pms.errors.PermanentError",
+        exception_class="pms.pipeline.errors.PermanentError",
         first_failed_at=now,
         last_failed_at=now,
     )

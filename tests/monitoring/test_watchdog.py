@@ -14,11 +14,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import override_settings
 
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.alerts import alert_rules_evaluate
-from pms.monitoring.models import AlertIncident, AlertKind, AlertRule, IncidentStatus
 from pms.monitoring.signals import BEAT_TICK_KEY, stamp_publish_time
 from pms.monitoring.watchdog import watchdog_iteration
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import redis_client
 from tests.monitoring.support import ops_mail, smtp_settings
 from tests.support.servers import wait_until
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import redis_client
 from tenants.choices import Role
 from tenants.models import Membership
 from tenants.permissions import ROLE_GRANTS
@@ -28,7 +28,7 @@ def _failed(world, **fields) -> FailedTask:
         "queue": "bookings",
         "args": [1],
         "tenant": world.tenant,
-        "exception_class": "pms.errors.PermanentError",
+        "exception_class": "pms.pipeline.errors.PermanentError",
         "exception_message": f"{world.tenant.slug} broke",
         "first_failed_at": now,
         "last_failed_at": now,

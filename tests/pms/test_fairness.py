@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pms.fairness import fair_dispatch, fair_item_finished, fair_submit
 from pms.models import FairWorkItem
-from pms.reliable import redis_client
+from pms.pipeline.fairness import fair_dispatch, fair_item_finished, fair_submit
+from pms.pipeline.redis_client import redis_client
 from tests.support.pipeline import assert_pipeline_settled
 from tests.support.servers import wait_until
 

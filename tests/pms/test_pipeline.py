@@ -15,9 +15,10 @@ from bookings.selectors import property_calendar_month
 from bookings.services import booking_cancel, booking_create
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
-from pms.monitoring.broker_stats import queue_depths
-from pms.outbox import broker_breaker, delivery_task_id, publish_deliveries, relay_due_deliveries
-from pms.reliable import redis_client
+from pms.pipeline.broker_stats import queue_depths
+from pms.pipeline.publishing import broker_breaker, delivery_task_id, publish_deliveries
+from pms.pipeline.redis_client import redis_client
+from pms.pipeline.relay import relay_due_deliveries
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
 from tests.support.servers import log_count, wait_until
@@ -253,7 +254,7 @@ def test_a_handler_that_always_fails_transiently_ends_as_one_failed_task(
         lambda: FailedTask.objects.filter(event=event).first(), 40, what="FailedTask"
     )
     assert failed.task_name == "handlers.tests.effect"
-    assert failed.exception_class == "pms.errors.TransientError"
+    assert failed.exception_class == "pms.pipeline.errors.TransientError"
     assert failed.attempts == 4  # first run + TASK_MAX_RETRIES=3
     assert failed.queue == "bookings" and failed.tenant_id == alice.tenant.pk
     assert failed.args == [failed.delivery_id]
@@ -280,7 +281,7 @@ def test_a_permanent_error_goes_to_review_without_retrying(live_worker, alice):
         lambda: FailedTask.objects.filter(event=event).first(), 20, what="FailedTask"
     )
     assert failed.attempts == 1
-    assert failed.exception_class == "pms.errors.PermanentError"
+    assert failed.exception_class == "pms.pipeline.errors.PermanentError"
     assert failed.status == FailedTaskStatus.OPEN
     assert_pipeline_settled()
 
@@ -290,7 +291,7 @@ def test_a_message_that_kills_its_worker_every_time_is_quarantined(live_worker, 
     failed = wait_until(
         lambda: FailedTask.objects.filter(event=event).first(), 60, what="poison FailedTask"
     )
-    assert failed.exception_class == "pms.errors.PoisonMessageError"
+    assert failed.exception_class == "pms.pipeline.errors.PoisonMessageError"
     starts = int(redis_client().get(control_key("poison-starts", event.id)))
     assert starts == 3  # TASK_POISON_MAX_STARTS, then no further run
     assert_pipeline_settled()
@@ -299,7 +300,7 @@ def test_a_message_that_kills_its_worker_every_time_is_quarantined(live_worker, 
 def test_the_broker_dying_while_a_worker_holds_a_message_does_not_kill_the_worker(
     live_worker, alice, broker
 ):
-    """kombu raises while restoring unacked messages on a dead connection (pms.broker_guard)."""
+    """kombu raises while restoring unacked messages on a dead connection (pms.pipeline.broker_guard)."""
     if not broker.controllable:
         pytest.skip("TEST_BROKER_URL names an external broker the tests cannot stop")
     from config.celery import app

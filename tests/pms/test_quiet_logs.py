@@ -1,5 +1,5 @@
 """Housekeeping that did nothing logs at DEBUG; a pass that did something still says so at
-INFO (pms.log_filters, installed on Celery's loggers through Django's LOGGING)."""
+INFO (pms.pipeline.log_filters, installed on Celery's loggers through Django's LOGGING)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from celery.schedules import schedule
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from pms import outbox
-from pms.log_filters import did_nothing
 from pms.models import EventDelivery, QueueSample
+from pms.pipeline.log_filters import did_nothing
+from pms.pipeline.publishing import broker_breaker
 from pms.tasks import monitoring_sample_queues, probe_echo, relay_outbox
 from tests.support.pipeline import assert_pipeline_settled, emit_probe
 from tests.support.servers import log_count, wait_until
@@ -43,11 +43,11 @@ def test_an_idle_relay_pass_writes_no_info_line_and_a_busy_one_says_what_it_did(
     assert _lines_about(logfile, idle.id) == []  # neither "received" nor "succeeded ...: 0"
     assert log_count(logfile, f"[{marker}] received") == 1  # other tasks keep their lines
 
-    outbox.broker_breaker.trip()  # the commit-time publish is "lost": the relay has work
+    broker_breaker.trip()  # the commit-time publish is "lost": the relay has work
     try:
         event = emit_probe(alice.tenant, aggregate_id="quiet-logs")
     finally:
-        outbox.broker_breaker.reset()
+        broker_breaker.reset()
     EventDelivery.objects.filter(event=event).update(due_at=timezone.now() - timedelta(minutes=5))
     busy = relay_outbox.apply_async(ignore_result=False)
     assert busy.get(timeout=30) == 2

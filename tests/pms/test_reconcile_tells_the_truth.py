@@ -11,13 +11,14 @@ from celery.exceptions import Reject
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pms import outbox
 from pms.choices import DeliveryStatus, FailedTaskStatus
-from pms.errors import TransientError
-from pms.failures import failed_task_discard, failed_task_resolve
 from pms.models import EventDelivery, FailedTask
-from pms.reconcile import reconcile
-from pms.registry import get_handler
+from pms.pipeline.errors import TransientError
+from pms.pipeline.failures import failed_task_discard, failed_task_resolve
+from pms.pipeline.publishing import broker_breaker, delivery_task_id
+from pms.pipeline.reconcile import reconcile
+from pms.pipeline.registry import get_handler
+from pms.pipeline.relay import relay_due_deliveries
 from tests.support.pipeline import emit_probe
 
 HANDLER = "tests.effect"
@@ -38,7 +39,7 @@ def _failed_with_review(event, superuser):
     EventDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED)
     now = timezone.now()
     return FailedTask.objects.create(
-        task_id=outbox.delivery_task_id(event.id, HANDLER),
+        task_id=delivery_task_id(event.id, HANDLER),
         task_name=f"handlers.{HANDLER}",
         args=[delivery.pk],
         tenant_id=delivery.tenant_id,
@@ -75,7 +76,7 @@ def test_a_failed_delivery_whose_review_was_closed_without_the_effect_is_not_ok(
 def test_a_pending_delivery_whose_handler_is_gone_is_not_ok_and_the_relay_fails_it_for_review(
     alice,
 ):
-    outbox.broker_breaker.reset()
+    broker_breaker.reset()
     event = emit_probe(alice.tenant)
     _other_deliveries_done(event)
     delivery = _delivery(event)
@@ -85,7 +86,7 @@ def test_a_pending_delivery_whose_handler_is_gone_is_not_ok_and_the_relay_fails_
     report = reconcile()
     assert report.pending_without_handler == 1 and report.overdue == 0 and not report.ok
 
-    assert outbox.relay_due_deliveries() == 0
+    assert relay_due_deliveries() == 0
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     failed = FailedTask.objects.get(delivery=delivery)
@@ -99,7 +100,7 @@ def test_a_pending_delivery_whose_handler_is_gone_is_not_ok_and_the_relay_fails_
     EventDelivery.objects.filter(pk=delivery.pk).update(
         due_at=timezone.now() - timedelta(minutes=1)
     )
-    assert outbox.relay_due_deliveries() == 0
+    assert relay_due_deliveries() == 0
     assert FailedTask.objects.filter(delivery=delivery).count() == 1
 
 
@@ -123,14 +124,14 @@ def test_a_delivery_published_many_times_and_never_applied_is_not_in_flight(alic
 def test_a_retry_whose_publish_fails_is_recorded_as_a_failed_task(alice, broker):
     if not broker.controllable:
         pytest.skip("TEST_BROKER_URL names an external broker the tests cannot stop")
-    outbox.broker_breaker.trip()  # the commit-time publish is not what this is about
+    broker_breaker.trip()  # the commit-time publish is not what this is about
     try:
         event = emit_probe(alice.tenant)
     finally:
-        outbox.broker_breaker.reset()
+        broker_breaker.reset()
     delivery = _delivery(event)
     task = get_handler(HANDLER).task
-    task_id = outbox.delivery_task_id(event.id, HANDLER)
+    task_id = delivery_task_id(event.id, HANDLER)
     task.push_request(
         id=task_id,
         args=[delivery.pk],

@@ -10,16 +10,19 @@ from django.core.management import CommandError, call_command
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pms import outbox
 from pms.choices import DeliveryStatus
 from pms.models import EventDelivery
-from pms.reconcile import reconcile
+from pms.pipeline import relay as relay_module
+from pms.pipeline.deadlines import relay_backoff
+from pms.pipeline.publishing import broker_breaker
+from pms.pipeline.reconcile import reconcile
+from pms.pipeline.relay import relay_due_deliveries
 from tests.support.pipeline import emit_probe
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_relays_running_at_once_never_send_a_delivery_twice(alice, monkeypatch):
-    outbox.broker_breaker.trip()  # keep the commit-time publish out of the way
+    broker_breaker.trip()  # keep the commit-time publish out of the way
     events = [emit_probe(alice.tenant, aggregate_id=f"relay-{i}") for i in range(120)]
     EventDelivery.objects.update(due_at=timezone.now() - timedelta(minutes=5))
     sent: list[int] = []
@@ -30,13 +33,13 @@ def test_two_relays_running_at_once_never_send_a_delivery_twice(alice, monkeypat
             sent.extend(d.pk for d in deliveries)
         return len(deliveries)
 
-    monkeypatch.setattr(outbox, "publish_deliveries", fake_publish)
+    monkeypatch.setattr(relay_module, "publish_deliveries", fake_publish)
     barrier = threading.Barrier(2)
 
     def relay():
         barrier.wait()
         try:
-            outbox.relay_due_deliveries(batch_size=10)
+            relay_due_deliveries(batch_size=10)
         finally:
             close_old_connections()
 
@@ -45,7 +48,7 @@ def test_two_relays_running_at_once_never_send_a_delivery_twice(alice, monkeypat
         thread.start()
     for thread in threads:
         thread.join(30)
-    outbox.broker_breaker.reset()
+    broker_breaker.reset()
     assert len(sent) == 2 * len(events)
     assert len(set(sent)) == len(sent)
     assert set(EventDelivery.objects.values_list("publish_count", flat=True)) == {1}
@@ -53,9 +56,9 @@ def test_two_relays_running_at_once_never_send_a_delivery_twice(alice, monkeypat
 
 @pytest.mark.django_db
 def test_the_relay_backs_off_a_delivery_it_already_re_sent():
-    deadline = outbox.relay_backoff(0)
-    assert outbox.relay_backoff(1) == 2 * deadline
-    assert outbox.relay_backoff(10) == 16 * deadline
+    deadline = relay_backoff(0)
+    assert relay_backoff(1) == 2 * deadline
+    assert relay_backoff(10) == 16 * deadline
 
 
 @pytest.mark.django_db
@@ -89,16 +92,16 @@ def test_reconcile_is_scoped_to_a_tenant(alice, bob):
 def test_relay_passes_during_a_broker_outage_do_not_inflate_the_backoff(alice, broker, settings):
     if not broker.controllable:
         pytest.skip("TEST_BROKER_URL names an external broker the tests cannot stop")
-    outbox.broker_breaker.trip()
+    broker_breaker.trip()
     try:
         event = emit_probe(alice.tenant)
     finally:
-        outbox.broker_breaker.reset()
+        broker_breaker.reset()
     EventDelivery.objects.filter(event=event).update(due_at=timezone.now() - timedelta(minutes=1))
     broker.server.stop()
     try:
         for _ in range(3):
-            assert outbox.relay_due_deliveries() == 0
+            assert relay_due_deliveries() == 0
             EventDelivery.objects.filter(event=event).update(
                 due_at=timezone.now() - timedelta(seconds=1)
             )
@@ -106,8 +109,8 @@ def test_relay_passes_during_a_broker_outage_do_not_inflate_the_backoff(alice, b
         assert {row.publish_count for row in rows} == {0}  # nothing left: nothing counted
     finally:
         broker.server.start()
-        outbox.broker_breaker.reset()
-    assert outbox.relay_due_deliveries() == 2  # the broker is back: sent, counted once
+        broker_breaker.reset()
+    assert relay_due_deliveries() == 2  # the broker is back: sent, counted once
     assert set(
         EventDelivery.objects.filter(event=event).values_list("publish_count", flat=True)
     ) == {1}

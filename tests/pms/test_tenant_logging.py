@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from config.queues import DEFAULT_QUEUE
-from pms.log_context import NO_TENANT, bind_tenant, current_tenant
-from pms.outbox import delivery_task_id
+from pms.pipeline.log_context import NO_TENANT, bind_tenant, current_tenant
+from pms.pipeline.publishing import delivery_task_id
 from pms.tasks import probe_echo
 from tests.conftest import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled, emit_probe

@@ -18,10 +18,11 @@ import time
 from celery import shared_task
 from django.db import connection
 
-from pms.errors import PermanentError, TransientError
 from pms.models import DomainEvent
-from pms.registry import event_handler
-from pms.reliable import ReliableTask, redis_client
+from pms.pipeline.errors import PermanentError, TransientError
+from pms.pipeline.redis_client import redis_client
+from pms.pipeline.registry import event_handler
+from pms.pipeline.task_base import ReliableTask
 
 PROBE_EVENT = "test.probe"
 EFFECT_TABLE_SQL = """

@@ -7,8 +7,8 @@ from typing import Any
 from django.db import connection, transaction
 
 from pms.models import DomainEvent
-from pms.outbox import emit_event
-from pms.reconcile import ReconcileReport, reconcile_until_settled
+from pms.pipeline.publishing import emit_event
+from pms.pipeline.reconcile import ReconcileReport, reconcile_until_settled
 from tests.support.fault_handlers import PROBE_EVENT
 
 

@@ -28,9 +28,9 @@ from bookings.services import (
     payment_mark_received,
 )
 from pms.choices import DeliveryStatus
-from pms.delivery import run_delivery
 from pms.models import EventDelivery, FailedTask
-from pms.registry import get_handler
+from pms.pipeline.delivery import run_delivery
+from pms.pipeline.registry import get_handler
 from tenants.models import Tenant
 from tenants.scoping import is_tenant_owned
 from tests.factories import GuestFactory, PropertyFactory
@@ -95,7 +95,7 @@ def build_world(tenant: Tenant, marker: str) -> dict[str, Any]:
         queue="bookings",
         args=[0],
         tenant=tenant,
-        exception_class="pms.errors.PermanentError",
+        exception_class="pms.pipeline.errors.PermanentError",
         exception_message=f"{marker} failure",
         first_failed_at=now,
         last_failed_at=now,

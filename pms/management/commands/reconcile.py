@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pms.reconcile import reconcile, reconcile_until_settled
+from pms.pipeline.reconcile import reconcile, reconcile_until_settled
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Monitoring models. Imported by ``pms.models`` so Django registers them in the pms app."""
+"""Queue monitoring's tables: samples for the charts, alert rules and their incidents."""
 
 from __future__ import annotations
 

@@ -17,10 +17,12 @@ from django.utils import timezone
 from config.celery import app
 from pms.choices import DeliveryStatus
 from pms.models import EventDelivery
-from pms.reliable import ReliableTask
+from pms.pipeline.deadlines import relay_backoff
+from pms.pipeline.failures import failed_tasks_resolve_for_delivery
+from pms.pipeline.task_base import ReliableTask
 
 if TYPE_CHECKING:
-    from pms.registry import Handler
+    from pms.pipeline.registry import Handler
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,6 @@ class EventHandlerTask(ReliableTask):
         countdown = kwargs.get("countdown")
         delivery_id = self.request.args[0] if self.request.args else None
         if delivery_id is not None and countdown is not None:
-            from pms.outbox import relay_backoff
-
             due_at = timezone.now() + timedelta(seconds=float(countdown)) + relay_backoff(0)
             try:
                 EventDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
@@ -67,8 +67,6 @@ def run_delivery(handler: Handler, delivery_id: int) -> str:
         delivery.save(update_fields=["status", "completed_at"])
         if was_failed:
             # A late copy of a delivery staff had not acted on yet succeeded.
-            from pms.failures import failed_tasks_resolve_for_delivery
-
             failed_tasks_resolve_for_delivery(delivery=delivery)
     return "applied"
 

@@ -25,12 +25,15 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.celery import app
-from pms.log_context import NO_TENANT
 from pms.models import FairWorkItem
-from pms.reliable import redis_client
+from pms.pipeline.enqueue import enqueue
+from pms.pipeline.log_context import NO_TENANT
+from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
+
+# The dispatcher's task (registered in pms.pipeline.tasks).
+FAIR_DISPATCH_TASK = "pms.tasks.fair_dispatch"
 
 KICK_KEY = "pms:fair-dispatch-kick"
 ADVISORY_LOCK_ID = 0x7FA1D15  # pg_advisory_xact_lock key of the dispatcher
@@ -103,13 +106,17 @@ def fair_submit_many(works: list[FairWork]) -> list[FairWorkItem]:
 def kick_dispatcher() -> None:
     """Ask for a dispatch pass soon; many kicks in a burst queue one pass."""
     try:
-        if redis_client().set(KICK_KEY, 1, nx=True, ex=2):
-            from pms.tasks import fair_dispatch
-
-            # Housekeeping for all tenants: don't inherit the caller's tenant in logs.
-            fair_dispatch.apply_async(headers={"tenant_id": NO_TENANT})
+        first_kick = redis_client().set(KICK_KEY, 1, nx=True, ex=2)
     except Exception:
         logger.warning("could not kick the fair dispatcher; the periodic pass will run it")
+        return
+    if first_kick:
+        # Housekeeping for all tenants: don't inherit the caller's tenant in logs.
+        enqueue(
+            FAIR_DISPATCH_TASK,
+            headers={"tenant_id": NO_TENANT},
+            caught_up_by="the periodic dispatch pass",
+        )
 
 
 def fair_dispatch(*, batch: int = 500) -> int:
@@ -168,20 +175,18 @@ def fair_dispatch(*, batch: int = 500) -> int:
 
 def _send(items: list[FairWorkItem]) -> None:
     for item in items:
-        try:
-            app.send_task(
-                item.task_name,
-                args=item.args,
-                queue=item.queue,
-                headers={"tenant_id": item.tenant_id, "fair_item_id": item.pk},
-            )
-        except Exception:
-            # Stays "dispatched": it is admitted again after the in-flight deadline.
-            logger.warning("could not send fair work item %s; it will be re-admitted", item.pk)
+        # Unsent, it stays "dispatched": admitted again after the in-flight deadline.
+        enqueue(
+            item.task_name,
+            args=item.args,
+            queue=item.queue,
+            headers={"tenant_id": item.tenant_id, "fair_item_id": item.pk},
+            caught_up_by="re-admission after the in-flight deadline",
+        )
 
 
 def fair_item_finished(item_id: Any) -> None:
-    """Called when the task of an admitted item ends (success or final failure)."""
+    """The task of an admitted item ended (success or final failure): free its slot."""
     if item_id is None:
         return
     FairWorkItem.objects.filter(pk=item_id, finished_at__isnull=True).update(
@@ -193,3 +198,10 @@ def fair_item_finished(item_id: Any) -> None:
 def fair_items_purge(*, older_than: timedelta = timedelta(days=2)) -> int:
     deleted, _ = FairWorkItem.objects.filter(finished_at__lt=timezone.now() - older_than).delete()
     return deleted
+
+
+def free_slot_on_return(sender: Any, status: str, **kwargs: Any) -> None:
+    """``task_base.task_returned`` receiver: an admitted item's task ended."""
+    item_id = getattr(sender.request, "fair_item_id", None)
+    if item_id is not None:
+        fair_item_finished(item_id)

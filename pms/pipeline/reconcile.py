@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import DomainEvent, EventDelivery, FailedTask
-from pms.registry import all_handlers
+from pms.pipeline.registry import all_handlers
+from pms.pipeline.relay import relay_due_deliveries
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,6 @@ def reconcile_until_settled(
     *, timeout: float, tenant_id: int | None = None, relay: bool = True, poll: float = 0.25
 ) -> ReconcileReport:
     """Wait (running the relay) until nothing is in flight, or ``timeout`` passes."""
-    from pms.outbox import relay_due_deliveries
-
     deadline = time.monotonic() + timeout
     while True:
         report = reconcile(tenant_id=tenant_id)

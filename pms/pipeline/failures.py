@@ -2,9 +2,9 @@
 
 ``record_task_failure`` is connected to Celery's ``task_failure`` signal, the
 one path every final failure takes (exhausted retries, permanent errors, a
-retry whose publish failed, a poison message). It upserts by task id, so the
-same task failing again after a staff retry reopens its row instead of
-creating a second one.
+poison message), and to ``task_base.retry_lost`` (a retry whose publish
+failed). It upserts by task id, so the same task failing again after a staff
+retry reopens its row instead of creating a second one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import traceback as traceback_module
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -21,8 +22,14 @@ from config.celery import app
 from config.queues import queue_for_routing_key
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask, FailedTaskAction
+from pms.pipeline.deadlines import relay_backoff
+from pms.pipeline.enqueue import enqueue_on_commit
+from pms.pipeline.task_base import forget_starts
 
 logger = logging.getLogger(__name__)
+
+# The digest of new failures to staff (registered in pms.pipeline.tasks).
+STAFF_ALERT_TASK = "pms.tasks.alert_staff_of_failures"
 
 
 def _delivery_for(task: Any, args: Any) -> EventDelivery | None:
@@ -136,7 +143,7 @@ def _record(
             action="failed",
             note=f"{_qualified_name(exception)}: {exception}"[:2000],
         )
-        transaction.on_commit(_schedule_staff_alert)
+        _schedule_staff_alert()
     logger.warning(
         "task gave up, recorded for review: task=%s id=%s tenant=%s error=%s",
         task.name,
@@ -179,7 +186,7 @@ def record_delivery_without_handler(*, delivery: EventDelivery, task_id: str) ->
         },
     )
     FailedTaskAction.objects.create(failed_task=failed, action="failed", note=message)
-    transaction.on_commit(_schedule_staff_alert)
+    _schedule_staff_alert()
     logger.error(
         "delivery %s has no handler %s: recorded for review, not re-published",
         delivery.pk,
@@ -196,15 +203,12 @@ def _qualified_name(exception: BaseException | None) -> str:
 
 
 def _schedule_staff_alert() -> None:
-    from django.conf import settings
-
-    from pms.tasks import alert_staff_of_failures
-
-    try:
-        alert_staff_of_failures.apply_async(countdown=settings.FAILED_TASK_ALERT_BATCH_SECONDS)
-    except Exception:
-        # The beat sweep sends it later; the FailedTask row is what matters.
-        logger.warning("could not schedule the staff alert; the periodic sweep will send it")
+    """After commit: one staff digest a little later (failures in a burst share it)."""
+    enqueue_on_commit(
+        STAFF_ALERT_TASK,
+        countdown=settings.FAILED_TASK_ALERT_BATCH_SECONDS,
+        caught_up_by="the periodic staff-alert sweep",
+    )
 
 
 # --- Staff actions -------------------------------------------------------------
@@ -212,8 +216,6 @@ def _schedule_staff_alert() -> None:
 
 def failed_task_retry(*, failed_task: FailedTask, user: Any, note: str = "") -> None:
     """Re-enqueue the original task with its original arguments."""
-    from pms.reliable import forget_starts
-
     with transaction.atomic():
         failed = FailedTask.objects.select_for_update().get(pk=failed_task.pk)
         if failed.status in (FailedTaskStatus.RESOLVED, FailedTaskStatus.DISCARDED):
@@ -225,8 +227,6 @@ def failed_task_retry(*, failed_task: FailedTask, user: Any, note: str = "") -> 
         failed.save(update_fields=["status", "acted_by", "acted_at", "action_note"])
         FailedTaskAction.objects.create(failed_task=failed, action="retry", user=user, note=note)
         if failed.delivery_id:
-            from pms.outbox import relay_backoff
-
             EventDelivery.objects.filter(pk=failed.delivery_id).exclude(
                 status=DeliveryStatus.DONE
             ).update(status=DeliveryStatus.PENDING, due_at=timezone.now() + relay_backoff(0))

@@ -28,10 +28,10 @@ from functools import cache
 from typing import Any
 
 import redis
+from celery import current_app
 
 from config.queues import QUEUE_NAMES, broker_is_amqp, queue_for_routing_key
-from pms.monitoring.task_stats import PREFIX
-from pms.reliable import redis_client
+from pms.pipeline.redis_client import MONITORING_PREFIX, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ _last_warning = 0.0
 
 
 def waiting_key(queue: str) -> str:
-    return f"{PREFIX}:waiting:{queue}"
+    return f"{MONITORING_PREFIX}:waiting:{queue}"
 
 
 @cache
@@ -50,8 +50,6 @@ def _is_amqp(broker_url: str | None) -> bool:
 
 
 def logging_enabled(app: Any = None) -> bool:
-    from celery import current_app
-
     return _is_amqp((app or current_app).conf.broker_url)
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kombu.transport import redis as kombu_redis
+
 logger = logging.getLogger(__name__)
 
 
 def install() -> None:
-    from kombu.transport import redis as kombu_redis
-
     channel = kombu_redis.Channel
     if getattr(channel.close, "_pms_guarded", False):
         return

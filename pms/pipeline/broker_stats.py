@@ -10,7 +10,7 @@ prefetch) are no longer in these lists: they count as in progress, not waiting.
 RabbitMQ: a passive ``queue_declare`` answers depth (ready messages; those a
 worker holds unacked are in progress, as on Redis) and consumer count. The oldest
 message cannot be read without delivering it, so its age comes from the publish
-log in Redis (``pms.monitoring.waiting``): an estimate (``age_estimated``), and
+log in Redis (``pms.pipeline.waiting``): an estimate (``age_estimated``), and
 unknown (None) when the log cannot be read or holds none of the waiting messages.
 """
 
@@ -27,7 +27,7 @@ from celery import current_app
 from kombu.exceptions import OperationalError
 
 from config.queues import QUEUES
-from pms.monitoring import waiting
+from pms.pipeline import waiting
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,14 @@
 
 Retries are declared here, once: transient errors retry with exponential
 backoff and full jitter up to ``TASK_MAX_RETRIES``; permanent errors do not.
-Whatever finally fails reaches ``pms.failures`` through Celery's
+Whatever finally fails reaches ``pms.pipeline.failures`` through Celery's
 ``task_failure`` signal (connected in PmsConfig.ready). A retry whose publish
 fails does not: Celery raises ``Reject`` there (the message is dropped, no
-``task_failure``), so ``ReliableTask.retry`` records that FailedTask itself.
+``task_failure``), so ``ReliableTask.retry`` sends ``retry_lost`` instead, which
+the failures layer turns into a FailedTask.
+
+Layers above subscribe to this base instead of being imported by it: the
+``retry_lost`` and ``task_returned`` signals (connected in PmsConfig.ready).
 
 ``acks_late`` + ``reject_on_worker_lost`` mean a worker killed mid-task gives
 the message back. A message that kills its worker every time would loop for
@@ -23,26 +27,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from functools import cache
 from typing import Any
 
 import redis
 from celery import Task
 from celery.exceptions import Reject
 from django.conf import settings
+from django.dispatch import Signal
 
-from pms.errors import TRANSIENT_ERRORS, PermanentError, PoisonMessageError
+from pms.pipeline.errors import TRANSIENT_ERRORS, PermanentError, PoisonMessageError
+from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
 POISON_KEY_TTL = 24 * 3600
 
-
-@cache
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
-    )
+# Sent when a retry could not be published and Celery dropped the message
+# (sender: the task; task_id, exception, args, kwargs): record it, or it is lost.
+retry_lost = Signal()
+# Sent when a task run ends in SUCCESS or FAILURE (sender: the task; task_id, status).
+# Not sent for a retry (the task runs again) nor when the worker died mid-run.
+task_returned = Signal()
 
 
 def poison_key(task_id: str, retries: int) -> str:
@@ -85,14 +90,12 @@ class ReliableTask(Task):  # type: ignore[type-arg]
             # Reject(requeue=False): the message is acknowledged and dropped, and
             # task_failure never fires. Without this the task would vanish unseen.
             if isinstance(reason, BaseException):
-                from pms.failures import record_task_failure  # imports models: not at load
-
                 original = kwargs.get("exc")
                 error = RetryPublishError(
                     f"could not publish the retry ({reason!r}) after: {original!r}"
                 )
                 error.__cause__ = reason
-                record_task_failure(
+                retry_lost.send(
                     sender=self,
                     task_id=self.request.id,
                     exception=error,
@@ -127,12 +130,8 @@ class ReliableTask(Task):  # type: ignore[type-arg]
         if getattr(self.request, "pms_start_counted", False):
             with contextlib.suppress(redis.RedisError):
                 redis_client().decr(poison_key(task_id, self.request.retries or 0))
-        fair_item_id = getattr(self.request, "fair_item_id", None)
-        if fair_item_id is not None and status in ("SUCCESS", "FAILURE"):
-            # Bulk work admitted by pms.fairness: free the tenant's slot for the next item.
-            from pms.fairness import fair_item_finished
-
-            fair_item_finished(fair_item_id)
+        if status in ("SUCCESS", "FAILURE"):
+            task_returned.send(sender=self, task_id=task_id, status=status)
 
     def tenant_id(self) -> int | None:
         value = getattr(self.request, "tenant_id", None)

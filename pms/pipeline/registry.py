@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from config.queues import QUEUE_NAMES
+from pms.pipeline.delivery import make_handler_task
 
 if TYPE_CHECKING:
     from celery import Task
@@ -56,8 +57,6 @@ def event_handler(
         if handler_name in _handlers:
             raise ValueError(f"handler {handler_name!r} registered twice")
         handler = Handler(handler_name, queue, frozenset(event_types), func)
-        from pms.delivery import make_handler_task
-
         handler.task = make_handler_task(handler)
         _handlers[handler_name] = handler
         for event_type in event_types:

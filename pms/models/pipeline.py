@@ -1,116 +1,19 @@
+"""The event pipeline's tables: events, deliveries, failed tasks, fair work items."""
+
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from timezone_field import TimeZoneField
 
 from pms.choices import DeliveryStatus, FailedTaskStatus
-from tenants.models import Tenant, TenantOwned
-
-# Upper bounds for the per-property stay rules: a year's stay, ten years ahead.
-MAX_NIGHTS_LIMIT = 366
-MAX_HORIZON_DAYS = 3660
-
-currency_code = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. EUR.")
-
-
-class CancellationPolicy(models.TextChoices):
-    FLEXIBLE = "flexible", "Flexible: full refund up to 1 day before check-in"
-    MODERATE = "moderate", "Moderate: full refund up to 5 days before, then 50%"
-    STRICT = "strict", "Strict: full refund up to 14 days before, 50% up to 7 days, then none"
-
-
-class Property(TenantOwned):
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=200)
-    slug = models.SlugField()
-    timezone = TimeZoneField(default="UTC", help_text="IANA time zone of the property.")
-    address = models.TextField(blank=True)
-    check_in_time = models.TimeField(default="15:00")
-    check_out_time = models.TimeField(default="11:00")
-    max_guests = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
-    nightly_rate = models.DecimalField(
-        max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
-    )
-    cleaning_fee = models.DecimalField(
-        max_digits=10, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(0)]
-    )
-    currency = models.CharField(max_length=3, default="EUR", validators=[currency_code])
-    tax_rate = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="Percent of accommodation and cleaning, e.g. 10.00.",
-    )
-    cancellation_policy = models.CharField(
-        max_length=20, choices=CancellationPolicy.choices, default=CancellationPolicy.MODERATE
-    )
-    is_active = models.BooleanField(default=True)
-    # Stay rules, checked by the booking services (admin and API alike).
-    min_nights = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_NIGHTS_LIMIT)]
-    )
-    max_nights = models.PositiveSmallIntegerField(
-        default=MAX_NIGHTS_LIMIT,
-        validators=[MinValueValidator(1), MaxValueValidator(MAX_NIGHTS_LIMIT)],
-    )
-    booking_horizon_days = models.PositiveSmallIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(MAX_HORIZON_DAYS)],
-        help_text="How many days ahead a stay may end. Empty: the installation's default "
-        "(BOOKING_HORIZON_DAYS, two years).",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        verbose_name_plural = "properties"
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["tenant", "slug"], name="property_unique_slug_per_tenant"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def clean(self) -> None:
-        super().clean()
-        if self.min_nights and self.max_nights and self.min_nights > self.max_nights:
-            raise ValidationError({"max_nights": "Must be at least the minimum nights."})
-
-    @property
-    def horizon_days(self) -> int:
-        return self.booking_horizon_days or settings.BOOKING_HORIZON_DAYS
-
-
-class Guest(TenantOwned):
-    name = models.CharField(max_length=200)
-    email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=32, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
-        indexes = [models.Index(fields=["tenant", "email"])]
-
-    def __str__(self) -> str:
-        return f"{self.name} <{self.email}>" if self.email else self.name
-
-
-# --- The outbox ------------------------------------------------------------------
+from tenants.models import Tenant
 
 
 class AggregateSequence(models.Model):
-    """Last event sequence per aggregate; bumped with an atomic upsert (see pms.outbox)."""
+    """Last event sequence per aggregate, bumped with an atomic upsert (pms.pipeline.publishing)."""
 
     aggregate_type = models.CharField(max_length=50)
     aggregate_id = models.CharField(max_length=64)
@@ -253,7 +156,7 @@ class FailedTaskAction(models.Model):
 
 
 class FairWorkItem(models.Model):
-    """Bulk work waiting for its tenant's share of the workers (see pms.fairness)."""
+    """Bulk work waiting for its tenant's share of the workers (see pms.pipeline.fairness)."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     scope = models.CharField(max_length=50, help_text="Which share it counts against, e.g. sync.")
@@ -283,21 +186,3 @@ class FairWorkItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.task_name}{self.args} (tenant {self.tenant_id})"
-
-
-# Queue monitoring's models live beside their code; imported here so they belong to this app.
-from pms.monitoring.models import AlertIncident, AlertRule, QueueSample  # noqa: E402
-
-__all__ = [
-    "AggregateSequence",
-    "AlertIncident",
-    "AlertRule",
-    "DomainEvent",
-    "EventDelivery",
-    "FailedTask",
-    "FailedTaskAction",
-    "FairWorkItem",
-    "Guest",
-    "Property",
-    "QueueSample",
-]

@@ -1,0 +1,39 @@
+"""The pms app's models, one module per concern; Django finds them all through here."""
+
+from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, IncidentStatus, QueueSample
+from pms.models.pipeline import (
+    AggregateSequence,
+    DomainEvent,
+    EventDelivery,
+    FailedTask,
+    FailedTaskAction,
+    FairWorkItem,
+)
+from pms.models.properties import (
+    MAX_HORIZON_DAYS,
+    MAX_NIGHTS_LIMIT,
+    CancellationPolicy,
+    Guest,
+    Property,
+    currency_code,
+)
+
+__all__ = [
+    "MAX_HORIZON_DAYS",
+    "MAX_NIGHTS_LIMIT",
+    "AggregateSequence",
+    "AlertIncident",
+    "AlertKind",
+    "AlertRule",
+    "CancellationPolicy",
+    "DomainEvent",
+    "EventDelivery",
+    "FailedTask",
+    "FailedTaskAction",
+    "FairWorkItem",
+    "Guest",
+    "IncidentStatus",
+    "Property",
+    "QueueSample",
+    "currency_code",
+]
