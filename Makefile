@@ -29,7 +29,7 @@ _stack:
 	$(BIN)/python manage.py setup_alert_rules -v0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py stack_banner
-	exec $(BIN)/python -m config.supervise
+	exec $(BIN)/python -m devstack.supervise
 
 ## What the running stack's processes are doing (supervisord's view).
 ps: $(STAMP)

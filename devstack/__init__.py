@@ -49,6 +49,6 @@ Set DEVSTACK_DEBUG=1 to get tracebacks instead.
 The parts: `cli` (the commands above, signal relaying), `leases` (the stack
 lock, leases, `.local/stack.env`, start/stop decisions), `postgres` and
 `redis_server` (the two embedded servers), `processes` (psutil, ports,
-signals), `secrets` (`.local/secrets.env`) and `base` (paths, errors, the
-Service interface).
+signals), `secrets` (`.local/secrets.env`), `base` (paths, errors, the
+Service interface) and `supervise` (the Procfile under supervisord, `make run`).
 """

@@ -15,8 +15,7 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
-from config import supervise
-from devstack import cli
+from devstack import cli, supervise
 from devstack import secrets as devstack_secrets
 
 PROGRAMS = ["web", "operational", "payments", "automation", "sync", "beat", "flower", "watchdog"]
