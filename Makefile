@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
-DEVSTACK := $(BIN)/python -m config.devstack exec --
+DEVSTACK := $(BIN)/python -m devstack exec --
 export PATH := $(BIN):$(PATH)
 
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
@@ -29,7 +29,7 @@ _stack:
 	$(BIN)/python manage.py setup_alert_rules -v0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py stack_banner
-	exec $(BIN)/python -m config.supervise
+	exec $(BIN)/python -m devstack.supervise
 
 ## What the running stack's processes are doing (supervisord's view).
 ps: $(STAMP)
@@ -88,5 +88,5 @@ reconcile: $(STAMP)
 
 ## Stop and delete the embedded servers' data under .local/.
 clean-local:
-	-$(BIN)/python -m config.devstack down
+	-$(BIN)/python -m devstack down
 	rm -rf .local

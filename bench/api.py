@@ -12,7 +12,7 @@ bookings' messages wait in the bench broker (publishing is part of the request).
 Printed per endpoint: requests/s, p50, p99, errors; and POST booking / trivial.
 Target (issue 9): ratio >= 0.4.
 
-Run: make bench-api (or .venv/bin/python -m config.devstack exec -- .venv/bin/python bench/api.py)
+Run: make bench-api (or .venv/bin/python -m devstack exec -- .venv/bin/python bench/api.py)
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ the flood:
 - B's channel-sync latency: B's request -> B's channel synced.
 Target (issue 7): B's p95 under flood within 2x its p95 alone.
 
-Run: make bench-fairness (or .venv/bin/python -m config.devstack exec -- .venv/bin/python bench/fairness.py)
+Run: make bench-fairness (or .venv/bin/python -m devstack exec -- .venv/bin/python bench/fairness.py)
 """
 
 from __future__ import annotations

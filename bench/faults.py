@@ -35,7 +35,7 @@ connections reset, then refused), and redis-restart cuts it, purges every queue
 Results go to bench/results/faults-rabbitmq.json.
 
 Run: make faults (all) or make faults-<run>; or
-.venv/bin/python -m config.devstack exec -- .venv/bin/python bench/faults.py chaos --bookings 500
+.venv/bin/python -m devstack exec -- .venv/bin/python bench/faults.py chaos --bookings 500
 """
 
 from __future__ import annotations

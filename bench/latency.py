@@ -14,7 +14,7 @@ plain tasks to the same queue and worker; enqueue time taken right before
 ``apply_async``, start = the task's first statement's ``clock_timestamp()``.
 Target (issue 9): p99 commit -> handler start < 20 ms.
 
-Run: make bench-latency (or .venv/bin/python -m config.devstack exec -- .venv/bin/python bench/latency.py)
+Run: make bench-latency (or .venv/bin/python -m devstack exec -- .venv/bin/python bench/latency.py)
 """
 
 from __future__ import annotations

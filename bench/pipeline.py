@@ -12,7 +12,7 @@ proportions, each doing one PostgreSQL insert (bench.bare_tasks.bare_insert).
 Printed: deliveries/s, events/s, bare tasks/s and the ratio ours / bare.
 Target (issue 9): ratio >= 0.6.
 
-Run: make bench-pipeline (or .venv/bin/python -m config.devstack exec -- .venv/bin/python bench/pipeline.py)
+Run: make bench-pipeline (or .venv/bin/python -m devstack exec -- .venv/bin/python bench/pipeline.py)
 """
 
 from __future__ import annotations

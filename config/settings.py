@@ -3,7 +3,7 @@
 Every variable is listed in README.md. A production secret has no default: with
 ``DJANGO_DEBUG`` off, a missing ``DJANGO_SECRET_KEY`` stops start-up with one line.
 When ``DATABASE_URL`` is unset, the embedded dev stack's ``.local/stack.env``
-(written by ``python -m config.devstack`` while its servers run) and
+(written by ``python -m devstack`` while its servers run) and
 ``.local/secrets.env`` (its generated secret key) are read, so ``manage.py shell``
 works beside ``make run``.
 """

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
 
-from config import supervise
+from devstack import supervise
 from pms.management.commands.seed_demo import DEMO_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]

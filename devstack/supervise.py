@@ -18,8 +18,8 @@ The Procfile stays the one list of commands (``name: command``, run by
 * ``supervisorctl -c .local/supervisor/supervisord.conf status`` (``make ps``)
   shows what runs; ``... restart sync`` restarts one group.
 
-Commands: ``python -m config.supervise [run]`` (default) and
-``python -m config.supervise listen`` (the event listener; supervisord starts it).
+Commands: ``python -m devstack.supervise [run]`` (default) and
+``python -m devstack.supervise listen`` (the event listener; supervisord starts it).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def render_config(
 ) -> str:
     sock = socket_path(run_dir)
     lines = [
-        "; Written by config/supervise.py from the Procfile on every `make run`.",
+        "; Written by devstack/supervise.py from the Procfile on every `make run`.",
         "[supervisord]",
         "nodaemon=true",
         f"logfile={_quote(str(log_dir / 'supervisord.log'))}",
@@ -139,7 +139,7 @@ def render_config(
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "",
         "[eventlistener:output]",
-        f"command={_quote(shlex.join([python, '-m', 'config.supervise', 'listen']))}",
+        f"command={_quote(shlex.join([python, '-m', 'devstack.supervise', 'listen']))}",
         f"directory={_quote(str(REPO))}",
         "events=PROCESS_LOG",
         "buffer_size=10000",

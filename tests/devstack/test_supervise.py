@@ -15,7 +15,8 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
-from config import devstack, supervise
+from devstack import cli, supervise
+from devstack import secrets as devstack_secrets
 
 PROGRAMS = ["web", "operational", "payments", "automation", "sync", "beat", "flower", "watchdog"]
 
@@ -87,16 +88,16 @@ def test_a_malformed_procfile_line_names_its_line_number():
 def test_make_run_generates_this_checkouts_secrets_once_and_keeps_them_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(devstack, "LOCAL", tmp_path)
-    monkeypatch.setattr(devstack, "LOCAL_SECRETS", tmp_path / "secrets.env")
-    first = devstack.local_secrets()
+    monkeypatch.setattr(devstack_secrets, "LOCAL", tmp_path)
+    monkeypatch.setattr(devstack_secrets, "LOCAL_SECRETS", tmp_path / "secrets.env")
+    first = devstack_secrets.local_secrets()
     assert len(first["DJANGO_SECRET_KEY"]) >= 50
     user, _, password = first["FLOWER_BASIC_AUTH"].partition(":")
     assert user == "flower" and len(password) >= 12 and password != "flower-pass"
     assert stat.S_IMODE((tmp_path / "secrets.env").stat().st_mode) == 0o600
-    assert devstack.local_secrets() == first  # stable across runs
+    assert devstack_secrets.local_secrets() == first  # stable across runs
     monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:chosen-by-the-operator")
-    env = devstack.child_env({})
+    env = cli.child_env({})
     assert env["DJANGO_SECRET_KEY"] == first["DJANGO_SECRET_KEY"]
     assert env["FLOWER_BASIC_AUTH"] == "ops:chosen-by-the-operator"  # a set variable wins
