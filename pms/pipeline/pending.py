@@ -1,0 +1,99 @@
+"""Pending rows with a due time: the claim and the sweep every such table shares.
+
+Each piece of follow-up work is first a row that says when it is due (an event
+delivery, an outbound message, a channel update, a webhook delivery, a fair work
+item). Whoever sends it first *claims* it: in one short transaction the due rows
+are locked with ``FOR UPDATE SKIP LOCKED`` (two sweeps, two beats, two hosts never
+take the same row, and none waits for another), their due time is moved forward
+(so a claimed row whose message is lost is due again later, never lost), and they
+are saved. The sender sends *after* the claim commits: no broker or network I/O
+while rows are locked.
+
+What differs per table stays with the table: which rows are candidates (status,
+an active subscription, the head of a channel's queue), the due column and how
+far a claim holds it off, what else a claim changes (a send counter), and what
+sending means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from django.db import models, transaction
+from django.utils import timezone
+
+Row = TypeVar("Row", bound=models.Model)
+
+# Moves a claimed row forward (its due time and whatever else the claim changes).
+Hold = Callable[[Row, datetime], None]
+
+
+def claim_due(
+    candidates: models.QuerySet[Row],
+    *,
+    due_field: str,
+    hold: Hold[Row],
+    fields: Iterable[str],
+    batch_size: int,
+    now: datetime | None = None,
+    of: Sequence[str] = ("self",),
+    in_claim: Callable[[list[Row]], None] | None = None,
+) -> list[Row]:
+    """Claim up to ``batch_size`` of ``candidates`` due by ``now``, oldest due first.
+
+    ``hold(row, now)`` changes each claimed row (at least its due time); ``fields``
+    are the columns it changes, saved in one statement. ``in_claim(rows)`` runs
+    inside the claim's transaction, after the save, for work that must commit
+    with the claim (e.g. recording rows that can never be sent). Returns the rows.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = list(
+            candidates.select_for_update(skip_locked=True, of=tuple(of))
+            .filter(**{f"{due_field}__lte": now})
+            .order_by(due_field, "pk")[:batch_size]
+        )
+        for row in rows:
+            hold(row, now)
+        if rows:
+            type(rows[0])._default_manager.bulk_update(rows, list(fields))
+        if in_claim is not None and rows:
+            in_claim(rows)
+    return rows
+
+
+def claim_one(
+    candidates: models.QuerySet[Row],
+    *,
+    pk: object,
+    due_field: str,
+    hold: Hold[Row],
+    fields: Iterable[str],
+    now: datetime | None = None,
+    of: Sequence[str] = ("self",),
+) -> Row | None:
+    """Claim the row ``pk`` if it is among the due ``candidates`` (the task of one row)."""
+    rows = claim_due(
+        candidates.filter(pk=pk),
+        due_field=due_field,
+        hold=hold,
+        fields=fields,
+        batch_size=1,
+        now=now,
+        of=of,
+    )
+    return rows[0] if rows else None
+
+
+def sweep(claim: Callable[[], Sequence[Row]], send: Callable[[Sequence[Row]], object], *, batch_size: int) -> int:
+    """Claim and send batch after batch until a claim comes back short. Returns how many."""
+    total = 0
+    while True:
+        rows = claim()
+        if rows:
+            send(rows)
+        total += len(rows)
+        if len(rows) < batch_size:
+            return total
