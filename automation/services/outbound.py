@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from bookings.models import Booking
 from bookings.services import guest_token_issue
 from pms.pipeline.enqueue import enqueue, enqueue_on_commit
 from pms.pipeline.errors import PermanentError
+from pms.pipeline.pending import claim_due, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +85,8 @@ def enqueue_send_after_commit(message_id: int, tenant_id: int) -> None:
 
 def outbound_messages_send_due() -> int:
     """The sweep: claim due messages batch by batch and send each. Returns how many."""
-    total = 0
-    while True:
-        claimed = outbound_messages_claim_due()
+
+    def send(claimed: Sequence[tuple[int, int]]) -> None:
         for message_id, tenant_id in claimed:
             enqueue(
                 SEND_TASK,
@@ -93,9 +94,10 @@ def outbound_messages_send_due() -> int:
                 headers={"tenant_id": tenant_id},
                 caught_up_by="the next sweep (the row is pending with a resend deadline)",
             )
-        total += len(claimed)
-        if len(claimed) < int(settings.AUTOMATION_SWEEP_BATCH):
-            return total
+
+    return sweep(
+        outbound_messages_claim_due, send, batch_size=int(settings.AUTOMATION_SWEEP_BATCH)
+    )
 
 
 def outbound_messages_claim_due(
@@ -112,22 +114,22 @@ def outbound_messages_claim_due(
     caller enqueues after this returns: no broker I/O while rows are locked.
     """
     now = now or timezone.now()
-    batch_size = batch_size or settings.AUTOMATION_SWEEP_BATCH
-    with transaction.atomic():
-        due = list(
-            OutboundMessage.objects.select_for_update(skip_locked=True)
-            .filter(
-                status__in=[OutboundStatus.SCHEDULED, OutboundStatus.PENDING],
-                send_after__lte=now,
-            )
-            .order_by("send_after")
-            .values_list("pk", "tenant_id")[:batch_size]
-        )
-        if due:
-            OutboundMessage.objects.filter(pk__in=[pk for pk, _ in due]).update(
-                status=OutboundStatus.PENDING, send_after=resend_deadline(now)
-            )
-    return due
+
+    def hold(message: OutboundMessage, now: datetime) -> None:
+        message.status = OutboundStatus.PENDING
+        message.send_after = resend_deadline(now)
+
+    claimed = claim_due(
+        OutboundMessage.objects.filter(
+            status__in=[OutboundStatus.SCHEDULED, OutboundStatus.PENDING]
+        ).only("pk", "tenant_id", "status", "send_after"),
+        due_field="send_after",
+        hold=hold,
+        fields=["status", "send_after"],
+        batch_size=batch_size or settings.AUTOMATION_SWEEP_BATCH,
+        now=now,
+    )
+    return [(message.pk, message.tenant_id) for message in claimed]
 
 
 def _claim(message_id: int) -> OutboundMessage | None:

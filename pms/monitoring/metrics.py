@@ -18,8 +18,14 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django_prometheus.exports import ExportToDjangoView
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from pms.monitoring.alerts import overdue_deliveries
+from pms.monitoring.channels import channel_health
+from pms.monitoring.overview import open_failed_tasks, queue_overview
+from pms.monitoring.signals import beat_last_tick
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +68,6 @@ Metrics = list[GaugeMetricFamily]
 
 
 def _queue_metrics() -> Metrics:
-    from pms.monitoring.overview import queue_overview
-
     overview = queue_overview()
     depth = GaugeMetricFamily("pms_queue_depth", "Messages waiting in the queue", labels=["queue"])
     age = GaugeMetricFamily(
@@ -89,8 +93,6 @@ def _queue_metrics() -> Metrics:
 
 
 def _beat_metrics() -> Metrics:
-    from pms.monitoring.signals import beat_last_tick
-
     beat = GaugeMetricFamily(
         "pms_beat_last_tick_timestamp_seconds", "When beat last published a periodic task"
     )
@@ -101,8 +103,6 @@ def _beat_metrics() -> Metrics:
 
 
 def _failed_task_metrics() -> Metrics:
-    from pms.monitoring.overview import open_failed_tasks
-
     return [
         GaugeMetricFamily(
             "pms_failed_tasks_open", "Failed tasks waiting for staff", value=open_failed_tasks()
@@ -111,8 +111,6 @@ def _failed_task_metrics() -> Metrics:
 
 
 def _outbox_metrics() -> Metrics:
-    from pms.monitoring.alerts import overdue_deliveries
-
     return [
         GaugeMetricFamily(
             "pms_outbox_deliveries_overdue",
@@ -123,8 +121,6 @@ def _outbox_metrics() -> Metrics:
 
 
 def _channel_metrics() -> Metrics:
-    from pms.monitoring.channels import channel_health
-
     channels = channel_health()
     if channels is None:
         return []
@@ -196,7 +192,5 @@ def register_collector() -> None:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    from django_prometheus.exports import ExportToDjangoView
-
     register_collector()
     return ExportToDjangoView(request)

@@ -21,8 +21,11 @@ import time
 from typing import Any
 
 import redis
+from celery import signals
+from django.db.models.signals import post_migrate
 
 from config.queues import queue_for_routing_key
+from pms.monitoring.operators import sync_after_migrate
 from pms.monitoring.task_stats import PREFIX, record_run
 from pms.pipeline import waiting
 from pms.pipeline.broker_stats import PUBLISHED_AT_HEADER
@@ -92,15 +95,8 @@ def task_finished(
 
 
 def connect() -> None:
-    from celery import signals
-
     signals.before_task_publish.connect(stamp_publish_time, dispatch_uid="pms.monitoring.publish")
     signals.task_received.connect(message_received, dispatch_uid="pms.monitoring.received")
     signals.task_prerun.connect(task_started, dispatch_uid="pms.monitoring.prerun")
     signals.task_postrun.connect(task_finished, dispatch_uid="pms.monitoring.postrun")
-
-    from django.db.models.signals import post_migrate
-
-    from pms.monitoring.operators import sync_after_migrate
-
     post_migrate.connect(sync_after_migrate, dispatch_uid="pms.monitoring.operators_group")

@@ -44,4 +44,4 @@ def install() -> None:
             )
 
     close._pms_guarded = True  # type: ignore[attr-defined]
-    channel.close = close
+    channel.close = close  # type: ignore[method-assign]  # the patch is the point

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
-from django.utils import timezone
 
 from pms.models import FailedTask
+from pms.pipeline.pending import claim
 from tenants.choices import Role
 from tenants.models import Membership
 
@@ -39,6 +39,10 @@ def _recipients(tenant_id: int | None) -> list[str]:
     return sorted(emails)
 
 
+def _mark_alerted(failed: FailedTask, now: datetime) -> None:
+    failed.alerted_at = now
+
+
 def failed_task_alerts_send() -> int:
     """Send a digest per tenant of failures with no alert yet. Returns failures reported.
 
@@ -48,13 +52,13 @@ def failed_task_alerts_send() -> int:
     re-raised, so the task's retry sends exactly those again. Tenant digests go only
     to that tenant's staff (and operators): no cross-tenant detail.
     """
-    with transaction.atomic():
-        pending = list(
-            FailedTask.objects.select_for_update(skip_locked=True)
-            .filter(alerted_at__isnull=True, status="open")
-            .order_by("last_failed_at")[:500]
-        )
-        FailedTask.objects.filter(pk__in=[f.pk for f in pending]).update(alerted_at=timezone.now())
+    pending = claim(
+        FailedTask.objects.filter(alerted_at__isnull=True, status="open"),
+        order_by=["last_failed_at"],
+        hold=_mark_alerted,
+        fields=["alerted_at"],
+        batch_size=500,
+    )
     by_tenant: dict[int | None, list[FailedTask]] = defaultdict(list)
     for failed in pending:
         by_tenant[failed.tenant_id].append(failed)

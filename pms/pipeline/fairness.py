@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +28,7 @@ from django.utils import timezone
 from pms.models import FairWorkItem
 from pms.pipeline.enqueue import enqueue
 from pms.pipeline.log_context import NO_TENANT
+from pms.pipeline.pending import claim
 from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
@@ -158,19 +159,23 @@ def fair_dispatch(*, batch: int = 500) -> int:
             )
             candidate_ids = [row[0] for row in cursor.fetchall()]
         # Re-checked under the row lock: never admit an item twice.
-        items = list(
-            FairWorkItem.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=candidate_ids, finished_at__isnull=True)
-            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=stale_before))
-            .order_by("pk")
+        items = claim(
+            FairWorkItem.objects.filter(pk__in=candidate_ids, finished_at__isnull=True).filter(
+                Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=stale_before)
+            ),
+            order_by=["pk"],
+            hold=_admit,
+            fields=["dispatched_at", "dispatch_count"],
+            batch_size=batch,
         )
-        now = timezone.now()
-        for item in items:
-            item.dispatched_at = now
-            item.dispatch_count += 1
-        FairWorkItem.objects.bulk_update(items, ["dispatched_at", "dispatch_count"])
         transaction.on_commit(lambda: _send(items))
     return len(items)
+
+
+def _admit(item: FairWorkItem, now: datetime) -> None:
+    # In flight from now; due again (re-admitted) if not finished by the in-flight deadline.
+    item.dispatched_at = now
+    item.dispatch_count += 1
 
 
 def _send(items: list[FairWorkItem]) -> None:

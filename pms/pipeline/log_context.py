@@ -51,6 +51,8 @@ class TenantLogMiddleware:
         try:
             user = getattr(request, "user", None)
             if getattr(user, "is_authenticated", False):
+                # Not at the top: config.celery imports this module before Django's
+                # app registry is ready, and selectors import models.
                 from tenants.selectors import tenant_ids_for_user
 
                 ids = tenant_ids_for_user(user)

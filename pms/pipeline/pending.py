@@ -25,9 +25,44 @@ from django.db import models, transaction
 from django.utils import timezone
 
 Row = TypeVar("Row", bound=models.Model)
+Item = TypeVar("Item")
 
 # Moves a claimed row forward (its due time and whatever else the claim changes).
 Hold = Callable[[Row, datetime], None]
+
+
+def claim(
+    candidates: models.QuerySet[Row],
+    *,
+    order_by: Sequence[str],
+    hold: Hold[Row],
+    fields: Iterable[str],
+    batch_size: int,
+    now: datetime | None = None,
+    of: Sequence[str] = ("self",),
+    in_claim: Callable[[list[Row]], None] | None = None,
+) -> list[Row]:
+    """Claim up to ``batch_size`` of ``candidates`` (all of them due), first by ``order_by``.
+
+    ``hold(row, now)`` changes each claimed row (at least when it is due again);
+    ``fields`` are the columns it changes, saved in one statement. ``in_claim(rows)``
+    runs inside the claim's transaction, after the save, for work that must commit
+    with the claim (e.g. recording rows that can never be sent). Returns the rows.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = list(
+            candidates.select_for_update(skip_locked=True, of=tuple(of)).order_by(*order_by)[
+                :batch_size
+            ]
+        )
+        for row in rows:
+            hold(row, now)
+        if rows:
+            type(rows[0])._default_manager.bulk_update(rows, list(fields))
+        if in_claim is not None and rows:
+            in_claim(rows)
+    return rows
 
 
 def claim_due(
@@ -41,27 +76,18 @@ def claim_due(
     of: Sequence[str] = ("self",),
     in_claim: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
-    """Claim up to ``batch_size`` of ``candidates`` due by ``now``, oldest due first.
-
-    ``hold(row, now)`` changes each claimed row (at least its due time); ``fields``
-    are the columns it changes, saved in one statement. ``in_claim(rows)`` runs
-    inside the claim's transaction, after the save, for work that must commit
-    with the claim (e.g. recording rows that can never be sent). Returns the rows.
-    """
+    """``claim`` the candidates whose ``due_field`` has passed, oldest due first."""
     now = now or timezone.now()
-    with transaction.atomic():
-        rows = list(
-            candidates.select_for_update(skip_locked=True, of=tuple(of))
-            .filter(**{f"{due_field}__lte": now})
-            .order_by(due_field, "pk")[:batch_size]
-        )
-        for row in rows:
-            hold(row, now)
-        if rows:
-            type(rows[0])._default_manager.bulk_update(rows, list(fields))
-        if in_claim is not None and rows:
-            in_claim(rows)
-    return rows
+    return claim(
+        candidates.filter(**{f"{due_field}__lte": now}),
+        order_by=[due_field],
+        hold=hold,
+        fields=fields,
+        batch_size=batch_size,
+        now=now,
+        of=of,
+        in_claim=in_claim,
+    )
 
 
 def claim_one(
@@ -87,7 +113,12 @@ def claim_one(
     return rows[0] if rows else None
 
 
-def sweep(claim: Callable[[], Sequence[Row]], send: Callable[[Sequence[Row]], object], *, batch_size: int) -> int:
+def sweep(
+    claim: Callable[[], Sequence[Item]],
+    send: Callable[[Sequence[Item]], object],
+    *,
+    batch_size: int,
+) -> int:
     """Claim and send batch after batch until a claim comes back short. Returns how many."""
     total = 0
     while True:

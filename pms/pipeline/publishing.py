@@ -153,11 +153,15 @@ def publish_deliveries(
                 if handler is None or handler.task is None:
                     logger.error("no handler %s for delivery %s", delivery.handler, delivery.pk)
                     continue
+                headers: dict[str, Any] = {
+                    "tenant_id": delivery.tenant_id,
+                    "event_id": str(delivery.event_id),
+                }
                 handler.task.apply_async(
-                    args=[delivery.pk],
+                    args=(delivery.pk,),
                     task_id=delivery_task_id(delivery.event_id, delivery.handler),
                     queue=delivery.queue,
-                    headers={"tenant_id": delivery.tenant_id, "event_id": str(delivery.event_id)},
+                    headers=headers,
                     producer=producer,
                 )
                 sent += 1

@@ -9,11 +9,10 @@ the relay claims it and sends it again, backing off per send.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -22,6 +21,7 @@ from pms.models import EventDelivery
 from pms.pipeline.broker_stats import queue_depths
 from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.failures import record_delivery_without_handler
+from pms.pipeline.pending import claim_due
 from pms.pipeline.publishing import broker_breaker, delivery_task_id, publish_deliveries
 from pms.pipeline.registry import get_handler
 
@@ -73,37 +73,32 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
     except Exception:  # never let the broker's statistics stop the recovery path
         logger.warning("relay: queue ages unknown, re-sending every due delivery", exc_info=True)
         backlog = {}
-    total = 0
-    while True:
-        now = timezone.now()
-        with transaction.atomic():
-            claimed = list(
-                EventDelivery.objects.select_for_update(skip_locked=True)
-                .filter(status=DeliveryStatus.PENDING, due_at__lte=now)
-                .order_by("due_at")[:batch_size]
-            )
-            to_send = []
-            orphaned = []
-            for delivery in claimed:
-                handler = get_handler(delivery.handler)
-                if handler is None or handler.task is None:
-                    orphaned.append(delivery)  # would be re-published for ever
-                    continue
-                if _still_queued(delivery, backlog, now):
-                    delivery.due_at = now + relay_backoff(0)
-                    continue
-                delivery.publish_count += 1
-                delivery.last_published_at = now
-                delivery.due_at = now + relay_backoff(delivery.publish_count)
-                to_send.append(delivery)
-            EventDelivery.objects.bulk_update(
-                claimed, ["publish_count", "last_published_at", "due_at"]
-            )
-            for delivery in orphaned:
+    actions: dict[int, str] = {}  # per claimed delivery: "send", "wait" or "orphan"
+
+    def hold(delivery: EventDelivery, now: datetime) -> None:
+        actions[delivery.pk] = _hold(delivery, now, backlog)
+
+    def record_orphans(claimed: list[EventDelivery]) -> None:
+        # In the claim's transaction: a delivery whose handler is gone fails for review.
+        for delivery in claimed:
+            if actions[delivery.pk] == "orphan":
                 record_delivery_without_handler(
                     delivery=delivery,
                     task_id=delivery_task_id(delivery.event_id, delivery.handler),
                 )
+
+    total = 0
+    while True:
+        claimed = claim_due(
+            EventDelivery.objects.filter(status=DeliveryStatus.PENDING),
+            due_field="due_at",
+            hold=hold,
+            fields=["publish_count", "last_published_at", "due_at"],
+            batch_size=batch_size,
+            in_claim=record_orphans,
+        )
+        to_send = [d for d in claimed if actions[d.pk] == "send"]
+        orphaned = [d for d in claimed if actions[d.pk] == "orphan"]
         if not claimed:
             return total
         if deferred := len(claimed) - len(to_send) - len(orphaned):
@@ -117,6 +112,20 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
                 return total
         if len(claimed) < batch_size:
             return total
+
+
+def _hold(delivery: EventDelivery, now: datetime, backlog: dict[str, timedelta]) -> str:
+    """Move a claimed delivery forward; say what the relay does with it."""
+    handler = get_handler(delivery.handler)
+    if handler is None or handler.task is None:
+        return "orphan"  # would be re-published for ever
+    if _still_queued(delivery, backlog, now):
+        delivery.due_at = now + relay_backoff(0)
+        return "wait"
+    delivery.publish_count += 1
+    delivery.last_published_at = now
+    delivery.due_at = now + relay_backoff(delivery.publish_count)
+    return "send"
 
 
 def _relay_retry_soon(unsent: list[EventDelivery]) -> None:

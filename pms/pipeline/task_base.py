@@ -117,7 +117,7 @@ class ReliableTask(Task):  # type: ignore[type-arg]
                 lost_starts = int(pipe.execute()[0])
         except redis.RedisError:
             return  # the guard is best effort; never block work on it
-        self.request.pms_start_counted = True
+        self.request.pms_start_counted = True  # type: ignore[attr-defined]  # a per-run flag
         if lost_starts >= settings.TASK_POISON_MAX_STARTS:
             raise PoisonMessageError(
                 f"started {lost_starts} times without finishing (worker lost each time); "
