@@ -15,8 +15,7 @@ from automation.tasks import send_outbound_message
 from pms.models import EventDelivery, FailedTask
 from pms.outbox import publish_deliveries
 from tests.automation.conftest import book
-from tests.conftest import PASSWORD
-from tests.factories import GuestFactory
+from tests.factories import PASSWORD, GuestFactory
 from tests.support.pipeline import assert_pipeline_settled
 from tests.support.servers import wait_until
 

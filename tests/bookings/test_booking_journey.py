@@ -14,7 +14,7 @@ from django.db.models import Sum
 from rest_framework.test import APIClient
 
 from bookings.models import Booking, LedgerEntry, Payment, Refund
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled
 from tests.support.servers import wait_until
 

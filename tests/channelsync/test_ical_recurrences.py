@@ -15,7 +15,7 @@ from channelsync.ical_parse import parse_feed, parse_feed_report
 from channelsync.models import Channel
 from channelsync.tasks import import_channel
 from tests.channelsync.support import Reply
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

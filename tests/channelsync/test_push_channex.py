@@ -12,7 +12,7 @@ from channelsync.choices import ChannelKind, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate
 from channelsync.push import channel_updates_push, channel_updates_record
 from tests.channelsync.support import Reply
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

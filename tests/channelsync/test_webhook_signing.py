@@ -21,7 +21,7 @@ from channelsync.webhooks import (
     webhook_subscription_create,
 )
 from tests.channelsync.support import Reply
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from pms.monitoring.sampling import queue_sample_take
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.monitoring.browser import browser_page
 from tests.support.servers import ARTIFACTS, die_with_parent, free_port, wait_until
 

@@ -15,7 +15,7 @@ from pms.monitoring.models import AlertIncident, AlertKind, AlertRule
 from pms.monitoring.task_stats import read_task_stats
 from pms.monitoring.workers import forget_workers
 from pms.tasks import probe_echo
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled
 from tests.support.servers import wait_until
 

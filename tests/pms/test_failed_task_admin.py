@@ -11,8 +11,7 @@ from pms.reliable import redis_client
 from tenants.choices import Role
 from tenants.models import Membership
 from tenants.permissions import ROLE_GRANTS
-from tests.conftest import PASSWORD
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
 from tests.support.servers import wait_until
