@@ -22,10 +22,11 @@ from django.db import connection
 
 from config.celery import app as celery_app
 from config.queues import QUEUE_NAMES
+from testkit.processes import PrivateRedis
 from tests.support import fault_handlers, services
 from tests.support.broker import configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
-from tests.support.servers import CeleryWorker, PrivateRedis, SmtpSink
+from tests.support.servers import ARTIFACTS, CeleryWorker, SmtpSink
 
 pytest_plugins = ["tests.support.tenant_fixtures"]
 
@@ -50,7 +51,7 @@ def broker() -> Iterator[Broker]:
     if external:
         url = external
     else:
-        server = PrivateRedis()
+        server = PrivateRedis(label="broker", logfile=ARTIFACTS / f"broker-{os.getpid()}.log")
         server.start()
         url = server.url
     # Before anything publishes: the test process and its workers share this broker.

@@ -15,6 +15,8 @@ from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from testkit.processes import free_port
+
 
 @dataclass
 class Reply:
@@ -124,8 +126,6 @@ class FlakySmtp:
 
     def start(self) -> FlakySmtp:
         from aiosmtpd.controller import Controller
-
-        from tests.support.servers import free_port
 
         sink = self
 

@@ -11,10 +11,10 @@ from pms.reliable import redis_client
 from tenants.choices import Role
 from tenants.models import Membership
 from tenants.permissions import ROLE_GRANTS
+from testkit.processes import wait_until
 from tests.factories import PASSWORD, UserFactory
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import wait_until
 
 CHANGELIST = "/admin/pms/failedtask/"
 

@@ -18,9 +18,10 @@ from pms.models import EventDelivery, FailedTask
 from pms.monitoring.broker_stats import queue_depths
 from pms.outbox import broker_breaker, delivery_task_id, publish_deliveries, relay_due_deliveries
 from pms.reliable import redis_client
+from testkit.processes import wait_until
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import log_count, wait_until
+from tests.support.servers import log_count
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
