@@ -28,7 +28,7 @@ from tests.support.broker import configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
 from tests.support.servers import ARTIFACTS, CeleryWorker, SmtpSink
 
-pytest_plugins = ["tests.support.tenant_fixtures"]
+pytest_plugins = ["tests.support.tenant_fixtures", "tests.support.http_peer"]
 
 
 # --- Broker and workers ------------------------------------------------------------

@@ -16,7 +16,7 @@ from channelsync.tasks import import_channel
 from channelsync.webhooks import signature_valid, webhook_subscription_create
 from pms.models import DomainEvent, FailedTask
 from testkit.processes import wait_until
-from tests.channelsync.support import Reply
+from tests.support.http_peer import Reply
 from tests.support.pipeline import assert_pipeline_settled
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
