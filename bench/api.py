@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import RESULTS, ROOT, bench_environment, django_setup, flush_broker, write_result
+from testkit.processes import free_port
 
 TARGET = 0.4
 # Appended to each wrk script: one machine-readable line with exact percentiles.
@@ -47,12 +47,6 @@ function done(summary, latency, requests)
     e.status, e.connect + e.read + e.write + e.timeout))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build(properties: int, path: Path) -> None:

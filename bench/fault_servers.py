@@ -22,23 +22,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devstack import postgres as devstack_postgres  # noqa: E402
-from tests.support.servers import PrivateRedis as _TestPrivateRedis  # noqa: E402
-from tests.support.servers import die_with_parent, free_port, wait_until  # noqa: E402
+from testkit.processes import PrivateRedis as _PrivateRedis  # noqa: E402
+from testkit.processes import die_with_parent, free_port, wait_until  # noqa: E402
 
 LOGS = ROOT / "bench" / "results" / "faults"
 
 
-class PrivateRedis(_TestPrivateRedis):
-    """The tests' throw-away redis-server, logging under bench/results/faults/.
+class PrivateRedis(_PrivateRedis):
+    """The throw-away redis-server the tests use too, logging under bench/results/faults/.
 
     ``stop()`` then ``start()`` is a Redis restart that lost everything; the port stays.
     """
 
     def __init__(self, label: str) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
         super().__init__(label=label, logfile=LOGS / f"redis-{label}.log")
 
-    kill = _TestPrivateRedis.stop
+    kill = _PrivateRedis.stop
 
 
 class TcpProxy:

@@ -1,4 +1,7 @@
-"""Shared fixtures: two tenants (Alice's and Bob's) and an outsider; real servers.
+"""Shared infrastructure: real servers, workers and the guards around them.
+
+The tenant fixtures (two tenants, Alice's and Bob's, and an outsider) live in
+tests/support/tenant_fixtures.py, loaded below as a plugin.
 
 The test suite starts its own broker (a private redis-server, no persistence)
 unless TEST_BROKER_URL names one, so broker-stop and flush tests never touch a
@@ -12,7 +15,6 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -20,16 +22,13 @@ from django.db import connection
 
 from config.celery import app as celery_app
 from config.queues import QUEUE_NAMES
-from tenants.choices import Role
-from tenants.models import Tenant
-from tenants.services import membership_grant
-from tests.factories import GuestFactory, PropertyFactory, TenantFactory, UserFactory
+from testkit.processes import PrivateRedis
 from tests.support import fault_handlers, services
 from tests.support.broker import configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
-from tests.support.servers import CeleryWorker, PrivateRedis, SmtpSink
+from tests.support.servers import ARTIFACTS, CeleryWorker, SmtpSink
 
-PASSWORD = "pw-for-tests-1"
+pytest_plugins = ["tests.support.tenant_fixtures", "tests.support.http_peer"]
 
 
 # --- Broker and workers ------------------------------------------------------------
@@ -52,7 +51,7 @@ def broker() -> Iterator[Broker]:
     if external:
         url = external
     else:
-        server = PrivateRedis()
+        server = PrivateRedis(label="broker", logfile=ARTIFACTS / f"broker-{os.getpid()}.log")
         server.start()
         url = server.url
     # Before anything publishes: the test process and its workers share this broker.
@@ -226,63 +225,3 @@ def live_worker(celery_worker: CeleryWorker, django_db_blocker: Any) -> Iterator
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute("TRUNCATE test_effect")
     yield celery_worker
-
-
-# --- Tenants and people ----------------------------------------------------------------
-
-
-@dataclass
-class TenantWorld:
-    tenant: Tenant
-    manager: Any
-    staff: Any
-    property: Any
-    guest: Any
-
-
-def _world(slug: str) -> TenantWorld:
-    tenant = TenantFactory(slug=slug, name=slug.title())
-    manager = UserFactory(username=f"{slug}-manager")
-    staff = UserFactory(username=f"{slug}-staff")
-    membership_grant(user=manager, tenant=tenant, role=Role.MANAGER)
-    membership_grant(user=staff, tenant=tenant, role=Role.STAFF)
-    return TenantWorld(
-        tenant=tenant,
-        manager=manager,
-        staff=staff,
-        property=PropertyFactory(tenant=tenant, name=f"{slug.title()} Villa", slug=f"{slug}-villa"),
-        guest=GuestFactory(tenant=tenant, name=f"{slug.title()} Guest"),
-    )
-
-
-@pytest.fixture
-def alice(db: Any) -> TenantWorld:
-    """Tenant A."""
-    return _world("alice")
-
-
-@pytest.fixture
-def bob(db: Any) -> TenantWorld:
-    """Tenant B."""
-    return _world("bob")
-
-
-@pytest.fixture
-def outsider(db: Any) -> Any:
-    """Staff flag but no membership anywhere."""
-    user = UserFactory(username="charlie")
-    user.is_staff = True
-    user.save(update_fields=["is_staff"])
-    return user
-
-
-@pytest.fixture
-def superuser(db: Any) -> Any:
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.create_superuser("root", "root@example.test", PASSWORD)
-
-
-@pytest.fixture
-def future() -> date:
-    return date.today() + timedelta(days=30)

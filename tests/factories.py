@@ -8,6 +8,9 @@ from django.contrib.auth import get_user_model
 from pms.models import Guest, Property
 from tenants.models import Tenant
 
+# Every user a factory makes logs in with this password.
+PASSWORD = "pw-for-tests-1"
+
 
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -25,7 +28,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.test")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-1")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
 
 class PropertyFactory(factory.django.DjangoModelFactory):

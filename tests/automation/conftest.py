@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,58 +13,35 @@ from bookings.services import booking_create
 from tenants.choices import Role
 from tenants.services import membership_grant
 from tests.factories import GuestFactory, UserFactory
+from tests.support.http_peer import HttpPeer, Reply, Seen
 
 
 class SmsGateway:
-    """A real HTTP server on loopback standing in for the SMS provider."""
+    """The SMS provider's API, answered by a real HTTP peer on loopback."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: HttpPeer) -> None:
         self.requests: list[dict[str, Any]] = []
         self.replies: list[int] = []  # status codes to answer, in order; then 200
-        gateway = self
+        self.url = peer.url("/v1/sms")
+        peer.routes["/v1/sms"] = self._send
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                gateway.requests.append(
-                    {
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "json": json.loads(self.rfile.read(length) or b"{}"),
-                    }
-                )
-                code = gateway.replies.pop(0) if gateway.replies else 200
-                body = json.dumps({"id": f"sms-{len(gateway.requests)}"}).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/sms"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SmsGateway:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _send(self, seen: Seen) -> Reply:
+        self.requests.append(
+            {"path": seen.path, "headers": seen.headers, "json": json.loads(seen.body or b"{}")}
+        )
+        code = self.replies.pop(0) if self.replies else 200
+        body = json.dumps({"id": f"sms-{len(self.requests)}"}).encode()
+        return Reply(code, body, {"Content-Type": "application/json"})
 
 
 @pytest.fixture
-def sms_gateway(settings: Any) -> Iterator[SmsGateway]:
-    with SmsGateway() as gateway:
-        settings.SMS_BACKEND = "automation.sms.HttpGatewaySmsBackend"
-        settings.SMS_GATEWAY_URL = gateway.url
-        settings.SMS_GATEWAY_API_KEY = "test-key"
-        settings.SMS_GATEWAY_TIMEOUT = 2
-        yield gateway
+def sms_gateway(settings: Any, peer: HttpPeer) -> SmsGateway:
+    gateway = SmsGateway(peer)
+    settings.SMS_BACKEND = "automation.sms.HttpGatewaySmsBackend"
+    settings.SMS_GATEWAY_URL = gateway.url
+    settings.SMS_GATEWAY_API_KEY = "test-key"
+    settings.SMS_GATEWAY_TIMEOUT = 2
+    return gateway
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from automation.services import cleaning_task_reconcile, maintenance_request_cre
 from tenants.choices import Role
 from tenants.services import membership_grant
 from tests.automation.conftest import book, make_cleaner
-from tests.conftest import PASSWORD
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

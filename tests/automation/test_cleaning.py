@@ -13,8 +13,7 @@ from automation.models import OutboundMessage
 from automation.services import cleaning_runs_claim_due, cleaning_task_reconcile
 from bookings.services import booking_cancel, booking_modify
 from tests.automation.conftest import book, make_cleaner
-from tests.conftest import PASSWORD
-from tests.factories import PropertyFactory
+from tests.factories import PASSWORD, PropertyFactory
 
 
 def _reconcile(booking):

@@ -22,8 +22,8 @@ from automation.models import OutboundMessage
 from automation.services import guest_link_email, outbound_message_send
 from bookings.models import GuestAccessToken
 from bookings.services import guest_token_issue
+from testkit.processes import die_with_parent, free_port, wait_until
 from tests.automation.conftest import book
-from tests.support.servers import die_with_parent, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

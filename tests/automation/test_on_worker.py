@@ -14,11 +14,10 @@ from automation.services import outbound_message_queue
 from automation.tasks import send_outbound_message
 from pms.models import EventDelivery, FailedTask
 from pms.pipeline.publishing import publish_deliveries
+from testkit.processes import wait_until
 from tests.automation.conftest import book
-from tests.conftest import PASSWORD
-from tests.factories import GuestFactory
+from tests.factories import PASSWORD, GuestFactory
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

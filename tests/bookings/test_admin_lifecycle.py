@@ -9,7 +9,7 @@ import pytest
 from bookings.choices import BookingStatus
 from bookings.services import booking_create
 from pms.models import DomainEvent
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.support.admin_forms import change_form_data
 
 pytestmark = pytest.mark.django_db

@@ -18,8 +18,7 @@ from bookings.errors import BookingError
 from bookings.models import Booking, GuestAccessToken, IdempotencyKey
 from bookings.services import booking_create
 from pms.models import Guest
-from tests.conftest import PASSWORD
-from tests.factories import PropertyFactory
+from tests.factories import PASSWORD, PropertyFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from bookings.handlers import calendar_apply_block_event
 from bookings.models import Block, CalendarEntry
 from bookings.services import block_cancel, block_create, block_upsert, booking_create
 from pms.models import DomainEvent
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

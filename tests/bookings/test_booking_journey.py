@@ -14,9 +14,9 @@ from django.db.models import Sum
 from rest_framework.test import APIClient
 
 from bookings.models import Booking, LedgerEntry, Payment, Refund
-from tests.conftest import PASSWORD
+from testkit.processes import wait_until
+from tests.factories import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

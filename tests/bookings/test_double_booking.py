@@ -11,7 +11,7 @@ from bookings.choices import BookingStatus
 from bookings.errors import BookingError
 from bookings.models import Booking
 from bookings.services import booking_cancel, booking_create
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 def _book(world, check_in, nights=3, **kwargs):

@@ -12,7 +12,7 @@ from bookings.handlers import book_ledger_entries
 from bookings.models import GuestMessage
 from bookings.services import booking_create, payment_request
 from pms.models import DomainEvent
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.support.admin_forms import change_form_data, inline_prefix
 
 pytestmark = pytest.mark.django_db

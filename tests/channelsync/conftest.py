@@ -8,14 +8,7 @@ import pytest
 
 from channelsync.choices import ChannelKind
 from channelsync.services import channel_create
-from tests.channelsync.support import FlakySmtp, PeerServer
-
-
-@pytest.fixture
-def peer() -> Iterator[PeerServer]:
-    server = PeerServer().start()
-    yield server
-    server.stop()
+from tests.channelsync.support import FlakySmtp
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real HTTP peers on loopback for channel-sync tests, and feeds in the channels' shapes.
+"""Loopback servers for channel-sync tests (a flaky SMTP, a trickling HTTP), and feeds in
+the channels' shapes. The ordinary HTTP peer is tests/support/http_peer.py.
 
 The feed shapes follow what the channels publish: Airbnb (``VALUE=DATE``,
 "Reserved" / "Airbnb (Not available)", UIDs ``...@airbnb.com``), Booking.com
@@ -9,108 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    at: float
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-Route = Callable[[Seen], Reply]
-
-
-class PeerServer:
-    """A ThreadingHTTPServer on 127.0.0.1 answering from a route table, recording requests."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Route | Reply | list[Reply]] = {}
-        self.requests: list[Seen] = []
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                seen = Seen(
-                    at=time.monotonic(),
-                    method=self.command,
-                    path=self.path,
-                    headers={k: v for k, v in self.headers.items()},
-                    body=self.rfile.read(length) if length else b"",
-                )
-                with server._lock:
-                    server.requests.append(seen)
-                reply = server._reply(seen)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                try:
-                    self.send_response(reply.status)
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(reply.body)))
-                    self.end_headers()
-                    if reply.body and self.command != "HEAD":
-                        self.wfile.write(reply.body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            do_GET = do_POST = do_HEAD = _handle
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def _reply(self, seen: Seen) -> Reply:
-        path = seen.path.split("?", 1)[0]
-        with self._lock:
-            route = self.routes.get(path)
-            if isinstance(route, list):
-                # A script of replies; the last one repeats.
-                reply = route.pop(0) if len(route) > 1 else route[0]
-                return reply
-        if route is None:
-            return Reply(404, b"not found")
-        if isinstance(route, Reply):
-            return route
-        return route(seen)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def hits(self, path: str) -> list[Seen]:
-        with self._lock:
-            return [s for s in self.requests if s.path.split("?", 1)[0] == path]
-
-    def start(self) -> PeerServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from testkit.processes import free_port
 
 
 class FlakySmtp:
@@ -124,8 +27,6 @@ class FlakySmtp:
 
     def start(self) -> FlakySmtp:
         from aiosmtpd.controller import Controller
-
-        from tests.support.servers import free_port
 
         sink = self
 

@@ -13,7 +13,7 @@ from channelsync.models import Channel, Conflict, WebhookSubscription
 from channelsync.services import channel_record_failure
 from channelsync.webhooks import webhook_subscription_create
 from pms.models import DomainEvent
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from channelsync.fetch import (
     address_refusal,
     safe_request,
 )
-from tests.channelsync.support import PeerServer, Reply
+from tests.support.http_peer import HttpPeer, Reply
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_a_redirected_webhook_is_a_failed_delivery_not_a_delivered_one(alice, pe
 
 
 def test_a_get_redirect_to_another_origin_drops_the_credentials(peer):
-    other = PeerServer().start()
+    other = HttpPeer().start()
     try:
         other.routes["/feed.ics"] = Reply(200, b"feed")
         peer.routes["/feed.ics"] = Reply(302, headers={"Location": other.url("/feed.ics")})

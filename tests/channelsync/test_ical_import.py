@@ -14,7 +14,8 @@ from channelsync.ical_parse import FeedError, parse_feed
 from channelsync.models import Channel, Conflict
 from channelsync.tasks import alert_conflict, import_channel
 from pms.models import DomainEvent
-from tests.channelsync.support import Reply, airbnb_feed, booking_com_feed, vrbo_feed
+from tests.channelsync.support import airbnb_feed, booking_com_feed, vrbo_feed
+from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from bookings.models import Block
 from channelsync.ical_parse import parse_feed, parse_feed_report
 from channelsync.models import Channel
 from channelsync.tasks import import_channel
-from tests.channelsync.support import Reply
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
+from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
 

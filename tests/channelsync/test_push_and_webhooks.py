@@ -25,7 +25,7 @@ from channelsync.webhooks import (
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
-from tests.channelsync.support import Reply
+from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ import pytest
 from channelsync.choices import ChannelKind, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate
 from channelsync.push import channel_updates_push, channel_updates_record
-from tests.channelsync.support import Reply
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
+from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
 

@@ -26,6 +26,7 @@ from channelsync.webhooks import (
 )
 from pms.pipeline.errors import TransientError
 from tests.channelsync.support import TricklingServer
+from tests.support.http_peer import Reply
 
 # Long enough that a client without a whole-exchange deadline waits far longer.
 GIVE_UP_AFTER = 8.0
@@ -64,8 +65,6 @@ def test_a_server_trickling_its_body_is_cut_at_the_deadline(body_trickler):
 
 
 def test_a_fast_answer_is_not_affected_by_the_deadline_timer(peer):
-    from tests.channelsync.support import Reply
-
     peer.routes["/feed.ics"] = Reply(200, b"ok")
     for _ in range(3):
         assert safe_request("GET", peer.url("/feed.ics"), timeout=DEADLINE).body == b"ok"

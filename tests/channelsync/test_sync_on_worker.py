@@ -15,9 +15,9 @@ from channelsync.models import Channel, ChannelUpdate, WebhookDelivery
 from channelsync.tasks import import_channel
 from channelsync.webhooks import signature_valid, webhook_subscription_create
 from pms.models import DomainEvent, FailedTask
-from tests.channelsync.support import Reply
+from testkit.processes import wait_until
+from tests.support.http_peer import Reply
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -20,8 +20,8 @@ from channelsync.webhooks import (
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
-from tests.channelsync.support import Reply
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
+from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
 

@@ -26,11 +26,12 @@ from pms.pipeline.broker_stats import queue_depths
 from pms.pipeline.publishing import delivery_task_id
 from pms.pipeline.redis_client import redis_client
 from pms.tasks import probe_echo
-from tests.conftest import PASSWORD
+from testkit.processes import wait_until
+from tests.factories import PASSWORD
 from tests.support.broker import celery_on_broker, rabbitmq_test_url
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import ARTIFACTS, CeleryWorker, log_count, wait_until
+from tests.support.servers import ARTIFACTS, CeleryWorker, log_count
 
 URL = rabbitmq_test_url()
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.servers import free_port
+from testkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["tests/config/test_rabbitmq.py", "tests/monitoring/test_browser.py"]

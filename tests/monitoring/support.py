@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db import connection
 
-from tests.support.servers import SmtpSink, free_port
+from testkit.processes import free_port
+from tests.support.servers import SmtpSink
 
 
 def smtp_settings(mailbox: SmtpSink, **extra: Any) -> dict[str, Any]:

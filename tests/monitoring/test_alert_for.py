@@ -22,10 +22,11 @@ from pms.monitoring.workers import forget_workers
 from pms.pipeline.broker_stats import queue_depths
 from pms.pipeline.redis_client import redis_client
 from pms.tasks import probe_echo
-from tests.conftest import PASSWORD
+from testkit.processes import wait_until
+from tests.factories import PASSWORD
 from tests.monitoring.support import ops_mail, smtp_settings
 from tests.support.admin_forms import change_form_data
-from tests.support.servers import CeleryWorker, wait_until
+from tests.support.servers import CeleryWorker
 
 
 def _evaluate() -> dict[str, int]:

@@ -11,7 +11,7 @@ from kombu import Exchange, Queue
 from config.celery import app as celery_app
 from config.queues import broker_is_amqp
 from pms.pipeline.broker_stats import queue_depths
-from tests.support.servers import free_port
+from testkit.processes import free_port
 
 PROBE_QUEUE = "monitoring-probe"  # not in the table: nobody consumes it
 

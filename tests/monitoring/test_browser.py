@@ -11,9 +11,10 @@ import pytest
 from django.urls import reverse
 
 from pms.monitoring.sampling import queue_sample_take
-from tests.conftest import PASSWORD
+from testkit.processes import die_with_parent, free_port, wait_until
+from tests.factories import PASSWORD
 from tests.monitoring.browser import browser_page
-from tests.support.servers import ARTIFACTS, die_with_parent, free_port, wait_until
+from tests.support.servers import ARTIFACTS
 
 pytestmark = pytest.mark.needs("browser")
 

@@ -15,9 +15,9 @@ from pms.monitoring.task_stats import read_task_stats
 from pms.monitoring.workers import forget_workers
 from pms.pipeline.broker_stats import queue_depths
 from pms.tasks import probe_echo
-from tests.conftest import PASSWORD
+from testkit.processes import wait_until
+from tests.factories import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import wait_until
 
 QUEUE = "bulk"
 PROBES = 7

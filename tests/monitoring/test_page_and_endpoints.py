@@ -16,7 +16,7 @@ from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, QueueSamp
 from pms.monitoring.sampling import queue_sample_take, queue_samples_purge, queue_samples_since
 from pms.monitoring.signals import BEAT_TICK_KEY, beat_last_tick, stamp_publish_time
 from pms.pipeline.redis_client import redis_client
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.monitoring.support import database_down
 
 PAGE = "/admin/pms/queuesample/"

@@ -19,8 +19,8 @@ from pms.monitoring.alerts import alert_rules_evaluate
 from pms.monitoring.signals import BEAT_TICK_KEY, stamp_publish_time
 from pms.monitoring.watchdog import watchdog_iteration
 from pms.pipeline.redis_client import redis_client
+from testkit.processes import wait_until
 from tests.monitoring.support import ops_mail, smtp_settings
-from tests.support.servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

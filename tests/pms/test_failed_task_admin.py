@@ -11,11 +11,10 @@ from pms.pipeline.redis_client import redis_client
 from tenants.choices import Role
 from tenants.models import Membership
 from tenants.permissions import ROLE_GRANTS
-from tests.conftest import PASSWORD
-from tests.factories import UserFactory
+from testkit.processes import wait_until
+from tests.factories import PASSWORD, UserFactory
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import wait_until
 
 CHANGELIST = "/admin/pms/failedtask/"
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 from pms.models import FairWorkItem
 from pms.pipeline.fairness import fair_dispatch, fair_item_finished, fair_submit
 from pms.pipeline.redis_client import redis_client
+from testkit.processes import wait_until
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import wait_until
 
 CAP = 4  # FAIR_INFLIGHT_PER_TENANT's default
 

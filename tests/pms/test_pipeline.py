@@ -19,9 +19,10 @@ from pms.pipeline.broker_stats import queue_depths
 from pms.pipeline.publishing import broker_breaker, delivery_task_id, publish_deliveries
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.relay import relay_due_deliveries
+from testkit.processes import wait_until
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import log_count, wait_until
+from tests.support.servers import log_count
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -16,8 +16,9 @@ from pms.models import EventDelivery, QueueSample
 from pms.pipeline.log_filters import did_nothing
 from pms.pipeline.publishing import broker_breaker
 from pms.tasks import monitoring_sample_queues, probe_echo, relay_outbox
+from testkit.processes import wait_until
 from tests.support.pipeline import assert_pipeline_settled, emit_probe
-from tests.support.servers import log_count, wait_until
+from tests.support.servers import log_count
 
 
 def _lines_about(logfile, task_id: str) -> list[str]:  # type: ignore[no-untyped-def]

@@ -11,9 +11,10 @@ from config.queues import DEFAULT_QUEUE
 from pms.pipeline.log_context import NO_TENANT, bind_tenant, current_tenant
 from pms.pipeline.publishing import delivery_task_id
 from pms.tasks import probe_echo
-from tests.conftest import PASSWORD
+from testkit.processes import wait_until
+from tests.factories import PASSWORD
 from tests.support.pipeline import assert_pipeline_settled, emit_probe
-from tests.support.servers import log_count, wait_until
+from tests.support.servers import log_count
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,10 @@ from bookings.models import CalendarEntry, LedgerEntry
 from bookings.services import booking_create
 from config.celery import app as celery_app
 from pms.models import EventDelivery
+from testkit.processes import wait_until
 from tests.factories import PropertyFactory
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import CeleryWorker, wait_until
+from tests.support.servers import CeleryWorker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bookings.services import booking_create
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 @pytest.fixture

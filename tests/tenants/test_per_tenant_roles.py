@@ -19,8 +19,7 @@ from bookings.services import booking_create
 from pms.monitoring.operators import OPERATORS_GROUP
 from tenants.choices import Role
 from tenants.services import membership_grant
-from tests.conftest import PASSWORD
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 
 def _fresh(user):
