@@ -25,7 +25,7 @@ from channelsync.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from channelsync.webhooks import (
+from channelsync.services.webhooks import (
     webhook_subscription_create,
     webhook_subscription_enable,
     webhook_subscription_secret_rotate,
@@ -115,7 +115,7 @@ class ChannelAdminForm(forms.ModelForm):
         if prop and tenant and prop.tenant_id != tenant.pk:
             self.add_error("property", "This property belongs to another tenant.")
         if data.get("kind") == ChannelKind.PUSH_CHANNEX:
-            from channelsync.push_channex import channex_listing_error
+            from channelsync.services.push_channex import channex_listing_error
 
             error = channex_listing_error(data.get("push_listing_id", ""))
             if error:

@@ -15,8 +15,8 @@ from django.db import transaction
 from bookings.handlers import BLOCK_EVENTS, BOOKING_EVENTS
 from channelsync.choices import PUSH_KINDS
 from channelsync.models import Channel
-from channelsync.push import channel_updates_record, update_payload
-from channelsync.webhooks import webhook_deliveries_record
+from channelsync.services.push import channel_updates_record, update_payload
+from channelsync.services.webhooks import webhook_deliveries_record
 from pms.models import DomainEvent
 from pms.pipeline.registry import event_handler
 

@@ -15,7 +15,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from channelsync.fetch import (
+from channelsync.feeds.fetch import (
     FetchHTTPError,
     FetchRefused,
     FetchTooLarge,
@@ -126,7 +126,7 @@ def import_channel(self: ChannelTask, channel_id: int, full: bool = False) -> st
 
 
 def _import_locked(channel: Channel, *, full: bool) -> str:
-    from channelsync.ical_parse import FeedError, parse_feed_report
+    from channelsync.feeds.parse import FeedError, parse_feed_report
     from channelsync.services import (
         channel_import_apply,
         channel_record_attempt,
@@ -186,7 +186,7 @@ class PushTask(ChannelTask):
     abstract = True
 
     def on_exhausted(self, channel_id: int, *args: Any, **kwargs: Any) -> None:
-        from channelsync.push import channel_updates_defer
+        from channelsync.services.push import channel_updates_defer
 
         channel_updates_defer(channel_id=channel_id)
 
@@ -200,7 +200,7 @@ class PushTask(ChannelTask):
 )
 def push_channel(self: PushTask, channel_id: int) -> dict[str, int]:
     """Send the push channel's pending availability updates, in order."""
-    from channelsync.push import channel_updates_push, push_followup_claim
+    from channelsync.services.push import channel_updates_push, push_followup_claim
 
     counts = channel_updates_push(channel_id=channel_id)
     if counts["more"]:
@@ -225,7 +225,7 @@ def push_channel(self: PushTask, channel_id: int) -> dict[str, int]:
 )
 def send_webhook(delivery_id: int) -> str:
     """One attempt of a webhook delivery; failures are scheduled on the row, not retried here."""
-    from channelsync.webhooks import webhook_delivery_attempt
+    from channelsync.services.webhooks import webhook_delivery_attempt
 
     return webhook_delivery_attempt(delivery_id=delivery_id)
 
@@ -233,8 +233,8 @@ def send_webhook(delivery_id: int) -> str:
 @shared_task(name="channelsync.tasks.sweep_outbound", base=ReliableTask, max_retries=0)
 def sweep_outbound() -> dict[str, int]:
     """Beat: re-enqueue push updates and webhook deliveries still pending past their time."""
-    from channelsync.push import channel_updates_due_channels
-    from channelsync.webhooks import webhook_deliveries_due
+    from channelsync.services.push import channel_updates_due_channels
+    from channelsync.services.webhooks import webhook_deliveries_due
 
     grace = settings.OUTBOX_DELIVERY_DEADLINE
     heads = channel_updates_due_channels(grace=grace)
@@ -263,9 +263,9 @@ def check_stale_channels() -> int:
     own channel, the others are still alerted, and the error is raised at the
     end so the retry picks up the failed one (it is stale and unclaimed again).
     """
-    from channelsync.alerts import stale_channel_alert_send
     from channelsync.selectors import channels_stale
     from channelsync.services import channels_mark_stale
+    from channelsync.services.conflicts import stale_channel_alert_send
 
     alerted = 0
     first_error: BaseException | None = None
@@ -290,8 +290,8 @@ def check_stale_channels() -> int:
 
 @shared_task(name="channelsync.tasks.alert_conflict", base=ReliableTask, autoretry_for=MAIL_ERRORS)
 def alert_conflict(conflict_id: int) -> bool:
-    from channelsync.alerts import conflict_alert_send
     from channelsync.services import conflict_claim_alert, conflict_unclaim_alert
+    from channelsync.services.conflicts import conflict_alert_send
 
     conflict = conflict_claim_alert(conflict_id=conflict_id)
     if conflict is None:
@@ -308,9 +308,9 @@ def alert_conflict(conflict_id: int) -> bool:
     name="channelsync.tasks.alert_webhook_disabled", base=ReliableTask, autoretry_for=MAIL_ERRORS
 )
 def alert_webhook_disabled(subscription_id: int) -> bool:
-    from channelsync.alerts import webhook_disabled_alert_send
     from channelsync.models import WebhookSubscription
-    from channelsync.webhooks import webhook_claim_disable_alert
+    from channelsync.services.conflicts import webhook_disabled_alert_send
+    from channelsync.services.webhooks import webhook_claim_disable_alert
 
     subscription = webhook_claim_disable_alert(subscription_id=subscription_id)
     if subscription is None:

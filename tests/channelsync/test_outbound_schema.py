@@ -12,8 +12,8 @@ import pytest
 from django.db import transaction
 
 from channelsync.choices import ChannelKind
-from channelsync.push import channel_updates_push, channel_updates_record
-from channelsync.webhooks import (
+from channelsync.services.push import channel_updates_push, channel_updates_record
+from channelsync.services.webhooks import (
     webhook_deliveries_record,
     webhook_delivery_attempt,
     webhook_subscription_create,

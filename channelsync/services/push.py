@@ -2,7 +2,7 @@
 
 An adapter turns a ChannelUpdate into HTTP calls: ``GenericJsonAdapter`` (our
 own JSON, documented in the OpenAPI schema) and ``ChannexAriAdapter``
-(channelsync.push_channex: a channel manager's availability-and-rates API).
+(channelsync.services.push_channex: a channel manager's availability-and-rates API).
 ``channel_updates_push`` drains a channel's pending updates:
 
 - one sender per channel at a time (a Redis lock), oldest update first, and a
@@ -34,9 +34,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from channelsync.choices import ChannelKind, OutboundStatus
-from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
+from channelsync.feeds.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
+from channelsync.feeds.ratelimit import token_acquire
 from channelsync.models import Channel, ChannelUpdate
-from channelsync.ratelimit import token_acquire
 from channelsync.services import (
     channel_pause,
     channel_record_failure,
@@ -91,7 +91,7 @@ class GenericJsonAdapter:
 
 
 def _adapters() -> dict[str, ChannelAdapter]:
-    from channelsync.push_channex import ChannexAriAdapter
+    from channelsync.services.push_channex import ChannexAriAdapter
 
     return {
         ChannelKind.PUSH_API: GenericJsonAdapter(),

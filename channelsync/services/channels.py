@@ -25,7 +25,7 @@ from channelsync.choices import (
     ConflictStatus,
     OutboundStatus,
 )
-from channelsync.ical_parse import FeedEvent, FeedProblem
+from channelsync.feeds.parse import FeedEvent, FeedProblem
 from channelsync.models import Channel, ChannelUpdate, Conflict, ImportedUid, new_export_token
 from pms.models import Property
 from pms.pipeline.fairness import fair_submit

@@ -36,7 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channelsync.choices import OutboundStatus
-from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
+from channelsync.feeds.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
 from channelsync.models import WebhookDelivery, WebhookSubscription, new_webhook_secret
 from channelsync.webhook_signing import legacy_signature, signed_headers
 from pms.pipeline.errors import TransientError
