@@ -1,33 +1,28 @@
-"""Channel writes: configuration, import results, health, polling schedule, conflicts.
+"""Channels: configuration, the polling schedule and health (success, failures, staleness).
 
-Every function is keyword-only and atomic; none does network I/O (the fetch
-happens in the task, before ``channel_import_apply`` opens its transaction).
-Alerts and follow-up tasks are enqueued with ``transaction.on_commit``.
+Every write is keyword-only and atomic, and none does network I/O. Follow-up
+work (a push after resume, an import) is sent by task name after commit
+(``pms.pipeline.enqueue``, ``pms.pipeline.fairness``): services never import tasks.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bookings.choices import OCCUPYING_STATUSES
-from bookings.models import Block, Booking
-from bookings.services import block_cancel, block_upsert
-from channelsync.choices import (
-    PUSH_KINDS,
-    ChannelStatus,
-    ConflictStatus,
-    OutboundStatus,
-)
-from channelsync.feeds.parse import FeedEvent, FeedProblem
-from channelsync.models import Channel, ChannelUpdate, Conflict, ImportedUid, new_export_token
+from bookings.models import Block
+from bookings.services import block_cancel
+from channelsync.choices import PUSH_KINDS, ChannelStatus, OutboundStatus
+from channelsync.models import Channel, ChannelUpdate, new_export_token
+from channelsync.services.manager_mail import manager_mail_send
 from pms.models import Property
+from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.fairness import fair_submit
 from tenants.models import Tenant
 
@@ -35,19 +30,9 @@ logger = logging.getLogger(__name__)
 
 ERROR_TEXT_LIMIT = 2000
 
-
-def _on_commit_send(task_name: str, *args: Any, queue: str | None = None) -> None:
-    """Enqueue after commit; a broker outage is covered by the beat sweeps."""
-
-    def send() -> None:
-        from config.celery import app
-
-        try:
-            app.send_task(task_name, args=list(args), queue=queue)
-        except Exception:
-            logger.warning("could not enqueue %s%s; the periodic sweep will", task_name, args)
-
-    transaction.on_commit(send)
+# The channel tasks, by name (channelsync.tasks registers them under these).
+IMPORT_TASK = "channelsync.tasks.import_channel"
+PUSH_TASK = "channelsync.tasks.push_channel"
 
 
 # --- Configuration -------------------------------------------------------------------
@@ -114,7 +99,7 @@ def channel_resume(*, channel: Channel) -> Channel:
             ChannelUpdate.objects.filter(
                 channel=locked, status=OutboundStatus.PENDING, next_attempt_at__gt=timezone.now()
             ).update(next_attempt_at=timezone.now())
-            _on_commit_send("channelsync.tasks.push_channel", locked.pk)
+            enqueue_on_commit(PUSH_TASK, args=[locked.pk], caught_up_by="the outbound sweep")
     return locked
 
 
@@ -205,7 +190,7 @@ def channel_sync_request(*, channel: Channel, full: bool = False) -> None:
         fair_submit(
             tenant_id=channel.tenant_id,
             scope="sync",
-            task_name="channelsync.tasks.import_channel",
+            task_name=IMPORT_TASK,
             args=[channel.pk, full],
             queue="bulk" if full else "channelsync",
             dedupe_key=f"import:{channel.pk}:{int(full)}",
@@ -273,7 +258,11 @@ def channel_record_failure(
     return channel
 
 
-def _record_success(channel: Channel, *, now: datetime) -> None:
+def channel_record_success(*, channel: Channel, now: datetime) -> None:
+    """A fetch or push worked: clear the failure count and the stale mark.
+
+    Call while holding the channel's row lock (the import's or ``channel_record_push_success``).
+    """
     channel.last_attempt_at = now
     channel.last_success_at = now
     channel.consecutive_failures = 0
@@ -297,7 +286,7 @@ def channel_record_push_success(*, channel_id: int) -> None:
     with transaction.atomic():
         channel = Channel.objects.select_for_update().filter(pk=channel_id).first()
         if channel is not None:
-            _record_success(channel, now=timezone.now())
+            channel_record_success(channel=channel, now=timezone.now())
 
 
 def channels_mark_stale(*, channel_ids: list[int]) -> list[int]:
@@ -316,204 +305,20 @@ def channels_mark_stale(*, channel_ids: list[int]) -> list[int]:
     return [channel.pk for channel in claimed]
 
 
-# --- Import ------------------------------------------------------------------------------
+def channel_unmark_stale(*, channel_id: int) -> None:
+    """The stale-channel mail failed: let the retry claim the channel again."""
+    Channel.objects.filter(pk=channel_id).update(stale_alerted_at=None)
 
 
-def channel_import_apply(
-    *,
-    channel: Channel,
-    events: list[FeedEvent] | None,
-    etag: str = "",
-    last_modified: str = "",
-    today: date | None = None,
-    fetched_at: datetime | None = None,
-    problems: list[FeedProblem] | None = None,
-) -> dict[str, int]:
-    """Apply one successful fetch. ``events`` is None for a 304 (feed unchanged).
-
-    ``problems`` are the feed's events that could not be read: their blocks (keys
-    ``UID`` and ``UID#...``) are kept as they were, neither moved nor counted as
-    missing, and the channel's ``import_warnings`` names them until a fetch reads
-    them again.
-
-    A fetch that started before the channel's last success is discarded
-    (``outdated``): a newer fetch was applied meanwhile and must not be undone.
-
-    Blocks are upserted by UID through the bookings services (so each change is
-    an event). A UID missing from ``CHANNEL_VANISH_AFTER_FETCHES`` successful
-    fetches in a row is cancelled (Vrbo shows cancellations only that way);
-    past blocks are left alone because feeds drop past dates.
-    """
-    today = today or timezone.localdate(timezone=channel.property.timezone)
-    now = timezone.now()
-    counts = {"created": 0, "modified": 0, "unchanged": 0, "cancelled": 0, "conflicts": 0}
-    with transaction.atomic():
-        locked = Channel.objects.select_for_update().select_related("property").get(pk=channel.pk)
-        if fetched_at and locked.last_success_at and fetched_at < locked.last_success_at:
-            counts["outdated"] = 1
-            return counts
-        seen: set[str] = set()
-        if events is not None:
-            locked.feed_etag, locked.feed_last_modified = etag[:300], last_modified[:100]
-            locked.import_warnings = "\n".join(
-                f"Not imported (its blocks are kept): {problem.message}"
-                for problem in problems or []
-            )[:ERROR_TEXT_LIMIT]
-            for event in events:
-                seen.add(event.uid)
-                block, outcome = block_upsert(
-                    tenant=locked.tenant,
-                    property=locked.property,
-                    source=locked.block_source,
-                    external_uid=event.uid,
-                    start=event.start,
-                    end=event.end,
-                    label=event.summary or "Not available",
-                    actor=f"channel:{locked.pk}",
-                )
-                counts[outcome] += 1
-                ImportedUid.objects.update_or_create(
-                    channel=locked,
-                    uid=event.uid,
-                    defaults={
-                        "tenant_id": locked.tenant_id,
-                        "block": block,
-                        "missing_fetches": 0,
-                        "last_seen_at": now,
-                    },
-                )
-                if outcome != "unchanged":
-                    counts["conflicts"] += len(_detect_conflicts(locked, block))
-        missing = ImportedUid.objects.select_for_update().filter(
-            channel=locked, block__is_active=True, block__end__gt=today
-        )
-        if events is None:
-            # Unchanged feed: only UIDs already missing keep counting.
-            missing = missing.filter(missing_fetches__gt=0)
-        else:
-            missing = missing.exclude(uid__in=seen)
-            for problem in problems or []:
-                missing = missing.exclude(uid=problem.uid).exclude(
-                    uid__startswith=f"{problem.uid}#"
-                )
-        threshold = settings.CHANNEL_VANISH_AFTER_FETCHES
-        for imported in missing.select_related("block"):
-            imported.missing_fetches += 1
-            imported.save(update_fields=["missing_fetches"])
-            if imported.missing_fetches >= threshold:
-                block_cancel(block=imported.block, actor=f"channel:{locked.pk}")
-                _close_conflicts_of(imported.block, note="The channel cancelled the block.")
-                counts["cancelled"] += 1
-        _record_success(locked, now=now)
-    return counts
-
-
-def _detect_conflicts(channel: Channel, block: Block) -> list[Conflict]:
-    """Open a Conflict per booking or other channel's block this block overlaps."""
-    created: list[Conflict] = []
-    overlapping_bookings = Booking.objects.filter(
-        property_id=block.property_id,
-        status__in=OCCUPYING_STATUSES,
-        check_in__lt=block.end,
-        check_out__gt=block.start,
+def stale_channel_alert_send(*, channel: Channel) -> int:
+    """Mail the managers about a channel claimed by ``channels_mark_stale`` (no transaction)."""
+    last = channel.last_success_at.isoformat() if channel.last_success_at else "never"
+    return manager_mail_send(
+        tenant_id=channel.tenant_id,
+        subject=f"Channel {channel.name} of {channel.property.name} is stale",
+        body=(
+            f"No successful sync since {last} (poll interval {channel.poll_interval}).\n"
+            f"Last error: {channel.last_error or '-'}\n\n"
+            "See Admin > Channel sync > Channels; 'Sync now' retries at once."
+        ),
     )
-    overlapping_blocks = (
-        Block.objects.filter(
-            property_id=block.property_id,
-            is_active=True,
-            source__startswith="channel:",
-            start__lt=block.end,
-            end__gt=block.start,
-        )
-        .exclude(source=block.source)
-        .exclude(pk=block.pk)
-    )
-    candidates: list[dict[str, Any]] = [
-        {
-            "booking": booking,
-            "start": max(block.start, booking.check_in),
-            "end": min(block.end, booking.check_out),
-        }
-        for booking in overlapping_bookings
-    ] + [
-        {
-            "other_block": other,
-            "start": max(block.start, other.start),
-            "end": min(block.end, other.end),
-        }
-        for other in overlapping_blocks
-    ]
-    for candidate in candidates:
-        key = {k: v for k, v in candidate.items() if k in ("booking", "other_block")}
-        conflict, is_new = Conflict.objects.get_or_create(
-            block=block,
-            status=ConflictStatus.OPEN,
-            **key,
-            defaults={
-                "tenant_id": channel.tenant_id,
-                "property_id": block.property_id,
-                "channel": channel,
-                "start": candidate["start"],
-                "end": candidate["end"],
-            },
-        )
-        if is_new:
-            created.append(conflict)
-            _on_commit_send("channelsync.tasks.alert_conflict", conflict.pk, queue="messaging")
-        elif (conflict.start, conflict.end) != (candidate["start"], candidate["end"]):
-            conflict.start, conflict.end = candidate["start"], candidate["end"]
-            conflict.save(update_fields=["start", "end"])
-    # An open conflict the block no longer overlaps (it moved away) closes itself.
-    stale = (
-        Conflict.objects.filter(block=block, status=ConflictStatus.OPEN)
-        .exclude(booking__in=[c.get("booking") for c in candidates if c.get("booking")])
-        .exclude(other_block__in=[c.get("other_block") for c in candidates if c.get("other_block")])
-    )
-    stale.update(
-        status=ConflictStatus.RESOLVED,
-        resolved_at=timezone.now(),
-        resolution_note="The imported block moved; no overlap any more.",
-    )
-    return created
-
-
-def _close_conflicts_of(block: Block, *, note: str) -> None:
-    Conflict.objects.filter(block=block, status=ConflictStatus.OPEN).update(
-        status=ConflictStatus.RESOLVED, resolved_at=timezone.now(), resolution_note=note
-    )
-
-
-def conflict_resolve(
-    *, conflict: Conflict, user: Any, note: str, dismiss: bool = False
-) -> Conflict:
-    with transaction.atomic():
-        locked = Conflict.objects.select_for_update().get(pk=conflict.pk)
-        if locked.status != ConflictStatus.OPEN:
-            return locked
-        locked.status = ConflictStatus.DISMISSED if dismiss else ConflictStatus.RESOLVED
-        locked.resolved_at = timezone.now()
-        locked.resolved_by = user
-        locked.resolution_note = note
-        locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution_note"])
-    return locked
-
-
-def conflict_claim_alert(*, conflict_id: int) -> Conflict | None:
-    """Mark the conflict alerted; returns it only the first time (once per incident)."""
-    with transaction.atomic():
-        conflict = (
-            Conflict.objects.select_for_update(of=("self",))
-            .select_related("property", "channel", "booking", "block", "other_block")
-            .filter(pk=conflict_id, alerted_at__isnull=True)
-            .first()
-        )
-        if conflict is None:
-            return None
-        conflict.alerted_at = timezone.now()
-        conflict.save(update_fields=["alerted_at"])
-    return conflict
-
-
-def conflict_unclaim_alert(*, conflict_id: int) -> None:
-    """The mail failed: let the retry claim it again."""
-    Conflict.objects.filter(pk=conflict_id).update(alerted_at=None)

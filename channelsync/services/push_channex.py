@@ -28,7 +28,7 @@ from typing import Any
 
 from channelsync.feeds.fetch import safe_request
 from channelsync.models import Channel, ChannelUpdate
-from channelsync.services.push import PushConfigurationError
+from channelsync.services.push_adapters import PushConfigurationError
 
 PUSH_TIMEOUT = 10.0
 

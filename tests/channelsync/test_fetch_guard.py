@@ -146,7 +146,7 @@ def test_a_redirected_webhook_is_a_failed_delivery_not_a_delivered_one(alice, pe
     from django.db import transaction
 
     from channelsync.models import WebhookDelivery
-    from channelsync.services.webhooks import (
+    from channelsync.services import (
         webhook_deliveries_record,
         webhook_delivery_attempt,
         webhook_subscription_create,

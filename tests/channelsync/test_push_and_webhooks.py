@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from channelsync.choices import ChannelKind, ChannelStatus, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate, WebhookDelivery
-from channelsync.services.push import channel_updates_push, channel_updates_record
+from channelsync.services import channel_updates_push, channel_updates_record
 from channelsync.services.webhooks import (
     signature_valid,
     webhook_deliveries_record,
@@ -269,8 +269,7 @@ def test_operator_monitoring_sees_channel_health(make_channel):
 
 
 def test_the_sweep_finds_overdue_heads_and_deliveries(settings, push_channel, subscription):
-    from channelsync.services.push import channel_updates_due_channels
-    from channelsync.services.webhooks import webhook_deliveries_due
+    from channelsync.services import channel_updates_due_channels, webhook_deliveries_due
 
     _update(push_channel, 1)
     delivery = _delivery(subscription)
@@ -309,7 +308,7 @@ def test_a_disabled_subscription_holds_its_deliveries_and_enabling_sends_them(
     settings, subscription, peer, django_capture_on_commit_callbacks
 ):
     from channelsync.models import WebhookSubscription
-    from channelsync.services.webhooks import webhook_deliveries_due, webhook_subscription_enable
+    from channelsync.services import webhook_deliveries_due, webhook_subscription_enable
 
     settings.WEBHOOK_DISABLE_AFTER_FAILURES = 2
     settings.WEBHOOK_DISABLE_AFTER_SECONDS = 600
@@ -339,7 +338,7 @@ def test_a_disabled_subscription_holds_its_deliveries_and_enabling_sends_them(
 
 
 def test_the_sweep_leaves_fresh_deliveries_to_their_own_task(subscription):
-    from channelsync.services.webhooks import webhook_deliveries_due
+    from channelsync.services import webhook_deliveries_due
 
     delivery = _delivery(subscription)
     grace = timedelta(seconds=60)

@@ -17,8 +17,9 @@ from django.db import transaction
 from channelsync.choices import ChannelKind, OutboundStatus
 from channelsync.feeds.fetch import FetchTransientError, safe_request
 from channelsync.models import Channel, ChannelUpdate, WebhookDelivery
-from channelsync.services.push import channel_updates_push, channel_updates_record
-from channelsync.services.webhooks import (
+from channelsync.services import (
+    channel_updates_push,
+    channel_updates_record,
     webhook_deliveries_record,
     webhook_delivery_attempt,
     webhook_subscription_create,
