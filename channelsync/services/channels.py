@@ -24,6 +24,7 @@ from channelsync.services.manager_mail import manager_mail_send
 from pms.models import Property
 from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.fairness import fair_submit
+from pms.pipeline.pending import claim_due
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -210,19 +211,20 @@ def next_poll_time(*, channel: Channel, now: datetime) -> datetime:
 def channels_claim_due_polls(*, limit: int = 200) -> list[int]:
     """Claim channels whose poll is due and move their next poll forward. Returns ids.
 
-    ``SKIP LOCKED``: two beats (or a slow tick) never claim one channel twice.
+    ``SKIP LOCKED`` (pms.pipeline.pending): two beats (or a slow tick) never claim one
+    channel twice.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            Channel.objects.select_for_update(skip_locked=True)
-            .filter(is_paused=False, next_poll_at__lte=now)
-            .exclude(import_url="")
-            .order_by("next_poll_at")[:limit]
-        )
-        for channel in due:
-            channel.next_poll_at = next_poll_time(channel=channel, now=now)
-        Channel.objects.bulk_update(due, ["next_poll_at"])
+
+    def hold(channel: Channel, now: datetime) -> None:
+        channel.next_poll_at = next_poll_time(channel=channel, now=now)
+
+    due = claim_due(
+        Channel.objects.filter(is_paused=False).exclude(import_url=""),
+        due_field="next_poll_at",
+        hold=hold,
+        fields=["next_poll_at"],
+        batch_size=limit,
+    )
     return [channel.pk for channel in due]
 
 
