@@ -1,5 +1,6 @@
 """Channel sync in the admin: channels with their health, conflicts, the push log,
-webhook subscriptions and their delivery log. Every admin is tenant scoped."""
+webhook subscriptions and their delivery log. Every admin is tenant scoped, and
+every write is a call to ``channelsync.services``."""
 
 from __future__ import annotations
 
@@ -25,16 +26,11 @@ from channelsync.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from channelsync.webhooks import (
-    webhook_subscription_create,
-    webhook_subscription_enable,
-    webhook_subscription_secret_rotate,
-    webhook_test_send,
-)
+from pms.admin import ReadOnlyAdminMixin
 from pms.admin_helpers import mask_secret
 from tenants.scoping import TenantScopedAdmin
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     ChannelStatus.OK: "#1e7e34",
     ChannelStatus.NEW: "#6c757d",
     ChannelStatus.ERROR: "#c82333",
@@ -109,15 +105,13 @@ class ChannelAdminForm(forms.ModelForm):
         return _valid_port(self.cleaned_data.get("push_url", ""))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}  # ModelForm.clean returns cleaned_data
         tenant = data.get("tenant") or getattr(self.instance, "tenant", None)
         prop = data.get("property")
         if prop and tenant and prop.tenant_id != tenant.pk:
             self.add_error("property", "This property belongs to another tenant.")
         if data.get("kind") == ChannelKind.PUSH_CHANNEX:
-            from channelsync.push_channex import channex_listing_error
-
-            error = channex_listing_error(data.get("push_listing_id", ""))
+            error = services.channex_listing_error(data.get("push_listing_id", ""))
             if error:
                 self.add_error("push_listing_id", f"For Channex the listing id {error}.")
         return data
@@ -179,7 +173,11 @@ class ChannelAdmin(TenantScopedAdmin):
         if obj is None or self.has_change_permission(request, obj):
             return fields
         masked = self.MASKED_FOR_READERS
-        return [masked.get(name, name) for name in fields if name not in masked.values()]
+        return [
+            masked.get(name, name) if isinstance(name, str) else name
+            for name in fields
+            if name not in masked.values()
+        ]
 
     @admin.display(description="push API key")
     def push_api_key_masked(self, obj: Channel) -> str:
@@ -349,7 +347,7 @@ class ConflictAdmin(TenantScopedAdmin):
     fields = [*readonly_fields, "resolution_note"]
     actions = ["mark_resolved", "dismiss"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def save_model(self, request: HttpRequest, obj: Conflict, form: Any, change: bool) -> None:
@@ -374,16 +372,19 @@ class ConflictAdmin(TenantScopedAdmin):
         self.message_user(request, "Dismissed.", messages.SUCCESS)
 
 
-class _ReadOnlyLog(TenantScopedAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+class OutboundLogAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    """A read-only log whose rows go with their channel or subscription.
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    Deletable as before (in the row's tenant): deleting a channel or subscription in
+    the admin checks the delete permission of every row its deletion cascades to.
+    """
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return TenantScopedAdmin.has_delete_permission(self, request, obj)
 
 
 @admin.register(ChannelUpdate)
-class ChannelUpdateAdmin(_ReadOnlyLog):
+class ChannelUpdateAdmin(OutboundLogAdmin):
     list_display = [
         "channel",
         "aggregate_type",
@@ -401,8 +402,8 @@ class ChannelUpdateAdmin(_ReadOnlyLog):
 EVENT_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
-class EventTypesField(forms.CharField):
-    """A list of event types edited as "a, b" (the model stores a JSON list)."""
+class EventTypesField(forms.Field):
+    """A list of event types edited as "a, b" in a text input (the model stores a JSON list)."""
 
     def prepare_value(self, value: Any) -> Any:
         # The initial value is the stored list: show "a, b", not "['a', 'b']",
@@ -414,7 +415,7 @@ class EventTypesField(forms.CharField):
     def to_python(self, value: Any) -> list[str]:
         if isinstance(value, list | tuple):
             return [str(item).strip() for item in value if str(item).strip()]
-        text = super().to_python(value)
+        text = "" if value in self.empty_values else str(value)
         return [part.strip() for part in text.split(",") if part.strip()]
 
     def validate(self, value: Any) -> None:
@@ -458,6 +459,15 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     ]
     actions = ["send_test", "enable", "rotate_secret"]
 
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: WebhookSubscription | None = None
+    ) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # Its deliveries are its tenant's events: a subscription never changes tenant.
+            readonly.append("tenant")
+        return readonly
+
     @admin.display(description="signing secret (Standard Webhooks)")
     def secret_masked(self, obj: WebhookSubscription) -> str:
         # Nobody reads a stored secret back: it is shown once, when created or rotated,
@@ -495,7 +505,7 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     ) -> HttpResponse | None:
         rotated = []
         for subscription in queryset:
-            secret = webhook_subscription_secret_rotate(subscription=subscription)  # whsec_
+            secret = services.webhook_subscription_secret_rotate(subscription=subscription)
             self.log_change(request, subscription, "Rotated the signing secret.")
             rotated.append((subscription, secret))
         if not rotated:
@@ -505,11 +515,18 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     def save_model(
         self, request: HttpRequest, obj: WebhookSubscription, form: Any, change: bool
     ) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         data = form.cleaned_data
-        saved = webhook_subscription_create(
+        if change:
+            services.webhook_subscription_update(
+                subscription=obj,
+                **{
+                    name: data[name]
+                    for name in form.changed_data
+                    if name in services.WEBHOOK_SUBSCRIPTION_EDITABLE_FIELDS
+                },
+            )
+            return
+        saved = services.webhook_subscription_create(
             tenant=data["tenant"], url=data["url"], event_types=data["event_types"]
         )
         obj.pk, obj.secret = saved.pk, saved.secret
@@ -518,18 +535,18 @@ class WebhookSubscriptionAdmin(TenantScopedAdmin):
     @admin.action(description="Send a test delivery", permissions=["change"])
     def send_test(self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]) -> None:
         for subscription in queryset:
-            webhook_test_send(subscription=subscription)
+            services.webhook_test_send(subscription=subscription)
         self.message_user(request, "Test deliveries queued.", messages.SUCCESS)
 
     @admin.action(description="Re-enable", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]) -> None:
         for subscription in queryset:
-            webhook_subscription_enable(subscription=subscription)
+            services.webhook_subscription_enable(subscription=subscription)
         self.message_user(request, "Re-enabled.", messages.SUCCESS)
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_ReadOnlyLog):
+class WebhookDeliveryAdmin(OutboundLogAdmin):
     list_display = [
         "event_type",
         "subscription",

@@ -11,6 +11,7 @@ class ChannelsyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here: selectors import models, which need the app registry ready.
         from channelsync.selectors import channel_health_report
         from pms.monitoring.channels import register_channel_health_provider
 

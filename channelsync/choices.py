@@ -13,7 +13,7 @@ class ChannelKind(models.TextChoices):
 
 
 ICAL_KINDS = (ChannelKind.AIRBNB, ChannelKind.BOOKING_COM, ChannelKind.VRBO, ChannelKind.ICAL)
-# Channels we push availability to (channelsync.push.ADAPTERS has one adapter for each).
+# Channels we push availability to (channelsync.services.push.ADAPTERS has one adapter for each).
 PUSH_KINDS = (ChannelKind.PUSH_API, ChannelKind.PUSH_CHANNEX)
 
 

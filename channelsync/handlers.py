@@ -8,16 +8,18 @@ covers a lost enqueue.
 
 from __future__ import annotations
 
-import contextlib
-
-from django.db import transaction
-
 from bookings.handlers import BLOCK_EVENTS, BOOKING_EVENTS
 from channelsync.choices import PUSH_KINDS
 from channelsync.models import Channel
-from channelsync.push import channel_updates_record, update_payload
-from channelsync.webhooks import webhook_deliveries_record
+from channelsync.services import (
+    PUSH_TASK,
+    channel_updates_record,
+    update_payload,
+    webhook_deliveries_record,
+    webhook_event_data,
+)
 from pms.models import DomainEvent
+from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.registry import event_handler
 
 
@@ -28,12 +30,7 @@ def record_outbound(event: DomainEvent) -> None:
         tenant_id=event.tenant_id,
         event_id=event.id,
         event_type=event.event_type,
-        payload={
-            "aggregate_type": event.aggregate_type,
-            "aggregate_id": event.aggregate_id,
-            "sequence": event.sequence,
-            **event.payload,
-        },
+        payload=webhook_event_data(event),
     )
 
 
@@ -73,15 +70,4 @@ def _record_channel_updates(event: DomainEvent) -> None:
                 )
                 and not channel.is_paused
             ):
-                _push_after_commit(channel.pk)
-
-
-def _push_after_commit(channel_id: int) -> None:
-    def send() -> None:
-        from channelsync.tasks import push_channel
-
-        # If the broker is down the sweep re-enqueues the pending update.
-        with contextlib.suppress(Exception):
-            push_channel.apply_async(args=[channel_id])
-
-    transaction.on_commit(send)
+                enqueue_on_commit(PUSH_TASK, args=[channel.pk], caught_up_by="the outbound sweep")

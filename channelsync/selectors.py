@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value
 from django.utils import timezone
 
 from channelsync.choices import ConflictStatus
 from channelsync.models import Channel, Conflict, WebhookSubscription
+from pms.monitoring.channels import ChannelHealth
 from tenants.choices import Role
 from tenants.models import Membership, Tenant
 
@@ -64,12 +64,10 @@ def manager_emails(*, tenant_id: int) -> list[str]:
     )
 
 
-def channel_health_report() -> list[Any]:
+def channel_health_report() -> list[ChannelHealth]:
     """Every polled channel's health for operator monitoring (pms.monitoring.channels)."""
-    from pms.monitoring.channels import ChannelHealth
-
     now = timezone.now()
-    report = []
+    report: list[ChannelHealth] = []
     for channel in (
         Channel.objects.filter(is_paused=False)
         .exclude(import_url="")

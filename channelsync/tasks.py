@@ -1,6 +1,9 @@
 """Channel sync tasks. Thin: take ids, re-fetch, return quietly if the row is gone,
 call a service. Routed to ``channelsync`` (config.queues); full resyncs are sent
 to ``bulk`` explicitly; alerts go to ``messaging``.
+
+Each task sent from a service is registered under the service's name constant
+(``channelsync.services``): the services send by name and never import this module.
 """
 
 from __future__ import annotations
@@ -8,21 +11,38 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
-from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.utils import timezone
 
-from channelsync.fetch import (
-    FetchHTTPError,
-    FetchRefused,
-    FetchTooLarge,
-    FetchTransientError,
-    safe_request,
-)
 from channelsync.models import Channel
+from channelsync.selectors import channels_stale
+from channelsync.services import (
+    ALERT_CONFLICT_TASK,
+    ALERT_WEBHOOK_DISABLED_TASK,
+    IMPORT_TASK,
+    PUSH_TASK,
+    SEND_WEBHOOK_TASK,
+    channel_import_run,
+    channel_unmark_stale,
+    channel_updates_defer,
+    channel_updates_due_channels,
+    channel_updates_push,
+    channels_claim_due_polls,
+    channels_mark_stale,
+    conflict_alert_send,
+    conflict_claim_alert,
+    conflict_unclaim_alert,
+    push_followup_claim,
+    stale_channel_alert_send,
+    webhook_claim_disable_alert,
+    webhook_deliveries_due,
+    webhook_delivery_attempt,
+    webhook_disabled_alert_send,
+    webhook_unclaim_disable_alert,
+)
+from pms.pipeline.fairness import FairWork, fair_submit_many
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.task_base import ReliableTask
 
@@ -45,18 +65,14 @@ class ChannelTask(ReliableTask):
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             # Bounded by the backoff cap: longer waits are scheduled through the
-            # row (next_poll_at / next_attempt_at) instead; see the task bodies.
+            # row (next_poll_at / next_attempt_at) instead; see the services.
             kwargs["countdown"] = min(float(retry_after), float(settings.TASK_RETRY_BACKOFF_MAX))
         if (self.request.retries or 0) >= (self.max_retries or 0):
-            self.on_exhausted(*self.request.args, **self.request.kwargs)
+            self.on_exhausted(*(self.request.args or ()), **(self.request.kwargs or {}))
         return super().retry(*args, **kwargs)
 
     def on_exhausted(self, *args: Any, **kwargs: Any) -> None:
         """Hook: retries ran out (the FailedTask is written by the task_failure path)."""
-
-
-def _too_long(exc: FetchTransientError) -> bool:
-    return exc.retry_after is not None and exc.retry_after > settings.TASK_RETRY_BACKOFF_MAX
 
 
 @shared_task(
@@ -72,9 +88,6 @@ def poll_due_channels() -> int:
     Imports are admitted within each tenant's share (pms.pipeline.fairness), so a tenant
     with thousands of channels due at once cannot hold the sync workers.
     """
-    from channelsync.services import channels_claim_due_polls
-    from pms.pipeline.fairness import FairWork, fair_submit_many
-
     claimed = channels_claim_due_polls()
     tenants = dict(Channel.objects.filter(pk__in=claimed).values_list("pk", "tenant_id"))
     fair_submit_many(
@@ -82,7 +95,7 @@ def poll_due_channels() -> int:
             FairWork(
                 tenant_id=tenants[channel_id],
                 scope="sync",
-                task_name="channelsync.tasks.import_channel",
+                task_name=IMPORT_TASK,
                 args=[channel_id, False],
                 queue="channelsync",
                 dedupe_key=f"import:{channel_id}:0",
@@ -94,7 +107,7 @@ def poll_due_channels() -> int:
 
 
 @shared_task(
-    name="channelsync.tasks.import_channel",
+    name=IMPORT_TASK,
     base=ChannelTask,
     bind=True,
     soft_time_limit=SOFT_TIME_LIMIT,
@@ -117,7 +130,7 @@ def import_channel(self: ChannelTask, channel_id: int, full: bool = False) -> st
     if not lock.acquire(blocking=False):
         return "busy"
     try:
-        return _import_locked(channel, full=full)
+        return channel_import_run(channel=channel, full=full)
     finally:
         try:
             lock.release()
@@ -125,74 +138,15 @@ def import_channel(self: ChannelTask, channel_id: int, full: bool = False) -> st
             logger.info("import lock of channel %s had expired", channel_id)
 
 
-def _import_locked(channel: Channel, *, full: bool) -> str:
-    from channelsync.ical_parse import FeedError, parse_feed_report
-    from channelsync.services import (
-        channel_import_apply,
-        channel_record_attempt,
-        channel_record_failure,
-    )
-
-    channel_id = channel.pk
-    fetched_at = timezone.now()
-    channel_record_attempt(channel_id=channel_id)
-    headers = {}
-    if not full and channel.feed_etag:
-        headers["If-None-Match"] = channel.feed_etag
-    if not full and channel.feed_last_modified:
-        headers["If-Modified-Since"] = channel.feed_last_modified
-    try:
-        result = safe_request("GET", channel.import_url, headers=headers)
-    except FetchTransientError as exc:
-        retry_at = timezone.now() + timedelta(seconds=exc.retry_after) if exc.retry_after else None
-        channel_record_failure(channel_id=channel_id, error=f"fetch: {exc}", retry_at=retry_at)
-        if _too_long(exc):
-            return "deferred"  # next_poll_at honours the Retry-After
-        raise
-    except (FetchRefused, FetchHTTPError, FetchTooLarge) as exc:
-        channel_record_failure(channel_id=channel_id, error=f"fetch: {exc}")
-        return "error"
-    today = timezone.localdate(timezone=channel.property.timezone)
-    events = None
-    problems = []
-    if not result.not_modified:
-        try:
-            report = parse_feed_report(
-                result.body,
-                tz=channel.property.timezone,
-                today=today,
-                horizon_days=settings.CHANNEL_IMPORT_HORIZON_DAYS,
-            )
-            events, problems = report.events, report.problems
-        except FeedError as exc:
-            channel_record_failure(channel_id=channel_id, error=f"feed: {exc}")
-            return "malformed"
-    counts = channel_import_apply(
-        channel=channel,
-        events=events,
-        etag=result.headers.get("ETag", ""),
-        last_modified=result.headers.get("Last-Modified", ""),
-        today=today,
-        fetched_at=fetched_at,
-        problems=problems,
-    )
-    logger.info("channel %s imported: %s", channel_id, counts)
-    if counts.get("outdated"):
-        return "outdated"
-    return "not-modified" if events is None else "imported"
-
-
 class PushTask(ChannelTask):
     abstract = True
 
     def on_exhausted(self, channel_id: int, *args: Any, **kwargs: Any) -> None:
-        from channelsync.push import channel_updates_defer
-
         channel_updates_defer(channel_id=channel_id)
 
 
 @shared_task(
-    name="channelsync.tasks.push_channel",
+    name=PUSH_TASK,
     base=PushTask,
     bind=True,
     soft_time_limit=SOFT_TIME_LIMIT,
@@ -200,54 +154,47 @@ class PushTask(ChannelTask):
 )
 def push_channel(self: PushTask, channel_id: int) -> dict[str, int]:
     """Send the push channel's pending availability updates, in order."""
-    from channelsync.push import channel_updates_push, push_followup_claim
-
     counts = channel_updates_push(channel_id=channel_id)
     if counts["more"]:
         # The run used its budget (time or count) with updates still due: the rest
         # is sent by a fresh run, far from the soft time limit.
-        push_channel.apply_async(args=[channel_id])
+        push_channel.apply_async(args=(channel_id,))
     elif counts["busy"] and push_followup_claim(
         channel_id=channel_id, seconds=BUSY_RECHECK_SECONDS
     ):
         # Another worker is sending for this channel; look again shortly so an
         # update it did not see is not left to the sweep. One follow-up per
         # channel at a time (a Redis marker), not a re-enqueue loop per message.
-        push_channel.apply_async(args=[channel_id], countdown=BUSY_RECHECK_SECONDS)
+        push_channel.apply_async(args=(channel_id,), countdown=BUSY_RECHECK_SECONDS)
     return counts
 
 
 @shared_task(
-    name="channelsync.tasks.send_webhook",
+    name=SEND_WEBHOOK_TASK,
     base=ReliableTask,
     soft_time_limit=SOFT_TIME_LIMIT,
     time_limit=TIME_LIMIT,
 )
 def send_webhook(delivery_id: int) -> str:
     """One attempt of a webhook delivery; failures are scheduled on the row, not retried here."""
-    from channelsync.webhooks import webhook_delivery_attempt
-
     return webhook_delivery_attempt(delivery_id=delivery_id)
 
 
 @shared_task(name="channelsync.tasks.sweep_outbound", base=ReliableTask, max_retries=0)
 def sweep_outbound() -> dict[str, int]:
     """Beat: re-enqueue push updates and webhook deliveries still pending past their time."""
-    from channelsync.push import channel_updates_due_channels
-    from channelsync.webhooks import webhook_deliveries_due
-
     grace = settings.OUTBOX_DELIVERY_DEADLINE
     heads = channel_updates_due_channels(grace=grace)
     for channel_id, head_id in heads:
         # A stable id per head update: repeated failures reopen one FailedTask.
         push_channel.apply_async(
-            args=[channel_id], task_id=f"channelsync-push-{channel_id}-{head_id}"
+            args=(channel_id,), task_id=f"channelsync-push-{channel_id}-{head_id}"
         )
     # The same grace as the push heads: a delivery whose own task is still queued
     # behind a backlog is not enqueued again on every tick.
     deliveries = webhook_deliveries_due(grace=grace)
     for delivery_id in deliveries:
-        send_webhook.apply_async(args=[delivery_id])
+        send_webhook.apply_async(args=(delivery_id,))
     return {"channels": len(heads), "webhooks": len(deliveries)}
 
 
@@ -263,10 +210,6 @@ def check_stale_channels() -> int:
     own channel, the others are still alerted, and the error is raised at the
     end so the retry picks up the failed one (it is stale and unclaimed again).
     """
-    from channelsync.alerts import stale_channel_alert_send
-    from channelsync.selectors import channels_stale
-    from channelsync.services import channels_mark_stale
-
     alerted = 0
     first_error: BaseException | None = None
     for channel_id in list(channels_stale().values_list("pk", flat=True)):
@@ -278,7 +221,7 @@ def check_stale_channels() -> int:
         try:
             stale_channel_alert_send(channel=channel)
         except MAIL_ERRORS as exc:
-            Channel.objects.filter(pk=channel_id).update(stale_alerted_at=None)
+            channel_unmark_stale(channel_id=channel_id)
             logger.warning("stale-channel alert for %s failed: %s", channel_id, exc)
             first_error = first_error or exc
             continue
@@ -288,11 +231,8 @@ def check_stale_channels() -> int:
     return alerted
 
 
-@shared_task(name="channelsync.tasks.alert_conflict", base=ReliableTask, autoretry_for=MAIL_ERRORS)
+@shared_task(name=ALERT_CONFLICT_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
 def alert_conflict(conflict_id: int) -> bool:
-    from channelsync.alerts import conflict_alert_send
-    from channelsync.services import conflict_claim_alert, conflict_unclaim_alert
-
     conflict = conflict_claim_alert(conflict_id=conflict_id)
     if conflict is None:
         return False  # gone, or already alerted
@@ -304,20 +244,14 @@ def alert_conflict(conflict_id: int) -> bool:
     return True
 
 
-@shared_task(
-    name="channelsync.tasks.alert_webhook_disabled", base=ReliableTask, autoretry_for=MAIL_ERRORS
-)
+@shared_task(name=ALERT_WEBHOOK_DISABLED_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
 def alert_webhook_disabled(subscription_id: int) -> bool:
-    from channelsync.alerts import webhook_disabled_alert_send
-    from channelsync.models import WebhookSubscription
-    from channelsync.webhooks import webhook_claim_disable_alert
-
     subscription = webhook_claim_disable_alert(subscription_id=subscription_id)
     if subscription is None:
         return False
     try:
         webhook_disabled_alert_send(subscription=subscription)
     except MAIL_ERRORS:
-        WebhookSubscription.objects.filter(pk=subscription_id).update(disable_alerted_at=None)
+        webhook_unclaim_disable_alert(subscription_id=subscription_id)
         raise
     return True

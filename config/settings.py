@@ -226,7 +226,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "bookings.api.schema_links.add_booking_links",
-        "channelsync.api_schema.add_outbound_requests",
+        "channelsync.api.schema.add_outbound_requests",
     ],
     # Distinct names for the choice sets that share a field name ("status").
     "ENUM_NAME_OVERRIDES": {

@@ -20,7 +20,7 @@ urlpatterns = [
     path("api/v1/", include("bookings.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("ical/", include("channelsync.urls")),
+    path("ical/", include("channelsync.api.urls")),
     # Last: anything else under /api/ is a JSON 404, DEBUG or not (handler404 is not
     # called in DEBUG). A plain Django view, so it stays out of the OpenAPI schema.
     re_path(r"^api/(?P<unmatched>.*)$", api_not_found_view, name="api-not-found"),

@@ -10,8 +10,7 @@ from django.utils import timezone
 from bookings.services import block_upsert, booking_create
 from channelsync.choices import ChannelStatus
 from channelsync.models import Channel, Conflict, WebhookSubscription
-from channelsync.services import channel_record_failure
-from channelsync.webhooks import webhook_subscription_create
+from channelsync.services import channel_record_failure, webhook_subscription_create
 from pms.models import DomainEvent
 from tests.factories import PASSWORD
 

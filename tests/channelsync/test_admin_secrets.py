@@ -8,7 +8,7 @@ import pytest
 
 from channelsync.choices import ChannelKind
 from channelsync.models import Channel, WebhookSubscription
-from channelsync.webhooks import signature, signature_valid, webhook_subscription_create
+from channelsync.services.webhooks import signature, signature_valid, webhook_subscription_create
 from tests.factories import PASSWORD
 from tests.support.admin_forms import change_form_data
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channelsync.fetch import (
+from channelsync.feeds.fetch import (
     FetchHTTPError,
     FetchRefused,
     FetchTooLarge,
@@ -146,7 +146,7 @@ def test_a_redirected_webhook_is_a_failed_delivery_not_a_delivered_one(alice, pe
     from django.db import transaction
 
     from channelsync.models import WebhookDelivery
-    from channelsync.webhooks import (
+    from channelsync.services import (
         webhook_deliveries_record,
         webhook_delivery_attempt,
         webhook_subscription_create,
@@ -207,7 +207,7 @@ def test_a_redirect_to_an_invalid_port_is_refused(peer):
 def test_the_connection_itself_refuses_a_name_that_resolves_to_loopback(no_loopback, peer):
     # DNS rebinding: the name passed the first check, then resolves to loopback
     # when the socket is opened. Go straight to the session, past _check_url.
-    from channelsync.fetch import _refusal_in, _session
+    from channelsync.feeds.fetch import _refusal_in, _session
 
     peer.routes["/internal"] = Reply(200, b"secret")
     with _session() as session, pytest.raises(Exception) as raised:

@@ -3,7 +3,7 @@ through the importer's parse, against ``recurring-ical-events`` as the reference
 
 For each file: no crash (only FeedError), no feed over the CPU budget, and where
 both read it, the nights blocked equal those the reference expands, except where
-a deliberate rule of channelsync.ical_parse applies (applied to the reference here):
+a deliberate rule of channelsync.feeds.parse applies (applied to the reference here):
 TRANSPARENT or CANCELLED occurrences block nothing; a date-time event ending on
 its start day blocks that night; VEVENTs sharing a UID with equal SEQUENCE are all
 kept (the reference keeps one). Bare components (a lone VEVENT file) are read
@@ -23,7 +23,7 @@ import icalendar
 import pytest
 import recurring_ical_events
 
-from channelsync.ical_parse import PARSE_BUDGET_SECONDS, FeedError, parse_feed_report
+from channelsync.feeds.parse import PARSE_BUDGET_SECONDS, FeedError, parse_feed_report
 
 CORPUS_ROOT = Path(icalendar.__file__).parent / "tests"
 CORPUS = sorted(CORPUS_ROOT.rglob("*.ics"))

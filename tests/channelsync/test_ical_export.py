@@ -14,7 +14,7 @@ from bookings.services import (
     booking_create,
     booking_modify,
 )
-from channelsync.ical_parse import parse_feed
+from channelsync.feeds.parse import parse_feed
 from channelsync.services import channel_export_token_rotate
 
 pytestmark = pytest.mark.django_db

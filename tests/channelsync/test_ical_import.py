@@ -10,7 +10,7 @@ from django.utils import timezone
 from bookings.models import Block
 from bookings.services import booking_create
 from channelsync.choices import ChannelKind, ChannelStatus, ConflictStatus
-from channelsync.ical_parse import FeedError, parse_feed
+from channelsync.feeds.parse import FeedError, parse_feed
 from channelsync.models import Channel, Conflict
 from channelsync.tasks import alert_conflict, import_channel
 from pms.models import DomainEvent
@@ -335,7 +335,7 @@ def test_two_concurrent_imports_of_one_channel_apply_once(peer, make_channel, fu
 
 
 def test_an_import_older_than_the_last_success_is_discarded(peer, make_channel, future):
-    from channelsync.ical_parse import FeedEvent
+    from channelsync.feeds.parse import FeedEvent
     from channelsync.services import channel_import_apply
 
     channel = make_channel(import_url=peer.url("/feed.ics"))

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bookings.models import Block
-from channelsync.ical_parse import parse_feed, parse_feed_report
+from channelsync.feeds.parse import parse_feed, parse_feed_report
 from channelsync.models import Channel
 from channelsync.tasks import import_channel
 from tests.factories import PASSWORD
@@ -226,7 +226,7 @@ def test_the_channel_warning_shows_in_the_admin_to_its_tenant_only(
 
 
 def test_a_feed_whose_only_event_is_unreadable_is_a_feed_error():
-    from channelsync.ical_parse import FeedError
+    from channelsync.feeds.parse import FeedError
 
     feed = _feed(_event("x", "DTSTART;VALUE=DATE:2030XX01", "SUMMARY:Reserved"))
     with pytest.raises(FeedError, match="no readable event"):
@@ -236,7 +236,7 @@ def test_a_feed_whose_only_event_is_unreadable_is_a_feed_error():
 def test_a_rule_no_date_matches_costs_its_own_event_not_the_feed():
     import time
 
-    from channelsync.ical_parse import EVENT_BUDGET_SECONDS
+    from channelsync.feeds.parse import EVENT_BUDGET_SECONDS
 
     # No 30 February: dateutil walks on to the year 9999 looking for one.
     never = _event(

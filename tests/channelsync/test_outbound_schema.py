@@ -12,8 +12,9 @@ import pytest
 from django.db import transaction
 
 from channelsync.choices import ChannelKind
-from channelsync.push import channel_updates_push, channel_updates_record
-from channelsync.webhooks import (
+from channelsync.services import (
+    channel_updates_push,
+    channel_updates_record,
     webhook_deliveries_record,
     webhook_delivery_attempt,
     webhook_subscription_create,

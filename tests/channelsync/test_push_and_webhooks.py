@@ -17,14 +17,14 @@ from django.utils import timezone
 
 from channelsync.choices import ChannelKind, ChannelStatus, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate, WebhookDelivery
-from channelsync.push import channel_updates_push, channel_updates_record
-from channelsync.tasks import alert_webhook_disabled, check_stale_channels
-from channelsync.webhooks import (
+from channelsync.services import channel_updates_push, channel_updates_record
+from channelsync.services.webhooks import (
     signature_valid,
     webhook_deliveries_record,
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
+from channelsync.tasks import alert_webhook_disabled, check_stale_channels
 from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
@@ -85,8 +85,8 @@ import json, os, sys, time
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
-from channelsync.fetch import safe_request
-from channelsync.ratelimit import token_acquire
+from channelsync.feeds.fetch import safe_request
+from channelsync.feeds.ratelimit import token_acquire
 key, url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for _ in range(count):
     while token_acquire(key=key, rate=5, burst=2, max_wait=5):
@@ -269,8 +269,7 @@ def test_operator_monitoring_sees_channel_health(make_channel):
 
 
 def test_the_sweep_finds_overdue_heads_and_deliveries(settings, push_channel, subscription):
-    from channelsync.push import channel_updates_due_channels
-    from channelsync.webhooks import webhook_deliveries_due
+    from channelsync.services import channel_updates_due_channels, webhook_deliveries_due
 
     _update(push_channel, 1)
     delivery = _delivery(subscription)
@@ -309,7 +308,7 @@ def test_a_disabled_subscription_holds_its_deliveries_and_enabling_sends_them(
     settings, subscription, peer, django_capture_on_commit_callbacks
 ):
     from channelsync.models import WebhookSubscription
-    from channelsync.webhooks import webhook_deliveries_due, webhook_subscription_enable
+    from channelsync.services import webhook_deliveries_due, webhook_subscription_enable
 
     settings.WEBHOOK_DISABLE_AFTER_FAILURES = 2
     settings.WEBHOOK_DISABLE_AFTER_SECONDS = 600
@@ -339,7 +338,7 @@ def test_a_disabled_subscription_holds_its_deliveries_and_enabling_sends_them(
 
 
 def test_the_sweep_leaves_fresh_deliveries_to_their_own_task(subscription):
-    from channelsync.webhooks import webhook_deliveries_due
+    from channelsync.services import webhook_deliveries_due
 
     delivery = _delivery(subscription)
     grace = timedelta(seconds=60)

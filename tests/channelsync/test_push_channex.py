@@ -10,7 +10,7 @@ import pytest
 
 from channelsync.choices import ChannelKind, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate
-from channelsync.push import channel_updates_push, channel_updates_record
+from channelsync.services import channel_updates_push, channel_updates_record
 from tests.factories import PASSWORD
 from tests.support.http_peer import Reply
 

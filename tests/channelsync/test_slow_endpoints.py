@@ -15,15 +15,16 @@ import pytest
 from django.db import transaction
 
 from channelsync.choices import ChannelKind, OutboundStatus
-from channelsync.fetch import FetchTransientError, safe_request
+from channelsync.feeds.fetch import FetchTransientError, safe_request
 from channelsync.models import Channel, ChannelUpdate, WebhookDelivery
-from channelsync.push import channel_updates_push, channel_updates_record
-from channelsync.tasks import import_channel
-from channelsync.webhooks import (
+from channelsync.services import (
+    channel_updates_push,
+    channel_updates_record,
     webhook_deliveries_record,
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
+from channelsync.tasks import import_channel
 from pms.pipeline.errors import TransientError
 from tests.channelsync.support import TricklingServer
 from tests.support.http_peer import Reply

@@ -12,8 +12,8 @@ from django.utils import timezone
 from bookings.services import booking_cancel, booking_create, booking_modify
 from channelsync.choices import ChannelKind, ChannelStatus, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate, WebhookDelivery
+from channelsync.services.webhooks import signature_valid, webhook_subscription_create
 from channelsync.tasks import import_channel
-from channelsync.webhooks import signature_valid, webhook_subscription_create
 from pms.models import DomainEvent, FailedTask
 from testkit.processes import wait_until
 from tests.support.http_peer import Reply

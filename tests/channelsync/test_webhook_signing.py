@@ -13,13 +13,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from channelsync.choices import OutboundStatus
 from channelsync.models import WebhookDelivery
-from channelsync.webhook_signing import standard_secret
-from channelsync.webhooks import (
+from channelsync.services.webhooks import (
     signature_valid,
     webhook_deliveries_record,
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
+from channelsync.webhook_signing import standard_secret
 from tests.factories import PASSWORD
 from tests.support.http_peer import Reply
 

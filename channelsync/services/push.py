@@ -1,13 +1,17 @@
 """Push-style channel APIs: availability updates over HTTP (JSON), in order, rate limited.
 
 An adapter turns a ChannelUpdate into HTTP calls: ``GenericJsonAdapter`` (our
-own JSON, documented in the OpenAPI schema) and ``ChannexAriAdapter``
-(channelsync.push_channex: a channel manager's availability-and-rates API).
-``channel_updates_push`` drains a channel's pending updates:
+own JSON, documented in the OpenAPI schema; ``services.push_adapters``) and
+``ChannexAriAdapter`` (``services.push_channex``: a channel manager's
+availability-and-rates API). ``channel_updates_push`` drains a channel's pending
+updates:
 
 - one sender per channel at a time (a Redis lock), oldest update first, and a
   head update that must wait (Retry-After, backoff) blocks the ones behind it,
   so updates for the property are sent in order;
+- the head is claimed before it is sent (``pms.pipeline.pending.claim_one``: row
+  lock, due time moved ``IN_FLIGHT_SECONDS`` ahead), so a sender that dies
+  mid-request leaves it due again, to its task's retry or the sweep;
 - an update whose aggregate already has a newer update sent or queued is
   marked superseded, never sent: payloads are full state, so the newest wins;
 - every request takes a token from the channel's Redis token bucket, shared by
@@ -24,88 +28,50 @@ No network I/O happens inside a transaction or while a row lock is held.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from datetime import timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from bookings.choices import OCCUPYING_STATUSES
 from channelsync.choices import ChannelKind, OutboundStatus
-from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
+from channelsync.feeds.fetch import FetchHTTPError, FetchRefused, FetchTooLarge
+from channelsync.feeds.ratelimit import token_acquire
 from channelsync.models import Channel, ChannelUpdate
-from channelsync.ratelimit import token_acquire
-from channelsync.services import (
+from channelsync.services.channels import (
     channel_pause,
     channel_record_failure,
     channel_record_push_success,
 )
+from channelsync.services.push_adapters import (
+    ChannelAdapter,
+    GenericJsonAdapter,
+    PushConfigurationError,
+)
+from channelsync.services.push_channex import ChannexAriAdapter
 from pms.pipeline.errors import TransientError
+from pms.pipeline.pending import claim_one
 from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
 LOCK_SECONDS = 120
 MAX_RATE_WAIT = 2.0
+# A claimed head is due again this long after its send started (the task's hard limit).
+IN_FLIGHT_SECONDS = 60
 
-
-class PushConfigurationError(ValueError):
-    """The channel's push settings cannot work (e.g. a malformed listing id): pause it."""
-
-
-class ChannelAdapter(Protocol):
-    def send(self, *, channel: Channel, update: ChannelUpdate) -> None:
-        """Deliver one update. Raise FetchTransientError (retry) or a PermanentError."""
-
-
-class GenericJsonAdapter:
-    """POST ``{listing_id, reservation, start, end, available, sequence}`` to ``push_url``.
-
-    ``Idempotency-Key`` is the event id, so a retried request is recognised.
-    """
-
-    def body(self, *, channel: Channel, update: ChannelUpdate) -> dict[str, Any]:
-        return {
-            "listing_id": channel.push_listing_id or str(channel.property_id),
-            "update_id": update.pk,
-            "event_id": str(update.event_id),
-            "reservation": f"{update.aggregate_type}:{update.aggregate_id}",
-            "sequence": update.sequence,
-            **update.payload,
-        }
-
-    def send(self, *, channel: Channel, update: ChannelUpdate) -> None:
-        headers = {"Content-Type": "application/json", "Idempotency-Key": str(update.event_id)}
-        if channel.push_api_key:
-            headers["Authorization"] = f"Bearer {channel.push_api_key}"
-        safe_request(
-            "POST",
-            channel.push_url,
-            headers=headers,
-            data=json.dumps(self.body(channel=channel, update=update)).encode(),
-            timeout=settings.CHANNEL_PUSH_TIMEOUT,
-            max_bytes=64 * 1024,
-        )
-
-
-def _adapters() -> dict[str, ChannelAdapter]:
-    from channelsync.push_channex import ChannexAriAdapter
-
-    return {
-        ChannelKind.PUSH_API: GenericJsonAdapter(),
-        ChannelKind.PUSH_CHANNEX: ChannexAriAdapter(),
-    }
-
-
-ADAPTERS: dict[str, ChannelAdapter] = _adapters()
+# One adapter per push kind (channelsync.choices.PUSH_KINDS).
+ADAPTERS: dict[str, ChannelAdapter] = {
+    ChannelKind.PUSH_API: GenericJsonAdapter(),
+    ChannelKind.PUSH_CHANNEX: ChannexAriAdapter(),
+}
 
 
 def update_payload(event_payload: dict[str, Any], *, aggregate_type: str) -> dict[str, Any]:
     """What the remote side needs: the span and whether it is free (from the event snapshot)."""
-    from bookings.choices import OCCUPYING_STATUSES
-
     if aggregate_type == "booking":
         return {
             "start": event_payload["check_in"],
@@ -172,6 +138,8 @@ def channel_updates_push(*, channel_id: int) -> dict[str, int]:
             if wait:
                 raise TransientError("rate limit: waiting for a token", retry_after=wait)
             lock.reacquire()
+            if _claim(update) is None:
+                return counts  # changed since it was read (resumed, sent, held): look again later
             try:
                 ADAPTERS[channel.kind].send(channel=channel, update=update)
             except PushConfigurationError as exc:
@@ -221,6 +189,21 @@ def _pause_for_configuration(channel: Channel, update: ChannelUpdate, exc: Excep
     channel_pause(channel=channel)
     channel_record_failure(channel_id=channel.pk, error=error)
     logger.warning("push channel %s paused: %s", channel.pk, exc)
+
+
+def _hold(update: ChannelUpdate, now: datetime) -> None:
+    update.next_attempt_at = now + timedelta(seconds=IN_FLIGHT_SECONDS)
+
+
+def _claim(update: ChannelUpdate) -> ChannelUpdate | None:
+    """Claim the head for sending (still pending and due), or None."""
+    return claim_one(
+        ChannelUpdate.objects.filter(status=OutboundStatus.PENDING),
+        pk=update.pk,
+        due_field="next_attempt_at",
+        hold=_hold,
+        fields=["next_attempt_at"],
+    )
 
 
 def _head(channel_id: int) -> ChannelUpdate | None:

@@ -26,9 +26,9 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from channelsync.fetch import safe_request
+from channelsync.feeds.fetch import safe_request
 from channelsync.models import Channel, ChannelUpdate
-from channelsync.push import PushConfigurationError
+from channelsync.services.push_adapters import PushConfigurationError
 
 PUSH_TIMEOUT = 10.0
 

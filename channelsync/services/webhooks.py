@@ -26,25 +26,31 @@ import json
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from channelsync.choices import OutboundStatus
-from channelsync.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
+from channelsync.feeds.fetch import FetchHTTPError, FetchRefused, FetchTooLarge, safe_request
 from channelsync.models import WebhookDelivery, WebhookSubscription, new_webhook_secret
+from channelsync.selectors import webhook_subscriptions_for
+from channelsync.services.manager_mail import manager_mail_send
+from channelsync.services.webhook_events import TEST_EVENT_TYPE, webhook_test_data
 from channelsync.webhook_signing import legacy_signature, signed_headers
+from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.errors import TransientError
+from pms.pipeline.pending import claim_one
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-TEST_EVENT_TYPE = "webhook.test"
+SEND_WEBHOOK_TASK = "channelsync.tasks.send_webhook"
+ALERT_WEBHOOK_DISABLED_TASK = "channelsync.tasks.alert_webhook_disabled"
 # While a send is in flight the row is pushed this far ahead, so the sweep leaves it alone.
 IN_FLIGHT_SECONDS = 60
 
@@ -67,15 +73,7 @@ def signature_valid(
 
 
 def _send_after_commit(delivery_id: int) -> None:
-    def send() -> None:
-        from channelsync.tasks import send_webhook
-
-        try:
-            send_webhook.apply_async(args=[delivery_id])
-        except Exception:
-            logger.warning("could not enqueue webhook delivery %s; the sweep will", delivery_id)
-
-    transaction.on_commit(send)
+    enqueue_on_commit(SEND_WEBHOOK_TASK, args=[delivery_id], caught_up_by="the outbound sweep")
 
 
 def webhook_subscription_create(
@@ -90,6 +88,31 @@ def webhook_subscription_create(
     return subscription
 
 
+# Fields an edit may change (the secret is rotated, never typed; the tenant never changes).
+WEBHOOK_SUBSCRIPTION_EDITABLE_FIELDS = frozenset({"url", "event_types"})
+
+
+def webhook_subscription_update(
+    *, subscription: WebhookSubscription, **changes: Any
+) -> WebhookSubscription:
+    """Change a subscription's URL or event types (admin edits call this).
+
+    Deliveries already recorded keep going to the subscription, at its new URL.
+    """
+    unknown = set(changes) - WEBHOOK_SUBSCRIPTION_EDITABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        locked = WebhookSubscription.objects.select_for_update().get(pk=subscription.pk)
+        fields = [name for name, value in changes.items() if getattr(locked, name) != value]
+        for name in fields:
+            setattr(locked, name, changes[name])
+        if fields:
+            locked.full_clean(exclude=["tenant", "secret"])
+            locked.save(update_fields=fields)
+    return locked
+
+
 def webhook_test_send(*, subscription: WebhookSubscription) -> WebhookDelivery:
     """Queue a ``webhook.test`` delivery (on subscribing, or from the admin)."""
     event_id = uuid.uuid4()
@@ -99,7 +122,7 @@ def webhook_test_send(*, subscription: WebhookSubscription) -> WebhookDelivery:
             subscription=subscription,
             event_id=event_id,
             event_type=TEST_EVENT_TYPE,
-            payload={"message": "Test delivery from PMS", "subscription_id": subscription.pk},
+            payload=webhook_test_data(subscription_id=subscription.pk),
             next_attempt_at=timezone.now(),
         )
         _send_after_commit(delivery.pk)
@@ -150,9 +173,11 @@ def webhook_subscription_enable(*, subscription: WebhookSubscription) -> int:
 def webhook_deliveries_record(
     *, tenant_id: int, event_id: Any, event_type: str, payload: dict[str, Any]
 ) -> int:
-    """Inside the handler's transaction: one pending delivery per interested subscription."""
-    from channelsync.selectors import webhook_subscriptions_for
+    """Inside the handler's transaction: one pending delivery per interested subscription.
 
+    ``payload`` is the public ``data`` of the event (``services.webhook_events``): what
+    is stored is what every attempt sends.
+    """
     created = 0
     for subscription in webhook_subscriptions_for(tenant_id=tenant_id, event_type=event_type):
         delivery, is_new = WebhookDelivery.objects.get_or_create(
@@ -171,23 +196,26 @@ def webhook_deliveries_record(
     return created
 
 
+def _sendable() -> QuerySet[WebhookDelivery]:
+    """Pending deliveries that may be sent: a disabled subscription holds its own (not its
+    tests), which stay pending, neither attempted nor swept, until it is re-enabled."""
+    return WebhookDelivery.objects.filter(status=OutboundStatus.PENDING).filter(
+        Q(subscription__is_active=True) | Q(event_type=TEST_EVENT_TYPE)
+    )
+
+
+def _hold(delivery: WebhookDelivery, now: datetime) -> None:
+    delivery.next_attempt_at = now + timedelta(seconds=IN_FLIGHT_SECONDS)
+
+
 def _claim(delivery_id: int) -> WebhookDelivery | None:
-    now = timezone.now()
-    with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("subscription")
-            .filter(pk=delivery_id, status=OutboundStatus.PENDING, next_attempt_at__lte=now)
-            .first()
-        )
-        if delivery is None:
-            return None
-        if not delivery.subscription.is_active and delivery.event_type != TEST_EVENT_TYPE:
-            # Held, not dropped: stays pending until the subscription is re-enabled.
-            return None
-        delivery.next_attempt_at = now + timedelta(seconds=IN_FLIGHT_SECONDS)
-        delivery.save(update_fields=["next_attempt_at"])
-    return delivery
+    return claim_one(
+        _sendable().select_related("subscription"),
+        pk=delivery_id,
+        due_field="next_attempt_at",
+        hold=_hold,
+        fields=["next_attempt_at"],
+    )
 
 
 def webhook_delivery_attempt(*, delivery_id: int) -> str:
@@ -304,17 +332,12 @@ def _record_outcome(delivery_id: int, *, status_code: int | None, error: str) ->
                 f"{_duration(failing_for)}; last: {error}"
             )[:2000]
             fields += ["is_active", "disabled_at", "disabled_reason"]
-            subscription_id = subscription.pk
-
-            def alert() -> None:
-                from channelsync.tasks import alert_webhook_disabled
-
-                try:
-                    alert_webhook_disabled.apply_async(args=[subscription_id], queue="messaging")
-                except Exception:
-                    logger.warning("could not enqueue the webhook-disabled alert")
-
-            transaction.on_commit(alert)
+            enqueue_on_commit(
+                ALERT_WEBHOOK_DISABLED_TASK,
+                args=[subscription.pk],
+                queue="messaging",
+                caught_up_by="nothing (the subscription shows as disabled in the admin)",
+            )
         subscription.save(update_fields=fields)
     return "disabled" if "is_active" in fields else "failed"
 
@@ -330,10 +353,8 @@ def webhook_deliveries_due(*, grace: timedelta = timedelta(0), limit: int = 500)
     Deliveries held by a disabled subscription are left out: enabling re-sends them.
     """
     return list(
-        WebhookDelivery.objects.filter(
-            status=OutboundStatus.PENDING, next_attempt_at__lte=timezone.now() - grace
-        )
-        .filter(Q(subscription__is_active=True) | Q(event_type=TEST_EVENT_TYPE))
+        _sendable()
+        .filter(next_attempt_at__lte=timezone.now() - grace)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
@@ -351,3 +372,21 @@ def webhook_claim_disable_alert(*, subscription_id: int) -> WebhookSubscription 
         subscription.disable_alerted_at = timezone.now()
         subscription.save(update_fields=["disable_alerted_at"])
     return subscription
+
+
+def webhook_unclaim_disable_alert(*, subscription_id: int) -> None:
+    """The disabled-webhook mail failed: let the retry claim it again."""
+    WebhookSubscription.objects.filter(pk=subscription_id).update(disable_alerted_at=None)
+
+
+def webhook_disabled_alert_send(*, subscription: WebhookSubscription) -> int:
+    """Mail the managers about a claimed disable (no transaction open)."""
+    return manager_mail_send(
+        tenant_id=subscription.tenant_id,
+        subject="Webhook subscription disabled",
+        body=(
+            f"Deliveries to {subscription.url} failed {subscription.consecutive_failures} times "
+            f"in a row, so the subscription was disabled.\n{subscription.disabled_reason}\n\n"
+            "Fix the receiver, then re-enable it in Admin > Channel sync > Webhook subscriptions."
+        ),
+    )

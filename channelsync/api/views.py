@@ -8,7 +8,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
 from django.views.decorators.http import require_safe
 
-from channelsync.ical_export import export_feed_build
+from channelsync.feeds.export import export_feed_build
 from channelsync.selectors import channel_get_by_export_token
 
 

@@ -268,9 +268,9 @@ def _prepare_core(core: Any, *, today: date, horizon: date) -> None:
     # horizon, however far its own UNTIL (or COUNT) is. Nothing after it is read.
     stop = horizon + timedelta(days=1)
     if isinstance(start, datetime):
-        stop_value: date = datetime(stop.year, stop.month, stop.day)
-        if start.tzinfo is not None:
-            stop_value = stop_value.replace(tzinfo=UTC)
+        stop_value: date = datetime(
+            stop.year, stop.month, stop.day, tzinfo=UTC if start.tzinfo is not None else None
+        )
     else:
         stop_value = stop
     for rule in rules:

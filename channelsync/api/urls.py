@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from channelsync.views import ical_export
+from channelsync.api.views import ical_export
 
 app_name = "channelsync"
 

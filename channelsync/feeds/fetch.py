@@ -113,7 +113,7 @@ def vetted_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
     if not infos:
         raise FetchTransientError(f"{host} resolves to no address")
     for info in infos:
-        address = info[4][0]
+        address = str(info[4][0])  # sockaddr[0]: the address text (IPv4 and IPv6 alike)
         reason = address_refusal(address, allow_loopback=allow_loopback)
         if reason:
             logger.info("refused %s: resolves to %s (%s)", host, address, reason)
