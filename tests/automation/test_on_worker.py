@@ -33,7 +33,7 @@ def test_confirmation_template_and_manager_notice_arrive_once_despite_redelivery
         subject="Welcome to {{ property.name }}",
         body="Dear {{ guest.name }}, {{ booking.nights }} nights from {{ booking.check_in }}.",
     )
-    guest = GuestFactory(tenant=alice.tenant, name="Rui", email="rui@example.test")
+    guest = GuestFactory.create(tenant=alice.tenant, name="Rui", email="rui@example.test")
     booking = book(alice, future, future + timedelta(days=3), guest=guest)
     assert_pipeline_settled()
     welcome = wait_until(

@@ -87,7 +87,7 @@ def in_process_app(db, settings):
     # High enough that journeys get past booking; test_api_perimeter covers the limits.
     settings.API_BOOKINGS_PER_PROPERTY_PER_HOUR = 100_000
     settings.API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY = 100_000
-    PropertyFactory(public_id=PROPERTY_ID, max_guests=6, min_nights=1)
+    PropertyFactory.create(public_id=PROPERTY_ID, max_guests=6, min_nights=1)
     cache.clear()
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)

@@ -30,7 +30,7 @@ history = st.fixed_dictionaries(
 )
 @given(plan=history, data=st.data())
 def test_shuffled_and_repeated_deliveries_leave_the_newest_state(alice, future, plan, data) -> None:
-    prop = PropertyFactory(tenant=alice.tenant)  # a fresh property per example: no overlaps
+    prop = PropertyFactory.create(tenant=alice.tenant)  # a fresh property per example: no overlaps
     booking = booking_create(
         tenant=alice.tenant,
         property=prop,

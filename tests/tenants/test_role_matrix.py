@@ -260,13 +260,13 @@ def _action_perms(model_admin: Any, func: Any) -> tuple[str, ...]:
 
 
 def _build_matrix() -> Matrix:
-    tenant_a = TenantFactory(slug="zanzibar", name="Zanzibar Holidays")
+    tenant_a = TenantFactory.create(slug="zanzibar", name="Zanzibar Holidays")
     world_a = build_world(tenant_a, "Zanzibar")
-    tenant_b = TenantFactory(slug="yokohama", name="Yokohama Stays")
+    tenant_b = TenantFactory.create(slug="yokohama", name="Yokohama Stays")
     world_b = build_world(tenant_b, "Yokohama")
     users = {}
     for pair in PAIRS:
-        user = UserFactory(username=f"matrix-{_pair_id(pair)}", is_staff=True)
+        user = UserFactory.create(username=f"matrix-{_pair_id(pair)}", is_staff=True)
         for tenant, role in ((tenant_a, pair[0]), (tenant_b, pair[1])):
             if role is not None:
                 membership_grant(user=user, tenant=tenant, role=role)
