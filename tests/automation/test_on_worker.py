@@ -51,7 +51,7 @@ def test_confirmation_template_and_manager_notice_arrive_once_despite_redelivery
     # Redeliver everything: the handler deliveries and the send tasks themselves.
     publish_deliveries(EventDelivery.objects.filter(event__aggregate_id=str(booking.pk)))
     for message in OutboundMessage.objects.filter(booking=booking):
-        send_outbound_message.apply_async(args=[message.pk])
+        send_outbound_message.apply_async(args=(message.pk,))
     assert_pipeline_settled()
     time.sleep(2)
     assert len([m for m in mailbox.messages if "Welcome to Alice Villa" in m["data"]]) == 1

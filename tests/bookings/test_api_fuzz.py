@@ -22,7 +22,7 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, models, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -183,8 +183,10 @@ booking_inputs = st.fixed_dictionaries(
 )
 
 
-def _limit(field: str) -> int:
-    return Guest._meta.get_field(field).max_length
+def _limit(name: str) -> int:
+    field = Guest._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.max_length is not None
+    return field.max_length
 
 
 @given(booking_inputs)

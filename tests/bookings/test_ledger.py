@@ -45,8 +45,10 @@ def deliver_all(rng: random.Random) -> None:
             return
         runs = pending + rng.sample(pending, k=len(pending) // 2)  # redeliveries
         rng.shuffle(runs)
-        for delivery_id, handler in runs:
-            run_delivery(get_handler(handler), delivery_id)
+        for delivery_id, name in runs:
+            handler = get_handler(name)
+            assert handler is not None
+            run_delivery(handler, delivery_id)
 
 
 def expected_balance(booking: Booking) -> Decimal:

@@ -206,6 +206,7 @@ def test_autocomplete_never_offers_tenant_a(client, world, role):
     for model, model_admin in admin.site._registry.items():
         for field_name in model_admin.get_autocomplete_fields(_request_for(world["users"][role])):
             related = model._meta.get_field(field_name).related_model
+            assert related is not None  # an autocomplete field is a relation
             a_ids = (
                 {str(r.pk) for r in _a_rows(related, world["a"])}
                 if is_tenant_owned(related)

@@ -156,7 +156,9 @@ def _fingerprint_sql() -> tuple[str, int]:
     parts = []
     for model in tenant_owned_models():
         table = connection.ops.quote_name(model._meta.db_table)
-        column = connection.ops.quote_name(model._meta.get_field("tenant").column)
+        tenant_field = model._meta.get_field("tenant")
+        assert isinstance(tenant_field, models.ForeignKey) and tenant_field.column is not None
+        column = connection.ops.quote_name(tenant_field.column)
         parts.append(
             f"SELECT '{model._meta.label}', t.{column}, count(*), sum(hashtext(t::text)::bigint)"
             f" FROM {table} t WHERE t.{column} = ANY(%s) GROUP BY t.{column}"
@@ -512,6 +514,7 @@ def _check_autocompletes(matrix: Matrix, user: Any, roles: dict[int, str | None]
     for model, model_admin in admin.site._registry.items():
         for field_name in model_admin.get_autocomplete_fields(su):
             related = model._meta.get_field(field_name).related_model
+            assert related is not None  # an autocomplete field is a relation
             answer = call(
                 user.pk,
                 "get",
