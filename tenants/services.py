@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from tenants.models import Membership, Tenant
@@ -13,7 +13,7 @@ def tenant_create(*, name: str, slug: str) -> Tenant:
 
 
 @transaction.atomic
-def membership_grant(*, user: AbstractBaseUser, tenant: Tenant, role: str) -> Membership:
+def membership_grant(*, user: User, tenant: Tenant, role: str) -> Membership:
     """Give ``user`` a role in ``tenant`` (replacing any other role there) and admin access.
 
     The role's rights hold only on ``tenant``'s rows (``tenants.permissions``); no
@@ -22,15 +22,15 @@ def membership_grant(*, user: AbstractBaseUser, tenant: Tenant, role: str) -> Me
     membership, _ = Membership.objects.update_or_create(
         user=user, tenant=tenant, defaults={"role": role}
     )
-    if not user.is_staff:  # type: ignore[attr-defined]
-        user.is_staff = True  # type: ignore[attr-defined]
+    if not user.is_staff:
+        user.is_staff = True
         user.save(update_fields=["is_staff"])
     memberships_forget(user)
     return membership
 
 
 @transaction.atomic
-def membership_revoke(*, user: AbstractBaseUser, tenant: Tenant) -> bool:
+def membership_revoke(*, user: User, tenant: Tenant) -> bool:
     """Remove ``user`` from ``tenant``: from the next request on, none of its rows answer.
 
     Returns whether there was a membership to remove.

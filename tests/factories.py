@@ -1,9 +1,16 @@
+"""Model factories.
+
+Call ``XFactory.create(...)``, not ``XFactory(...)``: factory_boy types ``create()`` as the
+model, while a direct call is typed as the factory (mypy cannot see through its metaclass).
+"""
+
 from __future__ import annotations
 
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from pms.models import Guest, Property
 from tenants.models import Tenant
@@ -12,7 +19,7 @@ from tenants.models import Tenant
 PASSWORD = "pw-for-tests-1"
 
 
-class TenantFactory(factory.django.DjangoModelFactory):
+class TenantFactory(factory.django.DjangoModelFactory[Tenant]):
     class Meta:
         model = Tenant
         django_get_or_create = ("slug",)
@@ -21,7 +28,7 @@ class TenantFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"tenant-{n}")
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -31,7 +38,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
 
-class PropertyFactory(factory.django.DjangoModelFactory):
+class PropertyFactory(factory.django.DjangoModelFactory[Property]):
     class Meta:
         model = Property
 
@@ -44,7 +51,7 @@ class PropertyFactory(factory.django.DjangoModelFactory):
     cleaning_fee = Decimal("50.00")
 
 
-class GuestFactory(factory.django.DjangoModelFactory):
+class GuestFactory(factory.django.DjangoModelFactory[Guest]):
     class Meta:
         model = Guest
 

@@ -40,11 +40,10 @@ class CleaningError(PermanentError):
 def _window(prop: Property, day: date, *, exclude_booking_id: int | None) -> tuple[Any, Any, bool]:
     """(start, end, same_day_turnover): check-out time until the next check-in or midnight."""
     start = local_moment(day, prop.check_out_time, prop.timezone)
-    turnover = (
-        Booking.objects.filter(property=prop, check_in=day, status__in=OCCUPYING_STATUSES)
-        .exclude(pk=exclude_booking_id)
-        .exists()
-    )
+    arrivals = Booking.objects.filter(property=prop, check_in=day, status__in=OCCUPYING_STATUSES)
+    if exclude_booking_id is not None:
+        arrivals = arrivals.exclude(pk=exclude_booking_id)
+    turnover = arrivals.exists()
     end = (
         local_moment(day, prop.check_in_time, prop.timezone)
         if turnover
@@ -273,10 +272,12 @@ def _send_daily_lists(runs: list[tuple[int, date]]) -> None:
         if turnover != task.same_day_turnover:
             task.same_day_turnover = turnover
             CleaningTask.objects.filter(pk=task.pk).update(same_day_turnover=turnover)
-        if task.assignee is not None and task.assignee.email:
-            lists[(task.assignee_id, task.property_id, task.scheduled_for)].append(task)
+        assignee = task.assignee
+        if assignee is not None and assignee.email:
+            lists[(assignee.pk, task.property_id, task.scheduled_for)].append(task)
     for (assignee_id, property_id, day), items in lists.items():
         prop, user = items[0].property, items[0].assignee
+        assert user is not None  # grouped by assignee: every task here has one
         lines = []
         for task in items:
             start = task.window_start.astimezone(prop.timezone)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Collection
 from decimal import Decimal
 
 from django.contrib.postgres.constraints import ExclusionConstraint
@@ -76,7 +77,7 @@ class Booking(TenantOwned):
     def __str__(self) -> str:
         return f"{self.reference} {self.property} {self.check_in}..{self.check_out}"
 
-    def validate_constraints(self, exclude: set[str] | None = None) -> None:
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
         # The no-double-booking condition reads ``status``, which admin forms
         # never edit (it changes through lifecycle services). The instance
         # always has one, so validate with it rather than skip the constraint.

@@ -86,7 +86,8 @@ def test_the_cleaning_assignee_list_holds_only_cleaners_of_the_tasks_tenant(
         task = cleaning_task_reconcile(
             booking_id=book(alice, future, future + timedelta(days=2)).pk
         )
-    both = UserFactory(username="two-tenants")
+    assert task is not None
+    both = UserFactory.create(username="two-tenants")
     membership_grant(user=both, tenant=alice.tenant, role=Role.MANAGER)
     membership_grant(user=both, tenant=bob.tenant, role=Role.MANAGER)
     client.force_login(both)

@@ -26,7 +26,7 @@ def test_cleanings_go_to_free_cleaners_by_load_in_the_property_time_zone(alice, 
     ana, ben = make_cleaner(alice, "ana"), make_cleaner(alice, "ben")
     alice.property.timezone = "America/New_York"
     alice.property.save()
-    other = PropertyFactory(tenant=alice.tenant, timezone="America/New_York")
+    other = PropertyFactory.create(tenant=alice.tenant, timezone="America/New_York")
     first = _reconcile(book(alice, future, future + timedelta(days=2)))
     second = _reconcile(book(alice, future, future + timedelta(days=2), prop=other))
     assert {first.assignee, second.assignee} == {ana, ben}  # same window: not the same person
@@ -94,7 +94,7 @@ def test_daily_run_sends_each_cleaner_their_list_once_after_the_local_hour(
 def test_cleaners_see_and_complete_only_their_own_tasks_in_the_admin(alice, bob, future, client):
     ana, ben = make_cleaner(alice, "ana"), make_cleaner(alice, "ben")
     mine = _reconcile(book(alice, future, future + timedelta(days=2)))
-    other = PropertyFactory(tenant=alice.tenant)
+    other = PropertyFactory.create(tenant=alice.tenant)
     theirs = _reconcile(book(alice, future, future + timedelta(days=2), prop=other))
     if mine.assignee != ana:
         mine, theirs = theirs, mine

@@ -9,8 +9,9 @@ import re
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -34,6 +35,12 @@ def _opens(booking, token) -> int:
     return api.get(f"/api/v1/bookings/{booking.reference}/").status_code
 
 
+def _emailed_token(mail: dict[str, Any]) -> str:
+    found = re.search(r"\?token=([A-Za-z0-9_-]+)", mail["data"])
+    assert found is not None, "no link in the email"
+    return found.group(1)
+
+
 @pytest.fixture
 def stay(alice, future):
     return book(alice, future, future + timedelta(days=3))
@@ -44,7 +51,7 @@ def test_a_token_expires_the_configured_days_after_check_out(settings, stay):
     settings.GUEST_TOKEN_DAYS_AFTER_CHECKOUT = 30
     token = guest_token_issue(booking=stay)
     last_day = timezone.make_aware(
-        timezone.datetime.combine(stay.check_out + timedelta(days=30), timezone.datetime.min.time())
+        datetime.combine(stay.check_out + timedelta(days=30), datetime.min.time())
     ) + timedelta(hours=12)
     with time_machine.travel(last_day, tick=False):
         assert _opens(stay, token) == 200
@@ -65,7 +72,7 @@ def test_re_sent_links_keep_a_bounded_set_of_live_tokens_the_newest_working(
     for message in OutboundMessage.objects.filter(booking=stay, kind="guest_access"):
         assert outbound_message_send(message_id=message.pk) == "sent"
     mails = smtp_settings.messages[before:]
-    tokens = [re.search(r"\?token=([A-Za-z0-9_-]+)", m["data"]).group(1) for m in mails]
+    tokens = [_emailed_token(m) for m in mails]
     assert len(set(tokens)) == 6
     live = GuestAccessToken.objects.filter(booking=stay, revoked_at__isnull=True)
     assert live.count() == 3
@@ -154,6 +161,7 @@ def test_gunicorns_access_log_never_carries_a_guest_token(tmp_path):
 
         def answered() -> bool:
             if process.poll() is not None:
+                assert process.stderr is not None
                 raise RuntimeError(process.stderr.read().decode()[-2000:])
             try:
                 requests.get(f"http://127.0.0.1:{port}/no-such-page/", timeout=15)

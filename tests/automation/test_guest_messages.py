@@ -62,7 +62,7 @@ def test_unknown_variable_or_bad_syntax_is_refused_when_the_template_is_saved(al
 def test_reminder_moves_across_a_dst_change_and_is_sent_once_at_local_time(alice, smtp_settings):
     alice.property.timezone = "Europe/Lisbon"  # WET -> WEST on 2026-03-29 at 01:00 UTC
     alice.property.save()
-    guest = GuestFactory(tenant=alice.tenant, name="O'Brien & Sons", email="ob@example.test")
+    guest = GuestFactory.create(tenant=alice.tenant, name="O'Brien & Sons", email="ob@example.test")
     template = _template(alice)
     with time_machine.travel(datetime(2026, 3, 10, 12, tzinfo=UTC), tick=False):
         booking = book(alice, date(2026, 3, 30), date(2026, 4, 2), guest=guest)
@@ -158,7 +158,7 @@ def test_a_booking_made_too_late_for_its_reminder_gets_it_now_or_not_at_all(alic
 @pytest.mark.django_db
 def test_sms_template_goes_to_the_http_gateway_with_an_idempotency_key(alice, future, sms_gateway):
     _template(alice, channel=MessageChannel.SMS, subject="", offset_days=400 % 365)
-    guest = GuestFactory(tenant=alice.tenant, phone="+351911111111")
+    guest = GuestFactory.create(tenant=alice.tenant, phone="+351911111111")
     booking = book(alice, future, future + timedelta(days=2), guest=guest)
     _reconcile(booking, "booking.created")
     message = OutboundMessage.objects.get(booking=booking, channel="sms")

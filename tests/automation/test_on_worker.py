@@ -32,7 +32,7 @@ def test_confirmation_template_and_manager_notice_arrive_once_despite_redelivery
         subject="Welcome to {{ property.name }}",
         body="Dear {{ guest.name }}, {{ booking.nights }} nights from {{ booking.check_in }}.",
     )
-    guest = GuestFactory(tenant=alice.tenant, name="Rui", email="rui@example.test")
+    guest = GuestFactory.create(tenant=alice.tenant, name="Rui", email="rui@example.test")
     booking = book(alice, future, future + timedelta(days=3), guest=guest)
     assert_pipeline_settled()
     welcome = wait_until(
@@ -50,7 +50,7 @@ def test_confirmation_template_and_manager_notice_arrive_once_despite_redelivery
     # Redeliver everything: the handler deliveries and the send tasks themselves.
     publish_deliveries(EventDelivery.objects.filter(event__aggregate_id=str(booking.pk)))
     for message in OutboundMessage.objects.filter(booking=booking):
-        send_outbound_message.apply_async(args=[message.pk])
+        send_outbound_message.apply_async(args=(message.pk,))
     assert_pipeline_settled()
     time.sleep(2)
     assert len([m for m in mailbox.messages if "Welcome to Alice Villa" in m["data"]]) == 1

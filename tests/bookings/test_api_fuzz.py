@@ -22,7 +22,7 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, models, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -87,7 +87,7 @@ def in_process_app(db, settings):
     # High enough that journeys get past booking; test_api_perimeter covers the limits.
     settings.API_BOOKINGS_PER_PROPERTY_PER_HOUR = 100_000
     settings.API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY = 100_000
-    PropertyFactory(public_id=PROPERTY_ID, max_guests=6, min_nights=1)
+    PropertyFactory.create(public_id=PROPERTY_ID, max_guests=6, min_nights=1)
     cache.clear()
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
@@ -183,8 +183,10 @@ booking_inputs = st.fixed_dictionaries(
 )
 
 
-def _limit(field: str) -> int:
-    return Guest._meta.get_field(field).max_length
+def _limit(name: str) -> int:
+    field = Guest._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.max_length is not None
+    return field.max_length
 
 
 @given(booking_inputs)

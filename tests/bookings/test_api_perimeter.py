@@ -106,7 +106,7 @@ def test_unpaid_api_bookings_per_property_are_capped_per_hour(api, alice, future
     assert third.status_code == 429 and _error(third) == "booking_limit_property"
     assert Booking.objects.count() == 2
     # Another property of the same host still takes bookings.
-    other = PropertyFactory(tenant=alice.tenant, name="Other", slug="other")
+    other = PropertyFactory.create(tenant=alice.tenant, name="Other", slug="other")
     body = {**_body(alice, future, email="g9@example.test"), "property": str(other.public_id)}
     assert _post(api, body).status_code == 201
 

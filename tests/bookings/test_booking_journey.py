@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 def _text(message) -> str:
     """The decoded subject and body of a received email (quoted-printable and all)."""
     parsed = email.message_from_string(message["data"], policy=email.policy.default)
-    return parsed["Subject"] + "\n" + parsed.get_body(preferencelist=("plain",)).get_content()
+    body = parsed.get_body(preferencelist=("plain",))
+    assert body is not None
+    return parsed["Subject"] + "\n" + body.get_content()
 
 
 def _mail_to(mailbox, address, text_part):
@@ -61,7 +63,9 @@ def test_book_pay_cancel_refund_from_the_guest_and_manager_side(
         20,
         what="guest email",
     )
-    link = re.search(r"http://\S+\?token=\S+", welcome[0]).group(0)
+    found = re.search(r"http://\S+\?token=\S+", welcome[0])
+    assert found is not None
+    link = found.group(0)
     emailed_token = parse_qs(urlsplit(link).query)["token"][0]
     assert emailed_token != created.json()["token"]  # minted at send time, never stored
     opened = APIClient().get(f"/api/v1/bookings/{reference}/", {"token": emailed_token})

@@ -30,7 +30,7 @@ history = st.fixed_dictionaries(
 )
 @given(plan=history, data=st.data())
 def test_shuffled_and_repeated_deliveries_leave_the_newest_state(alice, future, plan, data) -> None:
-    prop = PropertyFactory(tenant=alice.tenant)  # a fresh property per example: no overlaps
+    prop = PropertyFactory.create(tenant=alice.tenant)  # a fresh property per example: no overlaps
     booking = booking_create(
         tenant=alice.tenant,
         property=prop,
@@ -55,6 +55,7 @@ def test_shuffled_and_repeated_deliveries_leave_the_newest_state(alice, future, 
     order = data.draw(st.permutations([d.pk for d in deliveries]))
     repeats = data.draw(st.lists(st.sampled_from([d.pk for d in deliveries]), max_size=5))
     handler = get_handler("bookings.calendar")
+    assert handler is not None
     for delivery_id in [*order, *repeats]:
         run_delivery(handler, delivery_id)
 

@@ -65,7 +65,7 @@ def test_same_dates_on_another_property_are_fine(alice, future) -> None:
     from tests.factories import PropertyFactory
 
     _book(alice, future)
-    other = PropertyFactory(tenant=alice.tenant)
+    other = PropertyFactory.create(tenant=alice.tenant)
     booking_create(
         tenant=alice.tenant,
         property=other,

@@ -45,8 +45,10 @@ def deliver_all(rng: random.Random) -> None:
             return
         runs = pending + rng.sample(pending, k=len(pending) // 2)  # redeliveries
         rng.shuffle(runs)
-        for delivery_id, handler in runs:
-            run_delivery(get_handler(handler), delivery_id)
+        for delivery_id, name in runs:
+            handler = get_handler(name)
+            assert handler is not None
+            run_delivery(handler, delivery_id)
 
 
 def expected_balance(booking: Booking) -> Decimal:
@@ -95,7 +97,7 @@ def test_ledger_equals_the_balance_for_any_sequence_with_redeliveries(
     alice, future, ops, seed, policy
 ):
     rng = random.Random(seed)
-    prop = PropertyFactory(
+    prop = PropertyFactory.create(
         tenant=alice.tenant, tax_rate=Decimal("7.50"), cancellation_policy=policy
     )
     booking = booking_create(
@@ -140,7 +142,7 @@ def test_ledger_equals_the_balance_for_any_sequence_with_redeliveries(
 
 @pytest.mark.django_db
 def test_a_cancelled_paid_booking_refunds_down_to_the_policy_fee(alice, future):
-    prop = PropertyFactory(tenant=alice.tenant, cancellation_policy="strict")
+    prop = PropertyFactory.create(tenant=alice.tenant, cancellation_policy="strict")
     check_in = future  # 30 days ahead: strict refunds 100%
     booking = booking_create(
         tenant=alice.tenant,

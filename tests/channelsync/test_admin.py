@@ -170,7 +170,9 @@ def test_editing_a_subscription_keeps_its_event_types(client, alice, peer):
     )
     page = f"/admin/channelsync/webhooksubscription/{subscription.pk}/change/"
     form = _login(client, alice).get(page).content.decode()
-    shown = re.search(r'name="event_types"[^>]*value="([^"]*)"', form).group(1)
+    found = re.search(r'name="event_types"[^>]*value="([^"]*)"', form)
+    assert found is not None
+    shown = found.group(1)
     assert shown == "booking.created, *"
     # Save the form as the browser sends it, with only the URL changed.
     response = client.post(

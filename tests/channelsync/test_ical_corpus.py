@@ -70,7 +70,7 @@ def _local(value):
     return value
 
 
-def _reference(data: bytes, today: date) -> tuple[Counter, set[str]] | None:
+def _reference(data: bytes, today: date) -> tuple[Counter[tuple[date, date]], set[str]] | None:
     """Nights per occurrence as recurring-ical-events expands them; None if it cannot."""
     horizon = today + timedelta(days=HORIZON_DAYS)
     try:
@@ -78,7 +78,7 @@ def _reference(data: bytes, today: date) -> tuple[Counter, set[str]] | None:
         occurrences = recurring_ical_events.of(calendar).between(
             today - timedelta(days=1), horizon + timedelta(days=1)
         )
-        spans = Counter()
+        spans: Counter[tuple[date, date]] = Counter()
         for occurrence in occurrences:
             if str(occurrence.get("STATUS", "")).upper() == "CANCELLED":
                 continue
@@ -92,7 +92,7 @@ def _reference(data: bytes, today: date) -> tuple[Counter, set[str]] | None:
                 spans[(start, end)] += 1
     except Exception:
         return None
-    cores = defaultdict(Counter)
+    cores: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for event in calendar.walk("VEVENT"):
         if event.get("RECURRENCE-ID") is None:
             cores[str(event.get("UID", ""))][str(event.get("SEQUENCE", 0))] += 1

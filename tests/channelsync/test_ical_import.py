@@ -192,7 +192,10 @@ def test_polls_are_claimed_once_and_spread_with_jitter(make_channel, peer):
     assert channels_claim_due_polls() == []
     now = timezone.now()
     next_polls = [c.next_poll_at for c in Channel.objects.all()]
-    assert all(now + timedelta(minutes=14) < t < now + timedelta(minutes=17) for t in next_polls)
+    assert all(
+        t is not None and now + timedelta(minutes=14) < t < now + timedelta(minutes=17)
+        for t in next_polls
+    )
     assert len(set(next_polls)) == 5
 
 

@@ -263,7 +263,9 @@ def test_operator_monitoring_sees_channel_health(make_channel):
         last_success_at=timezone.now() - timedelta(hours=1), consecutive_failures=3
     )
     make_channel(name="fresh", import_url="https://example.com/a.ics")
-    report = {health.name: health for health in channel_health()}
+    healths = channel_health()
+    assert healths is not None
+    report = {health.name: health for health in healths}
     assert report["stale"].stale and report["stale"].consecutive_failures == 3
     assert not report["fresh"].stale
 

@@ -32,7 +32,7 @@ def test_import_429_then_5xx_retries_with_the_right_delays_then_fails_for_review
     peer.routes["/feed.ics"] = [Reply(429, headers={"Retry-After": "2"}), Reply(500)]
     channel = make_channel(import_url=peer.url("/feed.ics"))
     Channel.objects.filter(pk=channel.pk).update(next_poll_at=None)
-    import_channel.apply_async(args=[channel.pk])
+    import_channel.apply_async(args=(channel.pk,))
     failed = wait_until(
         lambda: FailedTask.objects.filter(task_name="channelsync.tasks.import_channel").first(),
         40,
@@ -118,7 +118,7 @@ def test_push_honours_429_then_backs_off_on_5xx_and_gives_up_for_review(
 
 
 def test_webhooks_are_tested_on_subscribe_then_signed_per_event(live_worker, peer, alice, future):
-    secrets = {}
+    secrets: dict[str, str] = {}
 
     def receiver(seen):
         ok = signature_valid(

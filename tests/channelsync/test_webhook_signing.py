@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -59,7 +60,7 @@ def _standard_receiver(peer, whsec, verified):
 
 def test_a_receiver_verifies_a_delivery_with_the_standardwebhooks_library(subscription, peer):
     assert subscription.secret.startswith("whsec_")  # new subscriptions: Standard secrets
-    verified = []
+    verified: list[dict[str, Any]] = []
     _standard_receiver(peer, subscription.signing_secret, verified)
     delivery = _delivery(subscription)
     assert webhook_delivery_attempt(delivery_id=delivery.pk) == "delivered"
@@ -80,7 +81,7 @@ def test_a_subscription_with_an_old_hex_secret_verifies_with_its_whsec_form(subs
     old_secret = secrets.token_hex(32)  # what subscriptions were given before
     subscription.secret = old_secret
     subscription.save(update_fields=["secret"])
-    verified = []
+    verified: list[dict[str, Any]] = []
     _standard_receiver(peer, standard_secret(old_secret), verified)
     delivery = _delivery(subscription)
     assert webhook_delivery_attempt(delivery_id=delivery.pk) == "delivered"
@@ -96,7 +97,7 @@ def test_a_subscription_with_an_old_hex_secret_verifies_with_its_whsec_form(subs
 
 
 def test_a_receiver_holding_another_secret_rejects_the_delivery(subscription, peer):
-    verified = []
+    verified: list[dict[str, Any]] = []
     _standard_receiver(peer, standard_secret(secrets.token_hex(32)), verified)
     delivery = _delivery(subscription)
     assert webhook_delivery_attempt(delivery_id=delivery.pk) == "failed"

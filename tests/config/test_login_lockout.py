@@ -6,6 +6,7 @@ Through the real admin login form; the address is REMOTE_ADDR, never a forwarded
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -28,7 +29,9 @@ def lockout(settings):
 
 
 def _login(username: str, password: str, *, address: str = "203.0.113.7", **headers: str):
-    client = Client(REMOTE_ADDR=address, **headers)
+    # WSGI environ defaults; Any, as Client's own keyword arguments share the namespace.
+    environ: dict[str, Any] = {"REMOTE_ADDR": address, **headers}
+    client = Client(**environ)
     response = client.post(LOGIN, {"username": username, "password": password, "next": "/admin/"})
     return client, response
 

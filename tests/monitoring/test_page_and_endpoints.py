@@ -39,7 +39,7 @@ def _operator(username: str = "olga"):
     from pms.monitoring.operators import OPERATORS_GROUP
     from tests.factories import UserFactory
 
-    user = UserFactory(username=username)
+    user = UserFactory.create(username=username)
     user.is_staff = True
     user.save(update_fields=["is_staff"])
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))  # created after migrate

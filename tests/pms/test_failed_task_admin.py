@@ -129,7 +129,7 @@ def test_staff_without_the_permission_cannot_act(client, alice, monkeypatch):
     # that may view failed tasks but not act on them.
     viewing_only = ROLE_GRANTS[Role.STAFF] - {"pms.act_on_failedtask", "pms.change_failedtask"}
     monkeypatch.setitem(ROLE_GRANTS, Role.STAFF, viewing_only)
-    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer = UserFactory.create(username="viewer", is_staff=True)
     Membership.objects.create(user=viewer, tenant=alice.tenant, role=Role.STAFF)
     failed = _failed(alice)
     client.login(username="viewer", password=PASSWORD)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from django.utils import timezone
@@ -100,7 +101,9 @@ def test_a_tenants_single_item_overtakes_another_tenants_backlog(live_worker, al
     finished_before_b = client.llen("pms-test:fair-order")
     _submit(bob.tenant, 1, "b")
     wait_until(lambda: client.llen("pms-test:fair-order") >= 41, 90, what="all fair work to finish")
-    order = [label.decode() for label in client.lrange("pms-test:fair-order", 0, -1)]
+    # Without decode_responses the client answers bytes (its stubs allow str too).
+    labels = cast(list[bytes], client.lrange("pms-test:fair-order", 0, -1))
+    order = [label.decode() for label in labels]
     # Without fair admission b0 would wait for every A item still queued (it would
     # finish last, 41st). With it, b0 waits at most for: the CAP items of A admitted
     # just before it arrived, the two the worker's processes were running, and up to

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from datetime import timedelta
+from typing import Protocol, cast
 
 import pytest
 from django.utils import timezone
@@ -25,6 +26,13 @@ from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
 from tests.support.servers import log_count
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+class _PurgeableChannel(Protocol):
+    """What every kombu transport's channel has; kombu types default_channel as the
+    abstract StdChannel, which declares no queue_purge."""
+
+    def queue_purge(self, queue: str) -> int | None: ...
 
 
 def _book(world, check_in, nights=3):
@@ -215,7 +223,7 @@ def test_the_relay_leaves_a_message_queued_behind_a_backlog_and_re_sends_a_lost_
         assert waiting.publish_count == 0 and waiting.due_at > timezone.now()
 
         with app.connection_for_write() as connection:  # the message is lost after all
-            connection.default_channel.queue_purge("accounting")
+            cast(_PurgeableChannel, connection.default_channel).queue_purge("accounting")
         overdue(waiting)
         assert relay_due_deliveries() == 1
         waiting.refresh_from_db()
@@ -293,7 +301,9 @@ def test_a_message_that_kills_its_worker_every_time_is_quarantined(live_worker, 
         lambda: FailedTask.objects.filter(event=event).first(), 60, what="poison FailedTask"
     )
     assert failed.exception_class == "pms.pipeline.errors.PoisonMessageError"
-    starts = int(redis_client().get(control_key("poison-starts", event.id)))
+    stored = redis_client().get(control_key("poison-starts", event.id))
+    assert stored is not None
+    starts = int(stored)
     assert starts == 3  # TASK_POISON_MAX_STARTS, then no further run
     assert_pipeline_settled()
 

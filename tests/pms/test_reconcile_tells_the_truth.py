@@ -130,7 +130,9 @@ def test_a_retry_whose_publish_fails_is_recorded_as_a_failed_task(alice, broker)
     finally:
         broker_breaker.reset()
     delivery = _delivery(event)
-    task = get_handler(HANDLER).task
+    handler = get_handler(HANDLER)
+    assert handler is not None and handler.task is not None
+    task = handler.task
     task_id = delivery_task_id(event.id, HANDLER)
     task.push_request(
         id=task_id,

@@ -57,7 +57,7 @@ def two_hosts(worker_env):
 
 
 def test_two_hosts_share_the_work_and_no_delivery_is_applied_twice(two_hosts, alice, future):
-    properties = [PropertyFactory(tenant=alice.tenant) for _ in range(20)]
+    properties = [PropertyFactory.create(tenant=alice.tenant) for _ in range(20)]
     bookings = [
         booking_create(
             tenant=alice.tenant,

@@ -40,14 +40,14 @@ def _booking(world, start):
 @pytest.fixture
 def seaside(alice, bob):
     """Manager of Alice's tenant, cleaner for Bob's."""
-    user = UserFactory(username="seaside-manager")
+    user = UserFactory.create(username="seaside-manager")
     membership_grant(user=user, tenant=alice.tenant, role=Role.MANAGER)
     membership_grant(user=user, tenant=bob.tenant, role=Role.CLEANER)
     return user
 
 
 def test_regranting_a_manager_as_cleaner_takes_the_managers_rights_away(alice):
-    user = UserFactory(username="seaside-manager")
+    user = UserFactory.create(username="seaside-manager")
     membership_grant(user=user, tenant=alice.tenant, role=Role.MANAGER)
     manager = _fresh(user)
     assert manager.has_perm("bookings.change_payment")
@@ -96,7 +96,7 @@ def test_a_manager_of_one_tenant_is_a_cleaner_on_the_other_tenants_rows(
 
 
 def test_an_action_acts_only_on_the_rows_where_the_role_allows_it(client, alice, bob, future):
-    user = UserFactory(username="two-hats")
+    user = UserFactory.create(username="two-hats")
     membership_grant(user=user, tenant=alice.tenant, role=Role.MANAGER)
     membership_grant(user=user, tenant=bob.tenant, role=Role.STAFF)
     alice_booking, bob_booking = _booking(alice, future), _booking(bob, future)
@@ -133,7 +133,7 @@ def test_the_booking_form_offers_only_the_tenants_where_the_role_may_add(
 def test_a_staff_member_who_manages_elsewhere_gets_no_guest_choices_of_the_staff_tenant(
     client, alice, bob
 ):
-    user = UserFactory(username="two-hats")
+    user = UserFactory.create(username="two-hats")
     membership_grant(user=user, tenant=alice.tenant, role=Role.MANAGER)
     membership_grant(user=user, tenant=bob.tenant, role=Role.STAFF)
     client.force_login(user)

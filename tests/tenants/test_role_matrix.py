@@ -156,7 +156,9 @@ def _fingerprint_sql() -> tuple[str, int]:
     parts = []
     for model in tenant_owned_models():
         table = connection.ops.quote_name(model._meta.db_table)
-        column = connection.ops.quote_name(model._meta.get_field("tenant").column)
+        tenant_field = model._meta.get_field("tenant")
+        assert isinstance(tenant_field, models.ForeignKey) and tenant_field.column is not None
+        column = connection.ops.quote_name(tenant_field.column)
         parts.append(
             f"SELECT '{model._meta.label}', t.{column}, count(*), sum(hashtext(t::text)::bigint)"
             f" FROM {table} t WHERE t.{column} = ANY(%s) GROUP BY t.{column}"
@@ -260,13 +262,13 @@ def _action_perms(model_admin: Any, func: Any) -> tuple[str, ...]:
 
 
 def _build_matrix() -> Matrix:
-    tenant_a = TenantFactory(slug="zanzibar", name="Zanzibar Holidays")
+    tenant_a = TenantFactory.create(slug="zanzibar", name="Zanzibar Holidays")
     world_a = build_world(tenant_a, "Zanzibar")
-    tenant_b = TenantFactory(slug="yokohama", name="Yokohama Stays")
+    tenant_b = TenantFactory.create(slug="yokohama", name="Yokohama Stays")
     world_b = build_world(tenant_b, "Yokohama")
     users = {}
     for pair in PAIRS:
-        user = UserFactory(username=f"matrix-{_pair_id(pair)}", is_staff=True)
+        user = UserFactory.create(username=f"matrix-{_pair_id(pair)}", is_staff=True)
         for tenant, role in ((tenant_a, pair[0]), (tenant_b, pair[1])):
             if role is not None:
                 membership_grant(user=user, tenant=tenant, role=role)
@@ -512,6 +514,7 @@ def _check_autocompletes(matrix: Matrix, user: Any, roles: dict[int, str | None]
     for model, model_admin in admin.site._registry.items():
         for field_name in model_admin.get_autocomplete_fields(su):
             related = model._meta.get_field(field_name).related_model
+            assert related is not None  # an autocomplete field is a relation
             answer = call(
                 user.pk,
                 "get",
