@@ -32,7 +32,10 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = "condition"
+    predicate: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.1,
+    what: str = "condition",
 ) -> T:
     """The predicate's first truthy result; TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -56,7 +56,7 @@ def smtp_settings(settings: Any, mailbox: Any) -> Any:
 
 
 def make_cleaner(world: Any, name: str) -> Any:
-    user = UserFactory(username=f"{world.tenant.slug}-{name}")
+    user = UserFactory.create(username=f"{world.tenant.slug}-{name}")
     membership_grant(user=user, tenant=world.tenant, role=Role.CLEANER)
     return user
 
@@ -66,7 +66,7 @@ def book(world: Any, check_in: date, check_out: date, *, prop: Any = None, **kwa
         return booking_create(
             tenant=world.tenant,
             property=prop or world.property,
-            guest=kwargs.pop("guest", None) or GuestFactory(tenant=world.tenant),
+            guest=kwargs.pop("guest", None) or GuestFactory.create(tenant=world.tenant),
             check_in=check_in,
             check_out=check_out,
             **kwargs,

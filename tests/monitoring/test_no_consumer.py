@@ -11,7 +11,7 @@ from django.test import override_settings
 from config.celery import app as celery_app
 from pms.models.monitoring import AlertIncident, AlertKind, AlertRule
 from pms.monitoring.alerts import alert_rules_evaluate
-from pms.monitoring.task_stats import read_task_stats
+from pms.monitoring.task_stats import TaskStats, read_task_stats
 from pms.monitoring.workers import forget_workers
 from pms.pipeline.broker_stats import queue_depths
 from pms.tasks import probe_echo
@@ -116,15 +116,12 @@ def test_a_queue_without_consumer_is_reported_then_recovers(
     assert all(i.recovered_notified_at for i in AlertIncident.objects.all())
 
     # Workers recorded what they ran: throughput and runtimes of the drained queue.
-    stats = wait_until(
-        lambda: (
-            (s := read_task_stats()).last_5_minutes.get(QUEUE)
-            and s.last_5_minutes[QUEUE].processed >= PROBES
-            and s
-        ),
-        10,
-        what="task stats",
-    )
+    def drained_stats() -> TaskStats | None:
+        stats = read_task_stats()
+        rates = stats.last_5_minutes.get(QUEUE)
+        return stats if rates and rates.processed >= PROBES else None
+
+    stats = wait_until(drained_stats, 10, what="task stats")
     assert stats.last_5_minutes[QUEUE].failed == 0
     assert any(r.task_name == "pms.tasks.probe_echo" and r.p95 for r in stats.runtimes)
     page = client.get(PAGE)

@@ -75,6 +75,7 @@ def test_retry_from_the_admin_reruns_the_task_and_resolves_it(live_worker, clien
         "retry",
         "succeeded",
     ]
+    assert failed.delivery_id is not None
     assert EventDelivery.objects.get(pk=failed.delivery_id).status == DeliveryStatus.DONE
     assert effects(event) == 1
     assert_pipeline_settled()

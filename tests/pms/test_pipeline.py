@@ -139,9 +139,12 @@ def test_events_of_one_booking_delivered_newest_first_leave_the_newest_state(
 def test_kill_9_of_a_worker_child_mid_handler_redoes_the_delivery_once(live_worker, alice):
     event = emit_probe(alice.tenant, mode="slow_once")
     client = redis_client()
-    pid = int(
-        wait_until(lambda: client.get(control_key("pid", event.id)), 20, what="handler start")
+    raw_pid = wait_until(
+        lambda: cast(bytes | None, client.get(control_key("pid", event.id))),
+        20,
+        what="handler start",
     )
+    pid = int(raw_pid)
     assert pid in live_worker.child_pids()
     os.kill(pid, signal.SIGKILL)
 
@@ -268,6 +271,7 @@ def test_a_handler_that_always_fails_transiently_ends_as_one_failed_task(
     assert failed.queue == "bookings" and failed.tenant_id == alice.tenant.pk
     assert failed.args == [failed.delivery_id]
     assert "simulated remote 503" in failed.traceback
+    assert failed.delivery_id is not None
     assert EventDelivery.objects.get(pk=failed.delivery_id).status == DeliveryStatus.FAILED
     report = assert_pipeline_settled()
     assert report.failed_for_review == 1 and report.lost == 0

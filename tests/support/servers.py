@@ -9,6 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
 from testkit.processes import die_with_parent, free_port, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -109,11 +111,9 @@ class SmtpSink:
     def __init__(self) -> None:
         self.port = free_port()
         self.messages: list[dict[str, object]] = []
-        self.controller = None
+        self.controller: Controller | None = None
 
     def start(self) -> None:
-        from aiosmtpd.controller import Controller
-
         sink = self
 
         class Handler:

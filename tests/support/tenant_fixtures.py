@@ -29,17 +29,17 @@ class TenantWorld:
 
 
 def _world(slug: str) -> TenantWorld:
-    tenant = TenantFactory(slug=slug, name=slug.title())
-    manager = UserFactory(username=f"{slug}-manager")
-    staff = UserFactory(username=f"{slug}-staff")
+    tenant = TenantFactory.create(slug=slug, name=slug.title())
+    manager = UserFactory.create(username=f"{slug}-manager")
+    staff = UserFactory.create(username=f"{slug}-staff")
     membership_grant(user=manager, tenant=tenant, role=Role.MANAGER)
     membership_grant(user=staff, tenant=tenant, role=Role.STAFF)
     return TenantWorld(
         tenant=tenant,
         manager=manager,
         staff=staff,
-        property=PropertyFactory(tenant=tenant, name=f"{slug.title()} Villa", slug=f"{slug}-villa"),
-        guest=GuestFactory(tenant=tenant, name=f"{slug.title()} Guest"),
+        property=PropertyFactory.create(tenant=tenant, name=f"{slug.title()} Villa", slug=f"{slug}-villa"),
+        guest=GuestFactory.create(tenant=tenant, name=f"{slug.title()} Guest"),
     )
 
 
@@ -58,7 +58,7 @@ def bob(db: Any) -> TenantWorld:
 @pytest.fixture
 def outsider(db: Any) -> Any:
     """Staff flag but no membership anywhere."""
-    user = UserFactory(username="charlie")
+    user = UserFactory.create(username="charlie")
     user.is_staff = True
     user.save(update_fields=["is_staff"])
     return user

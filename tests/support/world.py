@@ -44,14 +44,16 @@ def run_pending_deliveries() -> None:
         )
         if not pending:
             return
-        for delivery_id, handler in pending:
-            run_delivery(get_handler(handler), delivery_id)
+        for delivery_id, name in pending:
+            handler = get_handler(name)
+            assert handler is not None, f"no handler {name}"
+            run_delivery(handler, delivery_id)
 
 
 def build_world(tenant: Tenant, marker: str) -> dict[str, Any]:
     """Populate ``tenant``; every name a person would see contains ``marker``."""
-    prop = PropertyFactory(tenant=tenant, name=f"{marker} Villa", slug=f"{marker.lower()}-villa")
-    guest = GuestFactory(
+    prop = PropertyFactory.create(tenant=tenant, name=f"{marker} Villa", slug=f"{marker.lower()}-villa")
+    guest = GuestFactory.create(
         tenant=tenant, name=f"{marker} Guest", email=f"{marker.lower()}@example.test"
     )
     start = date.today() + timedelta(days=60)
