@@ -44,8 +44,8 @@ def test_cancelling_writes_the_fee_on_the_booking_as_in_the_event(booking):
     booking_cancel(booking=booking, reason="plans changed")
 
     booking.refresh_from_db()
+    assert booking.cancellation_fee is not None and booking.cancellation_fee > 0
     assert booking.cancellation_fee == (booking.total / 2).quantize(Decimal("0.01"))
-    assert booking.cancellation_fee > 0
     assert booking.cancellation_fee == _event_fee(booking)
 
 
