@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import cast
 
 from automation.choices import MaintenancePriority
+from automation.events import MAINTENANCE_ASSIGNED, MAINTENANCE_REPORTED, MaintenanceSnapshot
 from automation.models import MaintenanceRequest
 from automation.services import (
     cleaning_task_reconcile,
@@ -13,6 +15,19 @@ from automation.services import (
     outbound_message_queue,
 )
 from automation.services.cleaning import refresh_turnovers
+from bookings.events import (
+    BOOKING_CANCELLED,
+    BOOKING_CONFIRMED,
+    BOOKING_CREATED,
+    BOOKING_MODIFIED,
+    BOOKING_NO_SHOW,
+    MESSAGE_POSTED,
+    PAYMENT_REQUESTED,
+    BookingChange,
+    BookingCreated,
+    MessagePosted,
+    PaymentRequested,
+)
 from bookings.models import Booking, GuestMessage, Payment
 from pms.models import DomainEvent
 from pms.pipeline.registry import event_handler
@@ -22,9 +37,9 @@ def _booking(booking_id: int) -> Booking:
     return Booking.objects.select_related("guest", "property").get(pk=booking_id)
 
 
-@event_handler("booking.created", queue="messaging", name="automation.guest_booking_email")
+@event_handler(BOOKING_CREATED, queue="messaging", name="automation.guest_booking_email")
 def email_guest_their_booking(event: DomainEvent) -> None:
-    booking = _booking(event.payload["booking_id"])
+    booking = _booking(cast(BookingCreated, event.payload)["booking_id"])
     if not booking.guest.email or booking.source not in ("direct", "admin"):
         return
     outbound_message_queue(
@@ -46,9 +61,10 @@ def email_guest_their_booking(event: DomainEvent) -> None:
     )
 
 
-@event_handler("payment.requested", queue="messaging", name="automation.payment_instructions_email")
+@event_handler(PAYMENT_REQUESTED, queue="messaging", name="automation.payment_instructions_email")
 def email_payment_instructions(event: DomainEvent) -> None:
-    payment = Payment.objects.select_related("booking__guest").get(pk=event.payload["id"])
+    payload = cast(PaymentRequested, event.payload)
+    payment = Payment.objects.select_related("booking__guest").get(pk=payload["id"])
     if not payment.booking.guest.email:
         return
     outbound_message_queue(
@@ -58,16 +74,15 @@ def email_payment_instructions(event: DomainEvent) -> None:
         booking=payment.booking,
         recipient=payment.booking.guest.email,
         subject=f"Payment for booking {payment.booking.reference}",
-        body=event.payload.get("instructions")
-        or f"Please pay {payment.amount} {payment.currency}.",
+        body=payload.get("instructions") or f"Please pay {payment.amount} {payment.currency}.",
     )
 
 
-@event_handler("message.posted", queue="messaging", name="automation.thread_email")
+@event_handler(MESSAGE_POSTED, queue="messaging", name="automation.thread_email")
 def email_thread_message(event: DomainEvent) -> None:
     """A guest's message goes to the tenant's managers; a host's reply to the guest."""
     message = GuestMessage.objects.select_related("booking__guest", "booking__property").get(
-        pk=event.payload["message_id"]
+        pk=cast(MessagePosted, event.payload)["message_id"]
     )
     booking = message.booking
     if message.sender == "guest":
@@ -91,25 +106,27 @@ def email_thread_message(event: DomainEvent) -> None:
 # --- Guest messages from templates, cleaning (queue: automation) -----------------------
 
 TEMPLATE_EVENTS = (
-    "booking.created",
-    "booking.confirmed",
-    "booking.modified",
-    "booking.cancelled",
-    "booking.no_show",
+    BOOKING_CREATED,
+    BOOKING_CONFIRMED,
+    BOOKING_MODIFIED,
+    BOOKING_CANCELLED,
+    BOOKING_NO_SHOW,
 )
 
 
 @event_handler(*TEMPLATE_EVENTS, queue="automation", name="automation.template_messages")
 def schedule_template_messages(event: DomainEvent) -> None:
     """Create, reschedule or cancel the booking's template messages (sent by tasks later)."""
-    guest_messages_reconcile(booking_id=event.payload["booking_id"], event_type=event.event_type)
+    payload = cast(BookingChange, event.payload)
+    guest_messages_reconcile(booking_id=payload["booking_id"], event_type=event.event_type)
 
 
 @event_handler(*TEMPLATE_EVENTS, queue="automation", name="automation.cleaning")
 def schedule_cleaning(event: DomainEvent) -> None:
     """Schedule, move or cancel the cleaning after the stay, and tell the cleaner."""
-    cleaning_task_reconcile(booking_id=event.payload["booking_id"])
-    previous = event.payload.get("previous")
+    payload = cast(BookingChange, event.payload)
+    cleaning_task_reconcile(booking_id=payload["booking_id"])
+    previous = payload.get("previous")
     if previous:
         # The old check-in day may have lost its same-day turnover.
         refresh_turnovers(
@@ -121,19 +138,21 @@ def schedule_cleaning(event: DomainEvent) -> None:
 
 
 @event_handler(
-    "booking.created",
-    "booking.cancelled",
+    BOOKING_CREATED,
+    BOOKING_CANCELLED,
     queue="messaging",
     name="automation.manager_booking_email",
 )
 def email_managers_about_booking(event: DomainEvent) -> None:
-    booking = _booking(event.payload["booking_id"])
-    if event.event_type == "booking.created":
+    payload = cast(BookingChange, event.payload)
+    booking = _booking(payload["booking_id"])
+    if event.event_type == BOOKING_CREATED:
         subject = f"New booking {booking.reference} at {booking.property.name}"
         intro = "A new booking arrived"
     else:
         subject = f"Booking {booking.reference} at {booking.property.name} cancelled"
-        reason = (event.payload.get("cancellation") or {}).get("reason") or "no reason given"
+        cancellation = payload.get("cancellation")
+        reason = (cancellation["reason"] if cancellation else "") or "no reason given"
         intro = f"A booking was cancelled ({reason})"
     body = (
         f"{intro}:\n\n"
@@ -155,15 +174,15 @@ def email_managers_about_booking(event: DomainEvent) -> None:
 
 
 @event_handler(
-    "maintenance.reported",
-    "maintenance.assigned",
+    MAINTENANCE_REPORTED,
+    MAINTENANCE_ASSIGNED,
     queue="messaging",
     name="automation.maintenance_email",
 )
 def email_about_maintenance(event: DomainEvent) -> None:
     """Managers hear of every new request (urgent ones flagged), assignees of their work."""
     request = MaintenanceRequest.objects.select_related("property", "assignee", "booking").get(
-        pk=event.payload["request_id"]
+        pk=cast(MaintenanceSnapshot, event.payload)["request_id"]
     )
     where = request.property.name
     detail = (
@@ -172,7 +191,7 @@ def email_about_maintenance(event: DomainEvent) -> None:
         + (f" (booking {request.booking.reference})" if request.booking else "")
         + f"\n\n{request.description}\n"
     )
-    if event.event_type == "maintenance.reported":
+    if event.event_type == MAINTENANCE_REPORTED:
         urgent = request.priority == MaintenancePriority.URGENT
         subject = f"{'URGENT ' if urgent else ''}Maintenance at {where}: {request.title}"
         recipients = manager_emails(tenant_id=event.tenant_id)

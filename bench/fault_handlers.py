@@ -19,6 +19,7 @@ import uuid
 
 from django.db import connection, transaction
 
+from bookings.events import BOOKING_CREATED
 from pms.models import DomainEvent
 from pms.pipeline.publishing import emit_event
 from pms.pipeline.registry import event_handler
@@ -42,7 +43,7 @@ def _record(event: DomainEvent, handler: str) -> None:
         )
 
 
-@event_handler("booking.created", queue="bookings", name="bench.booking_effect")
+@event_handler(BOOKING_CREATED, queue="bookings", name="bench.booking_effect")
 def record_booking_effect(event: DomainEvent) -> None:
     _record(event, "bench.booking_effect")
 

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, cast
 
 from django.utils import timezone
 
 from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, LedgerKind
+from bookings.events import (
+    BLOCK_EVENTS,
+    BOOKING_CANCELLED,
+    BOOKING_CREATED,
+    BOOKING_EVENTS,
+    BOOKING_MODIFIED,
+    PAYMENT_RECEIVED,
+    REFUND_COMPLETED,
+    BlockSnapshot,
+    BookingCancelled,
+    BookingCreated,
+    BookingModified,
+    BookingSnapshot,
+    MoneySnapshot,
+    PaymentReceived,
+    RefundCompleted,
+)
 from bookings.models import Booking, CalendarEntry, LedgerEntry
 from bookings.services import payment_request, refunds_reconcile
 from pms.models import DomainEvent
 from pms.pipeline.registry import event_handler
-
-BOOKING_EVENTS = (
-    "booking.created",
-    "booking.confirmed",
-    "booking.modified",
-    "booking.cancelled",
-    "booking.checked_in",
-    "booking.checked_out",
-    "booking.no_show",
-)
-BLOCK_EVENTS = ("block.created", "block.modified", "block.cancelled")
 
 
 def _apply_span(event: DomainEvent, *, source_key: str, span: dict[str, Any]) -> None:
@@ -47,7 +53,7 @@ def _apply_span(event: DomainEvent, *, source_key: str, span: dict[str, Any]) ->
 
 @event_handler(*BOOKING_EVENTS, queue="bookings", name="bookings.calendar")
 def calendar_apply_booking_event(event: DomainEvent) -> None:
-    snapshot = event.payload
+    snapshot = cast(BookingSnapshot, event.payload)
     _apply_span(
         event,
         source_key=f"booking:{snapshot['booking_id']}",
@@ -65,7 +71,7 @@ def calendar_apply_booking_event(event: DomainEvent) -> None:
 
 @event_handler(*BLOCK_EVENTS, queue="bookings", name="bookings.calendar_blocks")
 def calendar_apply_block_event(event: DomainEvent) -> None:
-    snapshot = event.payload
+    snapshot = cast(BlockSnapshot, event.payload)
     _apply_span(
         event,
         source_key=f"block:{snapshot['block_id']}",
@@ -85,29 +91,36 @@ def calendar_apply_block_event(event: DomainEvent) -> None:
 PAID_HERE_SOURCES = ("direct", "admin")  # channel bookings are paid through the channel
 
 
-@event_handler("booking.created", queue="payments", name="bookings.payment_request")
+@event_handler(BOOKING_CREATED, queue="payments", name="bookings.payment_request")
 def request_payment_for_new_booking(event: DomainEvent) -> None:
     """Ask the guest to pay a booking made with us (API or admin) through the provider."""
-    snapshot = event.payload
+    snapshot = cast(BookingCreated, event.payload)
     if snapshot.get("source") not in PAID_HERE_SOURCES or Decimal(snapshot["total"]) <= 0:
         return
     booking = Booking.objects.get(pk=snapshot["booking_id"])
     payment_request(booking=booking, amount=Decimal(snapshot["total"]), actor="system:payments")
 
 
-@event_handler("booking.cancelled", "payment.received", queue="payments", name="bookings.refunds")
+@event_handler(BOOKING_CANCELLED, PAYMENT_RECEIVED, queue="payments", name="bookings.refunds")
 def reconcile_refunds(event: DomainEvent) -> None:
     """A cancelled booking refunds what was paid above the cancellation fee (see the service)."""
-    refunds_reconcile(booking_id=event.payload["booking_id"])
+    # Both payloads (BookingCancelled, PaymentReceived) carry the booking's id.
+    payload = cast(BookingCancelled | PaymentReceived, event.payload)
+    refunds_reconcile(booking_id=payload["booking_id"])
 
 
 # --- Accounting (queue: accounting) --------------------------------------------------
 
-CHARGE_PARTS = (
+ChargePart = Literal["accommodation_amount", "cleaning_amount", "tax_amount"]
+CHARGE_PARTS: tuple[tuple[str, ChargePart], ...] = (
     (LedgerKind.ACCOMMODATION, "accommodation_amount"),
     (LedgerKind.CLEANING, "cleaning_amount"),
     (LedgerKind.TAX, "tax_amount"),
 )
+
+
+def _amount(snapshot: BookingSnapshot, part: ChargePart) -> Decimal:
+    return Decimal(snapshot[part])
 
 
 def _ledger_lines(event: DomainEvent) -> list[tuple[str, Decimal, str]]:
@@ -117,32 +130,38 @@ def _ledger_lines(event: DomainEvent) -> list[tuple[str, Decimal, str]]:
     previous amounts, cancellations the amounts they reverse), the ledger's sum
     is the same whatever order the events are applied in.
     """
-    payload, kind = event.payload, event.event_type
-    if kind == "booking.created":
-        return [(k, Decimal(payload[f]), "booked") for k, f in CHARGE_PARTS]
-    if kind == "booking.modified":
-        previous = payload["previous"]
+    kind = event.event_type
+    if kind == BOOKING_CREATED:
+        created = cast(BookingCreated, event.payload)
+        return [(k, _amount(created, f), "booked") for k, f in CHARGE_PARTS]
+    if kind == BOOKING_MODIFIED:
+        modified = cast(BookingModified, event.payload)
+        previous = modified["previous"]
         return [
-            (k, Decimal(payload[f]) - Decimal(previous[f]), "stay changed") for k, f in CHARGE_PARTS
+            (k, _amount(modified, f) - _amount(previous, f), "stay changed")
+            for k, f in CHARGE_PARTS
         ]
-    if kind == "booking.cancelled":
-        fee = Decimal(payload["cancellation"]["fee"])
-        lines = [(k, -Decimal(payload[f]), "cancelled") for k, f in CHARGE_PARTS]
-        policy = payload["cancellation"]["policy"]
+    if kind == BOOKING_CANCELLED:
+        cancelled = cast(BookingCancelled, event.payload)
+        fee = Decimal(cancelled["cancellation"]["fee"])
+        lines = [(k, -_amount(cancelled, f), "cancelled") for k, f in CHARGE_PARTS]
+        policy = cancelled["cancellation"]["policy"]
         return [*lines, (LedgerKind.CANCELLATION_FEE, fee, f"{policy} policy fee")]
-    if kind == "payment.received":
-        return [(LedgerKind.PAYMENT, -Decimal(payload["amount"]), "payment received")]
-    if kind == "refund.completed":
-        return [(LedgerKind.REFUND, Decimal(payload["amount"]), "refund paid")]
+    if kind == PAYMENT_RECEIVED:
+        payment = cast(PaymentReceived, event.payload)
+        return [(LedgerKind.PAYMENT, -Decimal(payment["amount"]), "payment received")]
+    if kind == REFUND_COMPLETED:
+        refund = cast(RefundCompleted, event.payload)
+        return [(LedgerKind.REFUND, Decimal(refund["amount"]), "refund paid")]
     return []
 
 
 @event_handler(
-    "booking.created",
-    "booking.modified",
-    "booking.cancelled",
-    "payment.received",
-    "refund.completed",
+    BOOKING_CREATED,
+    BOOKING_MODIFIED,
+    BOOKING_CANCELLED,
+    PAYMENT_RECEIVED,
+    REFUND_COMPLETED,
     queue="accounting",
     name="bookings.accounting",
 )
@@ -150,7 +169,9 @@ def book_ledger_entries(event: DomainEvent) -> None:
     lines = [line for line in _ledger_lines(event) if line[1] != 0]
     if not lines:
         return
-    booking = Booking.objects.select_related("property").get(pk=event.payload["booking_id"])
+    # Every event it subscribes to carries the booking's id.
+    payload = cast(BookingSnapshot | MoneySnapshot, event.payload)
+    booking = Booking.objects.select_related("property").get(pk=payload["booking_id"])
     entry_date = timezone.localtime(event.created_at, booking.property.timezone).date()
     LedgerEntry.objects.bulk_create(
         [

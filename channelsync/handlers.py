@@ -8,7 +8,9 @@ covers a lost enqueue.
 
 from __future__ import annotations
 
-from bookings.handlers import BLOCK_EVENTS, BOOKING_EVENTS
+from typing import cast
+
+from bookings.events import BLOCK_EVENTS, BOOKING_EVENTS, CalendarChange
 from channelsync.choices import PUSH_KINDS
 from channelsync.models import Channel
 from channelsync.services import (
@@ -35,12 +37,11 @@ def record_outbound(event: DomainEvent) -> None:
 
 
 def _record_channel_updates(event: DomainEvent) -> None:
-    snapshot = event.payload
-    spans = [
-        (snapshot["property_id"], update_payload(snapshot, aggregate_type=event.aggregate_type))
-    ]
-    previous = snapshot.get("previous") or {}
-    if previous.get("property_id") and previous["property_id"] != snapshot["property_id"]:
+    snapshot = cast(CalendarChange, event.payload)
+    span = update_payload(event.payload, aggregate_type=event.aggregate_type)
+    spans = [(snapshot["property_id"], span)]
+    previous = snapshot.get("previous")
+    if previous and previous["property_id"] != snapshot["property_id"]:
         # Moved to another property: the old one's channels must free the old dates.
         spans.append(
             (

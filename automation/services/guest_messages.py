@@ -19,6 +19,7 @@ from automation.models import MessageTemplate, OutboundMessage
 from automation.services.outbound import outbound_message_queue
 from automation.templating import booking_context, template_render
 from bookings.choices import BookingStatus
+from bookings.events import BOOKING_CANCELLED, BOOKING_CONFIRMED, BOOKING_CREATED
 from bookings.models import Booking
 
 # Bookings that still expect their reminders.
@@ -162,7 +163,7 @@ def guest_messages_reconcile(
         return
     if booking.status == BookingStatus.CANCELLED:
         guest_messages_cancel(booking=booking, reason="booking cancelled")
-        if event_type == "booking.cancelled":
+        if event_type == BOOKING_CANCELLED:
             for template in _templates(booking, [TemplateTrigger.BOOKING_CANCELLED]):
                 _send_now(template, booking)
         return
@@ -177,7 +178,7 @@ def guest_messages_reconcile(
     ]
     for template in _templates(booking, [TemplateTrigger.BOOKING_CONFIRMED, *timed]):
         if template.trigger == TemplateTrigger.BOOKING_CONFIRMED:
-            if event_type in ("booking.created", "booking.confirmed"):
+            if event_type in (BOOKING_CREATED, BOOKING_CONFIRMED):
                 _send_now(template, booking)
         else:
             _schedule(template, booking, now)

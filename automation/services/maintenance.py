@@ -19,6 +19,16 @@ from automation.choices import (
     MaintenanceStatus,
     ReportedBy,
 )
+from automation.events import (
+    MAINTENANCE_ASSIGNED,
+    MAINTENANCE_REPORTED,
+    MAINTENANCE_REQUEST_AGGREGATE,
+    MAINTENANCE_STATUS_CHANGED,
+    MaintenanceSnapshot,
+    maintenance_assigned_payload,
+    maintenance_reported_payload,
+    maintenance_status_changed_payload,
+)
 from automation.localtime import local_now
 from automation.models import MaintenancePlan, MaintenanceRequest
 from bookings.models import Booking
@@ -34,23 +44,15 @@ class MaintenanceError(PermanentError):
         self.text = message
 
 
-def _emit(request: MaintenanceRequest, event_type: str, actor: str, **extra: Any) -> None:
+def _emit(
+    request: MaintenanceRequest, event_type: str, payload: MaintenanceSnapshot, actor: str
+) -> None:
     emit_event(
         tenant_id=request.tenant_id,
-        aggregate_type="maintenance_request",
+        aggregate_type=MAINTENANCE_REQUEST_AGGREGATE,
         aggregate_id=request.pk,
         event_type=event_type,
-        payload={
-            "request_id": request.pk,
-            "property_id": request.property_id,
-            "booking_id": request.booking_id,
-            "title": request.title,
-            "priority": request.priority,
-            "status": request.status,
-            "reported_by": request.reported_by,
-            "assignee_id": request.assignee_id,
-            **extra,
-        },
+        payload=dict(payload),
         actor=actor,
     )
 
@@ -94,7 +96,7 @@ def maintenance_request_create(
         if photo is not None:
             request.photo = photo
         request.save()
-        _emit(request, "maintenance.reported", actor)
+        _emit(request, MAINTENANCE_REPORTED, maintenance_reported_payload(request), actor)
     return request
 
 
@@ -115,7 +117,7 @@ def maintenance_request_assign(
         locked.assignee = assignee
         locked.status = MaintenanceStatus.ASSIGNED
         locked.save(update_fields=["assignee", "status", "updated_at"])
-        _emit(locked, "maintenance.assigned", actor)
+        _emit(locked, MAINTENANCE_ASSIGNED, maintenance_assigned_payload(locked), actor)
     return locked
 
 
@@ -139,7 +141,8 @@ def maintenance_request_transition(
             locked.resolved_at = timezone.now()
             fields.append("resolved_at")
         locked.save(update_fields=fields)
-        _emit(locked, "maintenance.status_changed", actor, previous_status=previous)
+        payload = maintenance_status_changed_payload(locked, previous_status=previous)
+        _emit(locked, MAINTENANCE_STATUS_CHANGED, payload, actor)
     return locked
 
 

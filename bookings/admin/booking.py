@@ -128,6 +128,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
         "total",
         "currency",
         "cancellation_reason",
+        "cancellation_fee",
         "created_at",
         "updated_at",
     ]

@@ -145,6 +145,7 @@ class BookingSerializer(serializers.ModelSerializer):
             "tax_amount",
             "total",
             "currency",
+            "cancellation_fee",
             "created_at",
         ]
 

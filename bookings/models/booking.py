@@ -44,6 +44,11 @@ class Booking(TenantOwned):
     )
     external_reference = models.CharField(max_length=100, blank=True)
     cancellation_reason = models.TextField(blank=True)
+    # What the guest still owes of the total under the policy, fixed by booking_cancel (and
+    # carried in the booking.cancelled event); null while the booking is not cancelled.
+    cancellation_fee = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,7 +3,6 @@
 from bookings.services.blocks import (
     block_cancel,
     block_create,
-    block_snapshot,
     block_update,
     block_upsert,
 )
@@ -21,7 +20,6 @@ from bookings.services.lifecycle import (
     booking_create,
     booking_mark_no_show,
     booking_modify,
-    booking_snapshot,
 )
 from bookings.services.payments import (
     payment_mark_received,
@@ -33,7 +31,6 @@ from bookings.services.payments import (
 __all__ = [
     "block_cancel",
     "block_create",
-    "block_snapshot",
     "block_update",
     "block_upsert",
     "booking_cancel",
@@ -43,7 +40,6 @@ __all__ = [
     "booking_create",
     "booking_mark_no_show",
     "booking_modify",
-    "booking_snapshot",
     "guest_message_post",
     "guest_token_issue",
     "guest_token_resolve",

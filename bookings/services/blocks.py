@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from django.db import transaction
 
 from bookings.errors import BookingError
+from bookings.events import (
+    BLOCK_AGGREGATE,
+    BLOCK_CANCELLED,
+    BLOCK_CREATED,
+    BLOCK_MODIFIED,
+    BlockSnapshot,
+    block_cancelled_payload,
+    block_created_payload,
+    block_modified_payload,
+)
 from bookings.models import Block
 from bookings.selectors import booking_conflicts
 from pms.models import Property
@@ -15,26 +24,13 @@ from pms.pipeline.publishing import emit_event
 from tenants.models import Tenant
 
 
-def block_snapshot(block: Block) -> dict[str, Any]:
-    return {
-        "block_id": block.pk,
-        "property_id": block.property_id,
-        "start": block.start.isoformat(),
-        "end": block.end.isoformat(),
-        "label": block.label,
-        "source": block.source,
-        "external_uid": block.external_uid,
-        "is_active": block.is_active,
-    }
-
-
-def _emit_block(block: Block, event_type: str, actor: str) -> None:
+def _emit_block(block: Block, event_type: str, payload: BlockSnapshot, actor: str) -> None:
     emit_event(
         tenant_id=block.tenant_id,
-        aggregate_type="block",
+        aggregate_type=BLOCK_AGGREGATE,
         aggregate_id=block.pk,
         event_type=event_type,
-        payload=block_snapshot(block),
+        payload=dict(payload),
         actor=actor,
     )
 
@@ -76,7 +72,7 @@ def block_create(
             source=source,
             external_uid=external_uid,
         )
-        _emit_block(block, "block.created", actor)
+        _emit_block(block, BLOCK_CREATED, block_created_payload(block), actor)
     return block
 
 
@@ -96,7 +92,7 @@ def block_update(
         if label is not None:
             locked.label = label
         locked.save(update_fields=["start", "end", "label", "is_active", "updated_at"])
-        _emit_block(locked, "block.modified", actor)
+        _emit_block(locked, BLOCK_MODIFIED, block_modified_payload(locked), actor)
     return locked
 
 
@@ -157,5 +153,5 @@ def block_cancel(*, block: Block, actor: str = "") -> Block:
             return locked
         locked.is_active = False
         locked.save(update_fields=["is_active", "updated_at"])
-        _emit_block(locked, "block.cancelled", actor)
+        _emit_block(locked, BLOCK_CANCELLED, block_cancelled_payload(locked), actor)
     return locked

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from bookings.choices import MessageSender
 from bookings.errors import BookingError
+from bookings.events import BOOKING_THREAD_AGGREGATE, MESSAGE_POSTED, message_posted_payload
 from bookings.models import Booking, GuestAccessToken, GuestMessage
 from pms.pipeline.publishing import emit_event
 
@@ -103,15 +104,10 @@ def guest_message_post(
         )
         emit_event(
             tenant_id=booking.tenant_id,
-            aggregate_type="booking_thread",
+            aggregate_type=BOOKING_THREAD_AGGREGATE,
             aggregate_id=booking.pk,
-            event_type="message.posted",
-            payload={
-                "message_id": message.pk,
-                "booking_id": booking.pk,
-                "sender": sender,
-                "author": author,
-            },
+            event_type=MESSAGE_POSTED,
+            payload=dict(message_posted_payload(message)),
             actor=author or f"guest:{booking.reference}",
         )
     return message

@@ -27,6 +27,25 @@ from bookings.choices import (
     PaymentStatus,
 )
 from bookings.errors import BookingError
+from bookings.events import (
+    BOOKING_AGGREGATE,
+    BOOKING_CANCELLED,
+    BOOKING_CHECKED_IN,
+    BOOKING_CHECKED_OUT,
+    BOOKING_CONFIRMED,
+    BOOKING_CREATED,
+    BOOKING_MODIFIED,
+    BOOKING_NO_SHOW,
+    BookingSnapshot,
+    booking_cancelled_payload,
+    booking_checked_in_payload,
+    booking_checked_out_payload,
+    booking_confirmed_payload,
+    booking_created_payload,
+    booking_modified_payload,
+    booking_no_show_payload,
+    booking_snapshot,
+)
 from bookings.models import Booking
 from bookings.pricing import Quote, cancellation_terms, quote_stay
 from bookings.selectors import block_conflicts, booking_conflicts
@@ -51,33 +70,13 @@ def _apply_quote(booking: Booking, quote: Quote) -> None:
     booking.currency = quote.currency
 
 
-def booking_snapshot(booking: Booking) -> dict[str, Any]:
-    """The event payload: the booking's whole state after the change."""
-    return {
-        "booking_id": booking.pk,
-        "reference": booking.reference,
-        "property_id": booking.property_id,
-        "guest_id": booking.guest_id,
-        "check_in": booking.check_in.isoformat(),
-        "check_out": booking.check_out.isoformat(),
-        "status": booking.status,
-        "guests_count": booking.guests_count,
-        "accommodation_amount": str(booking.accommodation_amount),
-        "cleaning_amount": str(booking.cleaning_amount),
-        "tax_amount": str(booking.tax_amount),
-        "total": str(booking.total),
-        "currency": booking.currency,
-        "source": booking.source,
-    }
-
-
-def _emit(booking: Booking, event_type: str, actor: str, **extra: Any) -> None:
+def _emit(booking: Booking, event_type: str, payload: BookingSnapshot, actor: str) -> None:
     emit_event(
         tenant_id=booking.tenant_id,
-        aggregate_type="booking",
+        aggregate_type=BOOKING_AGGREGATE,
         aggregate_id=booking.pk,
         event_type=event_type,
-        payload={**booking_snapshot(booking), **extra},
+        payload=dict(payload),
         actor=actor,
     )
 
@@ -240,7 +239,7 @@ def booking_create(
         )
         _apply_quote(booking, quote_stay(property=locked, check_in=check_in, check_out=check_out))
         _save_checked(booking)
-        _emit(booking, "booking.created", actor)
+        _emit(booking, BOOKING_CREATED, booking_created_payload(booking), actor)
     logger.info(
         "booking created reference=%s property=%s tenant=%s actor=%s",
         booking.reference,
@@ -301,7 +300,27 @@ def booking_modify(
                 "updated_at",
             ],
         )
-        _emit(locked, "booking.modified", actor, previous=previous)
+        _emit(
+            locked,
+            BOOKING_MODIFIED,
+            booking_modified_payload(locked, previous=previous),
+            actor,
+        )
+    return locked
+
+
+def _lock_for_transition(booking: Booking, to_status: str) -> Booking:
+    """The booking's row, locked, once it is known it may become ``to_status``.
+
+    Call inside the service's transaction.
+    """
+    locked = Booking.objects.select_for_update().get(pk=booking.pk)
+    if to_status not in TRANSITIONS[locked.status]:
+        raise BookingError(
+            "invalid_transition",
+            f"A {locked.get_status_display().lower()} booking cannot become "
+            f"{BookingStatus(to_status).label.lower()}.",
+        )
     return locked
 
 
@@ -310,68 +329,64 @@ def _transition(
     to_status: str,
     event_type: str,
     actor: str,
-    payload: Callable[[Booking], dict[str, Any]] | None = None,
-    **fields: Any,
+    payload: Callable[[Booking], BookingSnapshot],
 ) -> Booking:
     with transaction.atomic():
-        locked = Booking.objects.select_for_update().get(pk=booking.pk)
-        if to_status not in TRANSITIONS[locked.status]:
-            raise BookingError(
-                "invalid_transition",
-                f"A {locked.get_status_display().lower()} booking cannot become "
-                f"{BookingStatus(to_status).label.lower()}.",
-            )
+        locked = _lock_for_transition(booking, to_status)
         locked.status = to_status
-        for name, value in fields.items():
-            setattr(locked, name, value)
-        locked.save(update_fields=["status", *fields, "updated_at"])
-        _emit(locked, event_type, actor, **(payload(locked) if payload else {}))
+        locked.save(update_fields=["status", "updated_at"])
+        _emit(locked, event_type, payload(locked), actor)
     return locked
 
 
 def booking_confirm(*, booking: Booking, actor: str = "") -> Booking:
-    return _transition(booking, BookingStatus.CONFIRMED, "booking.confirmed", actor)
-
-
-def booking_cancel(*, booking: Booking, reason: str = "", actor: str = "") -> Booking:
-    """Cancel; the policy's terms are fixed now and carried in the event.
-
-    Handlers (refund, accounting) read the terms from the payload, so they give
-    the same result whenever they run.
-    """
-
-    def terms(locked: Booking) -> dict[str, Any]:
-        today = timezone.localdate(timezone=locked.property.timezone)
-        result = cancellation_terms(
-            property=locked.property, check_in=locked.check_in, total=locked.total, on=today
-        )
-        return {
-            "cancellation": {
-                "policy": result.policy,
-                "days_before": result.days_before,
-                "refund_percent": result.refund_percent,
-                "fee": str(result.fee),
-                "reason": reason,
-            }
-        }
-
     return _transition(
-        booking,
-        BookingStatus.CANCELLED,
-        "booking.cancelled",
-        actor,
-        payload=terms,
-        cancellation_reason=reason,
+        booking, BookingStatus.CONFIRMED, BOOKING_CONFIRMED, actor, booking_confirmed_payload
     )
 
 
+def booking_cancel(*, booking: Booking, reason: str = "", actor: str = "") -> Booking:
+    """Cancel; the policy's terms are fixed now, written on the booking and carried in the event.
+
+    The fee is a column of the booking (``cancellation_fee``) and in the event's
+    payload; handlers (refund, accounting) read the terms from the payload, so they
+    give the same result whenever they run.
+    """
+    with transaction.atomic():
+        locked = _lock_for_transition(booking, BookingStatus.CANCELLED)
+        today = timezone.localdate(timezone=locked.property.timezone)
+        terms = cancellation_terms(
+            property=locked.property, check_in=locked.check_in, total=locked.total, on=today
+        )
+        locked.status = BookingStatus.CANCELLED
+        locked.cancellation_reason = reason
+        locked.cancellation_fee = terms.fee
+        locked.save(
+            update_fields=["status", "cancellation_reason", "cancellation_fee", "updated_at"]
+        )
+        payload = booking_cancelled_payload(
+            locked,
+            policy=terms.policy,
+            days_before=terms.days_before,
+            refund_percent=terms.refund_percent,
+        )
+        _emit(locked, BOOKING_CANCELLED, payload, actor)
+    return locked
+
+
 def booking_check_in(*, booking: Booking, actor: str = "") -> Booking:
-    return _transition(booking, BookingStatus.CHECKED_IN, "booking.checked_in", actor)
+    return _transition(
+        booking, BookingStatus.CHECKED_IN, BOOKING_CHECKED_IN, actor, booking_checked_in_payload
+    )
 
 
 def booking_check_out(*, booking: Booking, actor: str = "") -> Booking:
-    return _transition(booking, BookingStatus.CHECKED_OUT, "booking.checked_out", actor)
+    return _transition(
+        booking, BookingStatus.CHECKED_OUT, BOOKING_CHECKED_OUT, actor, booking_checked_out_payload
+    )
 
 
 def booking_mark_no_show(*, booking: Booking, actor: str = "") -> Booking:
-    return _transition(booking, BookingStatus.NO_SHOW, "booking.no_show", actor)
+    return _transition(
+        booking, BookingStatus.NO_SHOW, BOOKING_NO_SHOW, actor, booking_no_show_payload
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import cast
 
 from django.db import transaction
 from django.db.models import Sum
@@ -11,26 +11,35 @@ from django.utils import timezone
 
 from bookings.choices import BookingStatus, PaymentMethod, PaymentStatus, RefundStatus
 from bookings.errors import BookingError
+from bookings.events import (
+    BOOKING_AGGREGATE,
+    BOOKING_CANCELLED,
+    PAYMENT_AGGREGATE,
+    PAYMENT_RECEIVED,
+    PAYMENT_REQUESTED,
+    REFUND_AGGREGATE,
+    REFUND_COMPLETED,
+    REFUND_REQUESTED,
+    BookingCancelled,
+    MoneySnapshot,
+    payment_received_payload,
+    payment_requested_payload,
+    refund_completed_payload,
+    refund_requested_payload,
+)
 from bookings.models import Booking, Payment, Refund
 from bookings.payment_providers import get_provider
 from pms.models import DomainEvent
 from pms.pipeline.publishing import emit_event
 
 
-def _emit(obj: Payment | Refund, event_type: str, actor: str, **extra: Any) -> None:
+def _emit(obj: Payment | Refund, event_type: str, payload: MoneySnapshot, actor: str) -> None:
     emit_event(
         tenant_id=obj.tenant_id,
-        aggregate_type=type(obj).__name__.lower(),
+        aggregate_type=PAYMENT_AGGREGATE if isinstance(obj, Payment) else REFUND_AGGREGATE,
         aggregate_id=obj.pk,
         event_type=event_type,
-        payload={
-            "id": obj.pk,
-            "booking_id": obj.booking_id,
-            "amount": str(obj.amount),
-            "currency": obj.currency,
-            "status": obj.status,
-            **extra,
-        },
+        payload=dict(payload),
         actor=actor,
     )
 
@@ -57,7 +66,8 @@ def payment_request(
         answer = get_provider(provider).start_payment(payment)
         payment.provider_reference = answer.reference
         payment.save(update_fields=["provider_reference"])
-        _emit(payment, "payment.requested", actor, instructions=answer.instructions)
+        payload = payment_requested_payload(payment, instructions=answer.instructions)
+        _emit(payment, PAYMENT_REQUESTED, payload, actor)
     return payment
 
 
@@ -69,7 +79,7 @@ def payment_mark_received(*, payment: Payment, actor: str = "") -> Payment:
         locked.status = PaymentStatus.RECEIVED
         locked.received_at = timezone.now()
         locked.save(update_fields=["status", "received_at"])
-        _emit(locked, "payment.received", actor)
+        _emit(locked, PAYMENT_RECEIVED, payment_received_payload(locked), actor)
     return locked
 
 
@@ -81,7 +91,7 @@ def refund_mark_completed(*, refund: Refund, actor: str = "") -> Refund:
         locked.status = RefundStatus.COMPLETED
         locked.completed_at = timezone.now()
         locked.save(update_fields=["status", "completed_at"])
-        _emit(locked, "refund.completed", actor)
+        _emit(locked, REFUND_COMPLETED, refund_completed_payload(locked), actor)
     return locked
 
 
@@ -98,14 +108,17 @@ def refunds_reconcile(*, booking_id: int) -> Refund | None:
         return None
     cancel_event = (
         DomainEvent.objects.filter(
-            aggregate_type="booking", aggregate_id=str(booking.pk), event_type="booking.cancelled"
+            aggregate_type=BOOKING_AGGREGATE,
+            aggregate_id=str(booking.pk),
+            event_type=BOOKING_CANCELLED,
         )
         .order_by("-sequence")
         .first()
     )
     if cancel_event is None:
         return None
-    fee = Decimal(cancel_event.payload["cancellation"]["fee"])
+    cancellation = cast(BookingCancelled, cancel_event.payload)["cancellation"]
+    fee = Decimal(cancellation["fee"])
     received = booking.payments.filter(status=PaymentStatus.RECEIVED).aggregate(s=Sum("amount"))[
         "s"
     ]
@@ -118,10 +131,10 @@ def refunds_reconcile(*, booking_id: int) -> Refund | None:
         booking=booking,
         amount=owed,
         currency=booking.currency,
-        reason=f"cancellation ({cancel_event.payload['cancellation']['policy']} policy)",
+        reason=f"cancellation ({cancellation['policy']} policy)",
     )
     answer = get_provider("manual").start_refund(refund)
     refund.provider_reference = answer.reference
     refund.save(update_fields=["provider_reference"])
-    _emit(refund, "refund.requested", "system:refunds")
+    _emit(refund, REFUND_REQUESTED, refund_requested_payload(refund), "system:refunds")
     return refund
