@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bookings import events
 from pms.models import DomainEvent
 
 TEST_EVENT_TYPE = "webhook.test"
@@ -103,21 +104,21 @@ def webhook_test_data(*, subscription_id: int) -> dict[str, Any]:
 
 # Every event type a subscription can receive, and the builder of its public data.
 WEBHOOK_DATA: dict[str, Callable[[DomainEvent], dict[str, Any]]] = {
-    "booking.created": booking_data,
-    "booking.confirmed": booking_data,
-    "booking.modified": booking_modified_data,
-    "booking.cancelled": booking_cancelled_data,
-    "booking.checked_in": booking_data,
-    "booking.checked_out": booking_data,
-    "booking.no_show": booking_data,
-    "block.created": block_data,
-    "block.modified": block_data,
-    "block.cancelled": block_data,
+    events.BOOKING_CREATED: booking_data,
+    events.BOOKING_CONFIRMED: booking_data,
+    events.BOOKING_MODIFIED: booking_modified_data,
+    events.BOOKING_CANCELLED: booking_cancelled_data,
+    events.BOOKING_CHECKED_IN: booking_data,
+    events.BOOKING_CHECKED_OUT: booking_data,
+    events.BOOKING_NO_SHOW: booking_data,
+    events.BLOCK_CREATED: block_data,
+    events.BLOCK_MODIFIED: block_data,
+    events.BLOCK_CANCELLED: block_data,
 }
 # A new event type of a known aggregate gets its aggregate's shape until it has its own.
 AGGREGATE_DATA: dict[str, Callable[[DomainEvent], dict[str, Any]]] = {
-    "booking": booking_data,
-    "block": block_data,
+    events.BOOKING_AGGREGATE: booking_data,
+    events.BLOCK_AGGREGATE: block_data,
 }
 
 
