@@ -188,7 +188,9 @@ class PrivatePostgres:
         self.url = f"postgres://{self.SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def _pg_ctl(self, args: list[str], timeout: float = 75) -> None:
-        devstack_postgres.pg_commands().pg_ctl(args, pgdata=self.data, user=self.user, timeout=timeout)
+        devstack_postgres.pg_commands().pg_ctl(
+            args, pgdata=self.data, user=self.user, timeout=timeout
+        )
 
     def start(self) -> None:
         commands = devstack_postgres.pg_commands()

@@ -95,9 +95,7 @@ def outbound_messages_send_due() -> int:
                 caught_up_by="the next sweep (the row is pending with a resend deadline)",
             )
 
-    return sweep(
-        outbound_messages_claim_due, send, batch_size=int(settings.AUTOMATION_SWEEP_BATCH)
-    )
+    return sweep(outbound_messages_claim_due, send, batch_size=int(settings.AUTOMATION_SWEEP_BATCH))
 
 
 def outbound_messages_claim_due(

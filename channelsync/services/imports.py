@@ -92,6 +92,8 @@ def channel_import_run(*, channel: Channel, full: bool = False) -> str:
     if counts.get("outdated"):
         return "outdated"
     return "not-modified" if events is None else "imported"
+
+
 def channel_import_apply(
     *,
     channel: Channel,

@@ -38,9 +38,7 @@ def enqueue(
     ``caught_up_by`` says in the log line what sends the work later (e.g. "the relay").
     """
     try:
-        app.send_task(
-            task_name, args=list(args), queue=queue, headers=headers, countdown=countdown
-        )
+        app.send_task(task_name, args=list(args), queue=queue, headers=headers, countdown=countdown)
     except Exception as exc:
         logger.warning(
             "could not enqueue %s%s (%s); %s will send it", task_name, list(args), exc, caught_up_by

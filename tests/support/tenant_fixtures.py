@@ -38,7 +38,9 @@ def _world(slug: str) -> TenantWorld:
         tenant=tenant,
         manager=manager,
         staff=staff,
-        property=PropertyFactory.create(tenant=tenant, name=f"{slug.title()} Villa", slug=f"{slug}-villa"),
+        property=PropertyFactory.create(
+            tenant=tenant, name=f"{slug.title()} Villa", slug=f"{slug}-villa"
+        ),
         guest=GuestFactory.create(tenant=tenant, name=f"{slug.title()} Guest"),
     )
 

@@ -52,7 +52,9 @@ def run_pending_deliveries() -> None:
 
 def build_world(tenant: Tenant, marker: str) -> dict[str, Any]:
     """Populate ``tenant``; every name a person would see contains ``marker``."""
-    prop = PropertyFactory.create(tenant=tenant, name=f"{marker} Villa", slug=f"{marker.lower()}-villa")
+    prop = PropertyFactory.create(
+        tenant=tenant, name=f"{marker} Villa", slug=f"{marker.lower()}-villa"
+    )
     guest = GuestFactory.create(
         tenant=tenant, name=f"{marker} Guest", email=f"{marker.lower()}@example.test"
     )
