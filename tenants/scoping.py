@@ -195,9 +195,11 @@ class TenantScopedAdminMixin:
 
     # --- forms: choices follow the object's tenant -----------------------------------
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         setattr(request, _FORM_TARGET, obj)
-        return super().get_form(request, obj, **kwargs)  # type: ignore[misc]
+        return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         setattr(request, _FORM_TARGET, obj)  # inlines: the parent object
