@@ -23,8 +23,8 @@ from automation.models import CleaningTask
 from automation.services.outbound import outbound_message_queue
 from bookings.choices import OCCUPYING_STATUSES, BookingStatus
 from bookings.models import Booking
+from pms.errors import DomainError
 from pms.models import Property
-from pms.pipeline.errors import PermanentError
 from tenants.choices import Role
 from tenants.models import Membership
 
@@ -33,18 +33,17 @@ CLEANING_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.CHECKED_IN, BookingS
 ACTIVE_TASK_STATUSES = (CleaningStatus.SCHEDULED, CleaningStatus.STARTED)
 
 
-class CleaningError(PermanentError):
-    pass
+class CleaningError(DomainError):
+    """A cleaning task cannot do what was asked (e.g. a done task cannot start)."""
 
 
 def _window(prop: Property, day: date, *, exclude_booking_id: int | None) -> tuple[Any, Any, bool]:
     """(start, end, same_day_turnover): check-out time until the next check-in or midnight."""
     start = local_moment(day, prop.check_out_time, prop.timezone)
-    turnover = (
-        Booking.objects.filter(property=prop, check_in=day, status__in=OCCUPYING_STATUSES)
-        .exclude(pk=exclude_booking_id)
-        .exists()
-    )
+    arrivals = Booking.objects.filter(property=prop, check_in=day, status__in=OCCUPYING_STATUSES)
+    if exclude_booking_id is not None:
+        arrivals = arrivals.exclude(pk=exclude_booking_id)
+    turnover = arrivals.exists()
     end = (
         local_moment(day, prop.check_in_time, prop.timezone)
         if turnover
@@ -201,8 +200,9 @@ def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -
     locked = CleaningTask.objects.select_for_update().get(pk=task.pk)
     if to_status not in CLEANING_TRANSITIONS[locked.status]:
         raise CleaningError(
+            "invalid_transition",
             f"A {locked.get_status_display().lower()} cleaning cannot become "
-            f"{CleaningStatus(to_status).label.lower()}."
+            f"{CleaningStatus(to_status).label.lower()}.",
         )
     locked.status = to_status
     fields = ["status", "updated_at"]
@@ -213,6 +213,22 @@ def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -
         locked.done_at = timezone.now()
         fields.append("done_at")
     locked.save(update_fields=fields)
+    return locked
+
+
+@transaction.atomic
+def cleaning_task_assign(*, task: CleaningTask, assignee: Any) -> CleaningTask:
+    """A manager gives the task to another cleaner of its tenant (or to nobody: None)."""
+    locked = CleaningTask.objects.select_for_update().get(pk=task.pk)
+    if (
+        assignee is not None
+        and not Membership.objects.filter(
+            user=assignee, tenant_id=locked.tenant_id, role=Role.CLEANER
+        ).exists()
+    ):
+        raise CleaningError("invalid", "The assignee is not a cleaner of this tenant.")
+    locked.assignee = assignee
+    locked.save(update_fields=["assignee", "updated_at"])
     return locked
 
 
@@ -274,9 +290,10 @@ def _send_daily_lists(runs: list[tuple[int, date]]) -> None:
             task.same_day_turnover = turnover
             CleaningTask.objects.filter(pk=task.pk).update(same_day_turnover=turnover)
         if task.assignee is not None and task.assignee.email:
-            lists[(task.assignee_id, task.property_id, task.scheduled_for)].append(task)
+            lists[(task.assignee.pk, task.property_id, task.scheduled_for)].append(task)
     for (assignee_id, property_id, day), items in lists.items():
         prop, user = items[0].property, items[0].assignee
+        assert user is not None  # grouped above by assignee
         lines = []
         for task in items:
             start = task.window_start.astimezone(prop.timezone)

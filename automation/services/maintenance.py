@@ -22,16 +22,13 @@ from automation.choices import (
 from automation.localtime import local_now
 from automation.models import MaintenancePlan, MaintenanceRequest
 from bookings.models import Booking
+from pms.errors import DomainError
 from pms.models import Property
-from pms.pipeline.errors import PermanentError
 from pms.pipeline.publishing import emit_event
 
 
-class MaintenanceError(PermanentError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.text = message
+class MaintenanceError(DomainError):
+    """A maintenance request rule was broken (bad input, a transition not allowed)."""
 
 
 def _emit(request: MaintenanceRequest, event_type: str, actor: str, **extra: Any) -> None:
@@ -116,6 +113,38 @@ def maintenance_request_assign(
         locked.status = MaintenanceStatus.ASSIGNED
         locked.save(update_fields=["assignee", "status", "updated_at"])
         _emit(locked, "maintenance.assigned", actor)
+    return locked
+
+
+def maintenance_request_update(
+    *,
+    request: MaintenanceRequest,
+    title: str,
+    description: str,
+    priority: str,
+    photo: File[Any] | None,
+    actor: str = "",
+) -> MaintenanceRequest:
+    """Staff correct what was reported (``photo`` None: none): a ``maintenance.updated`` event
+    naming the fields that changed. Changing nothing emits nothing."""
+    if priority not in MaintenancePriority.values:
+        raise MaintenanceError("invalid", f"Unknown priority {priority!r}.")
+    title = title.strip()
+    if not title:
+        raise MaintenanceError("invalid", "A title is required.")
+    with transaction.atomic():
+        locked = MaintenanceRequest.objects.select_for_update().get(pk=request.pk)
+        new = {"title": title[:200], "description": description.strip(), "priority": priority}
+        changed = [name for name, value in new.items() if getattr(locked, name) != value]
+        for name in changed:
+            setattr(locked, name, new[name])
+        if (locked.photo.name or "") != (photo.name if photo else ""):
+            locked.photo = photo or ""  # a new upload is stored by the save
+            changed.append("photo")
+        if not changed:
+            return locked
+        locked.save(update_fields=[*changed, "updated_at"])
+        _emit(locked, "maintenance.updated", actor, changed=changed)
     return locked
 
 
