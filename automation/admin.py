@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import ModelAdmin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
@@ -17,13 +18,21 @@ from automation.models import (
 from automation.services import (
     CleaningError,
     MaintenanceError,
+    cleaning_task_assign,
     cleaning_task_transition,
+    guest_link_email,
     maintenance_request_assign,
     maintenance_request_create,
     maintenance_request_transition,
+    maintenance_request_update,
 )
-from bookings.admin.booking import BookingAdmin
-from pms.admin_helpers import run_for_each
+from bookings.models import Booking
+from pms.admin_helpers import (
+    ReadOnlyAdminMixin,
+    ServiceRefusalsAsMessagesMixin,
+    admin_extend,
+    run_for_each,
+)
 from tenants.choices import Role
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
 from tenants.selectors import tenant_ids_for_user
@@ -34,7 +43,7 @@ def _actor(request: HttpRequest) -> str:
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(TenantScopedAdmin):
+class OutboundMessageAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     """The log of every email/SMS: what was meant to go out, and what happened."""
 
     list_display = [
@@ -72,25 +81,15 @@ class OutboundMessageAdmin(TenantScopedAdmin):
         "sent_at",
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class BookingMessagesInline(TenantScopedTabularInline):
+class BookingMessagesInline(ReadOnlyAdminMixin, TenantScopedTabularInline):
     """On the booking page: every message about it, scheduled ones with their time and status."""
 
     model = OutboundMessage
     fk_name = "booking"
     extra = 0
-    can_delete = False
     verbose_name_plural = "messages (scheduled, sent, failed, cancelled)"
-    fields = [
+    fields = readonly_fields = (
         "kind",
         "channel",
         "recipient",
@@ -99,21 +98,24 @@ class BookingMessagesInline(TenantScopedTabularInline):
         "send_after",
         "sent_at",
         "last_error",
-    ]
-    readonly_fields = fields
+    )
     ordering = ["send_after", "pk"]
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.action(description="Email the guest a new private link", permissions=["change"])
+def send_guest_link(
+    model_admin: ModelAdmin[Booking], request: HttpRequest, queryset: QuerySet[Booking]
+) -> None:
+    sent = sum(
+        1
+        for booking in queryset.select_related("guest", "property")
+        if guest_link_email(booking=booking)
+    )
+    model_admin.message_user(request, f"New link queued for {sent} guest(s).", messages.SUCCESS)
 
 
-# The booking page lives in the bookings app; messages are automation's, so the
-# inline is attached here rather than making bookings import automation's admin.
-if BookingMessagesInline not in BookingAdmin.inlines:
-    BookingAdmin.inlines = [*BookingAdmin.inlines, BookingMessagesInline]
+# The booking page is the bookings app's; its messages and the link email are automation's.
+admin_extend(Booking, inlines=[BookingMessagesInline], actions=[send_guest_link])
 
 
 @admin.register(MessageTemplate)
@@ -150,8 +152,24 @@ def _cleaner_tenant_ids(request: HttpRequest) -> list[int]:
     return tenant_ids_for_user(request.user, roles=(Role.CLEANER,))
 
 
+CLEANING_TASK_FIELDS = (
+    "tenant",
+    "property",
+    "booking",
+    "scheduled_for",
+    "window_start",
+    "window_end",
+    "same_day_turnover",
+    "assignee",
+    "status",
+    "started_at",
+    "done_at",
+)
+
+
 @admin.register(CleaningTask)
-class CleaningTaskAdmin(TenantScopedAdmin):
+class CleaningTaskAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
+    service_refusals = (CleaningError,)
     list_display = [
         "scheduled_for",
         "property",
@@ -167,19 +185,7 @@ class CleaningTaskAdmin(TenantScopedAdmin):
     list_select_related = ["property", "booking", "assignee"]
     date_hierarchy = "scheduled_for"
     actions = ["mark_started", "mark_done"]
-    fields = [
-        "tenant",
-        "property",
-        "booking",
-        "scheduled_for",
-        "window_start",
-        "window_end",
-        "same_day_turnover",
-        "assignee",
-        "status",
-        "started_at",
-        "done_at",
-    ]
+    fields = CLEANING_TASK_FIELDS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)
@@ -193,8 +199,8 @@ class CleaningTaskAdmin(TenantScopedAdmin):
         # Dates follow the booking; status moves through the actions. Managers may
         # reassign; a cleaner (in this task's tenant) may not.
         if obj is not None and obj.tenant_id in _cleaner_tenant_ids(request):
-            return self.fields
-        return [f for f in self.fields if f != "assignee"]
+            return list(CLEANING_TASK_FIELDS)
+        return [f for f in CLEANING_TASK_FIELDS if f != "assignee"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "assignee":
@@ -202,8 +208,12 @@ class CleaningTaskAdmin(TenantScopedAdmin):
             kwargs["queryset"] = self.member_choices(request, roles=(Role.CLEANER,))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # tasks come from bookings
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if "assignee" in form.changed_data:  # the only field a manager edits here
+            cleaning_task_assign(task=obj, assignee=obj.assignee)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -238,7 +248,8 @@ class MaintenancePlanAdmin(TenantScopedAdmin):
 
 
 @admin.register(MaintenanceRequest)
-class MaintenanceRequestAdmin(TenantScopedAdmin):
+class MaintenanceRequestAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
+    service_refusals = (MaintenanceError,)
     list_display = [
         "created_at",
         "title",
@@ -255,10 +266,18 @@ class MaintenanceRequestAdmin(TenantScopedAdmin):
     actions = ["mark_in_progress", "mark_done", "mark_cancelled"]
     readonly_fields = ["reported_by", "plan", "due_on", "status", "created_at", "resolved_at"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = ["tenant", "property", "booking", "title", "description", "priority", "photo"]
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields: tuple[str, ...] = (
+            "tenant",
+            "property",
+            "booking",
+            "title",
+            "description",
+            "priority",
+            "photo",
+        )
         if obj is not None:
-            fields = [*fields, "assignee", *self.readonly_fields]
+            fields = (*fields, "assignee", *self.readonly_fields)
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -281,13 +300,16 @@ class MaintenanceRequestAdmin(TenantScopedAdmin):
             )
             obj.pk = created.pk
             return
-        assignee_changed = "assignee" in form.changed_data and obj.assignee is not None
-        other = [f for f in form.changed_data if f != "assignee"]
-        if other:
-            type(obj).objects.filter(pk=obj.pk).update(
-                **{name: getattr(obj, name) for name in other}
+        if {"title", "description", "priority", "photo"} & set(form.changed_data):
+            maintenance_request_update(
+                request=obj,
+                title=obj.title,
+                description=obj.description,
+                priority=obj.priority,
+                photo=obj.photo or None,
+                actor=_actor(request),
             )
-        if assignee_changed:
+        if "assignee" in form.changed_data and obj.assignee is not None:
             try:
                 maintenance_request_assign(
                     request=obj, assignee=obj.assignee, actor=_actor(request)

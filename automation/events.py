@@ -17,11 +17,13 @@ MAINTENANCE_REQUEST_AGGREGATE: Final = "maintenance_request"
 MAINTENANCE_REPORTED: Final = "maintenance.reported"
 MAINTENANCE_ASSIGNED: Final = "maintenance.assigned"
 MAINTENANCE_STATUS_CHANGED: Final = "maintenance.status_changed"
+MAINTENANCE_UPDATED: Final = "maintenance.updated"
 
 MAINTENANCE_EVENTS: Final = (
     MAINTENANCE_REPORTED,
     MAINTENANCE_ASSIGNED,
     MAINTENANCE_STATUS_CHANGED,
+    MAINTENANCE_UPDATED,
 )
 EVENT_TYPES: Final = frozenset(MAINTENANCE_EVENTS)
 
@@ -49,6 +51,10 @@ class MaintenanceAssigned(MaintenanceSnapshot):
 
 class MaintenanceStatusChanged(MaintenanceSnapshot):
     previous_status: str
+
+
+class MaintenanceUpdated(MaintenanceSnapshot):
+    changed: list[str]  # the fields staff corrected: title, description, priority, photo
 
 
 def maintenance_snapshot(request: MaintenanceRequest) -> MaintenanceSnapshot:
@@ -80,9 +86,16 @@ def maintenance_status_changed_payload(
     )
 
 
+def maintenance_updated_payload(
+    request: MaintenanceRequest, *, changed: list[str]
+) -> MaintenanceUpdated:
+    return MaintenanceUpdated(**maintenance_snapshot(request), changed=changed)
+
+
 # What each event type carries: the catalogue's table of contents (checked by the tests).
 PAYLOAD_TYPES: Final[dict[str, type]] = {
     MAINTENANCE_REPORTED: MaintenanceReported,
     MAINTENANCE_ASSIGNED: MaintenanceAssigned,
     MAINTENANCE_STATUS_CHANGED: MaintenanceStatusChanged,
+    MAINTENANCE_UPDATED: MaintenanceUpdated,
 }

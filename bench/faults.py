@@ -219,7 +219,7 @@ def produce(ctx: Context, tenant, properties, guest) -> None:  # type: ignore[no
             except BookingError as exc:
                 # A retried call whose first attempt had committed after all.
                 committed = Booking.objects.filter(property=prop, check_in=check_in).exists()
-                if exc.error_code == "unavailable" and attempt > 0 and committed:
+                if exc.code == "unavailable" and attempt > 0 and committed:
                     break
                 raise
         ctx.calls.append((called, time.monotonic() - called, error))

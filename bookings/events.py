@@ -79,6 +79,7 @@ class BookingSnapshot(TypedDict):
     total: str
     currency: str
     source: str  # BookingSource
+    external_reference: str  # the channel's own reference ("" when none)
 
 
 class Cancellation(TypedDict):
@@ -211,6 +212,7 @@ def booking_snapshot(booking: Booking) -> BookingSnapshot:
         "total": str(booking.total),
         "currency": booking.currency,
         "source": booking.source,
+        "external_reference": booking.external_reference,
     }
 
 

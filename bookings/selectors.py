@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus
-from bookings.models import Block, Booking, CalendarEntry
+from bookings.models import Block, Booking, CalendarEntry, LedgerEntry
 from pms.models import Property
 from tenants.models import Tenant
 
@@ -96,3 +99,27 @@ def property_calendar_month(
             row.append(CalendarDay(day, status, entry, day.month == month))
         grid.append(row)
     return grid
+
+
+@dataclass(frozen=True)
+class Statement:
+    property: Property
+    month: date  # its first day
+    entries: QuerySet[LedgerEntry]  # in date order, with their booking
+    totals: Sequence[Mapping[str, Any]]  # {"kind": ..., "total": ...} per kind, by kind
+    net: Decimal  # the guest balance movement: the sum of the totals
+
+
+def ledger_statement(*, property: Property, month: date) -> Statement:
+    """A property's ledger for the calendar month that ``month`` (its first day) starts."""
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    entries = (
+        LedgerEntry.objects.filter(
+            property=property, entry_date__gte=month, entry_date__lt=following
+        )
+        .select_related("booking")
+        .order_by("entry_date", "pk")
+    )
+    totals = list(entries.order_by().values("kind").annotate(total=Sum("amount")).order_by("kind"))
+    net = sum((row["total"] for row in totals), Decimal("0"))
+    return Statement(property=property, month=month, entries=entries, totals=totals, net=net)

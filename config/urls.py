@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from automation.api import urls as automation_api_urls
+from bookings.api import urls as bookings_api_urls
 from pms.api.errors import api_not_found_view
 from pms.monitoring.health import health_view, liveness_view
 from pms.monitoring.metrics import metrics_view, restricted
@@ -17,7 +19,16 @@ urlpatterns = [
     path("metrics", restricted(metrics_view), name="prometheus-metrics"),
     path("health/", health_view, name="health"),
     path("health/live/", liveness_view, name="health-live"),
-    path("api/v1/", include("bookings.api.urls")),
+    # The guest API: one namespace, each app's endpoints (automation's about a booking too).
+    path(
+        "api/v1/",
+        include(
+            (
+                [*bookings_api_urls.urlpatterns, *automation_api_urls.urlpatterns],
+                "bookings-api",
+            )
+        ),
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("ical/", include("channelsync.api.urls")),

@@ -5,13 +5,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
+from pms.admin_helpers import ReadOnlyAdminMixin
 from pms.choices import FailedTaskStatus
 from pms.models import DomainEvent, EventDelivery, FailedTask, FailedTaskAction, Guest, Property
 from pms.monitoring import admin as monitoring_admin  # noqa: F401  (registers its admins)
@@ -46,8 +49,6 @@ class PropertyAdmin(TenantScopedAdmin):
 
     @admin.display(description="Calendar")
     def calendar_link(self, obj: Property) -> SafeString:
-        from django.urls import reverse
-
         return format_html(
             '<a href="{}">month grid</a>',
             reverse("admin:bookings_property_calendar", args=[obj.pk]),
@@ -62,21 +63,16 @@ class GuestAdmin(TenantScopedAdmin):
     list_select_related = ["tenant"]
 
 
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class DeliveryInline(ReadOnlyAdminMixin, TenantScopedTabularInline):
     model = EventDelivery
-    fields = ["handler", "queue", "status", "publish_count", "due_at", "completed_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "handler",
+        "queue",
+        "status",
+        "publish_count",
+        "due_at",
+        "completed_at",
+    )
     extra = 0
 
 
@@ -138,8 +134,7 @@ class ActionNoteForm(forms.Form):
 
 class FailedTaskActionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = FailedTaskAction
-    fields = ["created_at", "action", "user", "note"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "action", "user", "note")
     extra = 0
 
 
@@ -203,7 +198,7 @@ class FailedTaskAdmin(TenantScopedAdmin):
         "alerted_at",
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -310,7 +305,7 @@ class FailedTaskAdmin(TenantScopedAdmin):
                 "form": form,
                 "queryset": queryset,
                 "opts": self.model._meta,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
                 "open_statuses": [FailedTaskStatus.OPEN, FailedTaskStatus.RETRYING],
             },
         )

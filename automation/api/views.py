@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from automation.api.serializers import MaintenanceReportSerializer, MaintenanceRequestSerializer
 from automation.choices import ReportedBy
 from automation.services import MaintenanceError, maintenance_request_create
-from bookings.api.views import ERRORS, GuestBookingAPIView, invalid_response
-from pms.api.errors import error_response
+from bookings.models import Booking
+from pms.api.errors import domain_error_response
+from pms.api.guest import ERRORS, GuestBookingAPIView, invalid_response
 
 
 class GuestMaintenanceView(GuestBookingAPIView):
@@ -22,7 +23,7 @@ class GuestMaintenanceView(GuestBookingAPIView):
     )
     def post(self, request: Request, reference: str) -> Response:
         """Report a problem at the property (urgent ones alert the manager at once)."""
-        booking = self.booking(request, reference)
+        booking: Booking = self.booking(request, reference)
         payload = MaintenanceReportSerializer(data=request.data)
         if not payload.is_valid():
             return invalid_response(payload)
@@ -38,5 +39,5 @@ class GuestMaintenanceView(GuestBookingAPIView):
                 actor=f"guest:{reference}",
             )
         except MaintenanceError as exc:
-            return error_response(exc.code, exc.text, 400)
+            return domain_error_response(exc)
         return Response(MaintenanceRequestSerializer(created).data, status=status.HTTP_201_CREATED)

@@ -4,6 +4,7 @@ from automation.services.cleaning import (
     CleaningError,
     cleaning_runs_claim_due,
     cleaning_runs_purge,
+    cleaning_task_assign,
     cleaning_task_reconcile,
     cleaning_task_transition,
 )
@@ -19,6 +20,7 @@ from automation.services.maintenance import (
     maintenance_request_assign,
     maintenance_request_create,
     maintenance_request_transition,
+    maintenance_request_update,
 )
 from automation.services.notify import manager_emails
 from automation.services.outbound import (
@@ -33,6 +35,7 @@ __all__ = [
     "MaintenanceError",
     "cleaning_runs_claim_due",
     "cleaning_runs_purge",
+    "cleaning_task_assign",
     "cleaning_task_reconcile",
     "cleaning_task_transition",
     "guest_link_email",
@@ -42,6 +45,7 @@ __all__ = [
     "maintenance_request_assign",
     "maintenance_request_create",
     "maintenance_request_transition",
+    "maintenance_request_update",
     "manager_emails",
     "outbound_message_queue",
     "outbound_message_send",

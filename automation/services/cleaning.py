@@ -23,8 +23,8 @@ from automation.models import CleaningTask
 from automation.services.outbound import outbound_message_queue
 from bookings.choices import OCCUPYING_STATUSES, BookingStatus
 from bookings.models import Booking
+from pms.errors import DomainError
 from pms.models import Property
-from pms.pipeline.errors import PermanentError
 from tenants.choices import Role
 from tenants.models import Membership
 
@@ -33,8 +33,8 @@ CLEANING_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.CHECKED_IN, BookingS
 ACTIVE_TASK_STATUSES = (CleaningStatus.SCHEDULED, CleaningStatus.STARTED)
 
 
-class CleaningError(PermanentError):
-    pass
+class CleaningError(DomainError):
+    """A cleaning task cannot do what was asked (e.g. a done task cannot start)."""
 
 
 def _window(prop: Property, day: date, *, exclude_booking_id: int | None) -> tuple[Any, Any, bool]:
@@ -200,8 +200,9 @@ def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -
     locked = CleaningTask.objects.select_for_update().get(pk=task.pk)
     if to_status not in CLEANING_TRANSITIONS[locked.status]:
         raise CleaningError(
+            "invalid_transition",
             f"A {locked.get_status_display().lower()} cleaning cannot become "
-            f"{CleaningStatus(to_status).label.lower()}."
+            f"{CleaningStatus(to_status).label.lower()}.",
         )
     locked.status = to_status
     fields = ["status", "updated_at"]
@@ -212,6 +213,22 @@ def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -
         locked.done_at = timezone.now()
         fields.append("done_at")
     locked.save(update_fields=fields)
+    return locked
+
+
+@transaction.atomic
+def cleaning_task_assign(*, task: CleaningTask, assignee: Any) -> CleaningTask:
+    """A manager gives the task to another cleaner of its tenant (or to nobody: None)."""
+    locked = CleaningTask.objects.select_for_update().get(pk=task.pk)
+    if (
+        assignee is not None
+        and not Membership.objects.filter(
+            user=assignee, tenant_id=locked.tenant_id, role=Role.CLEANER
+        ).exists()
+    ):
+        raise CleaningError("invalid", "The assignee is not a cleaner of this tenant.")
+    locked.assignee = assignee
+    locked.save(update_fields=["assignee", "updated_at"])
     return locked
 
 

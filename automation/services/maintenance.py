@@ -24,24 +24,23 @@ from automation.events import (
     MAINTENANCE_REPORTED,
     MAINTENANCE_REQUEST_AGGREGATE,
     MAINTENANCE_STATUS_CHANGED,
+    MAINTENANCE_UPDATED,
     MaintenanceSnapshot,
     maintenance_assigned_payload,
     maintenance_reported_payload,
     maintenance_status_changed_payload,
+    maintenance_updated_payload,
 )
 from automation.localtime import local_now
 from automation.models import MaintenancePlan, MaintenanceRequest
 from bookings.models import Booking
+from pms.errors import DomainError
 from pms.models import Property
-from pms.pipeline.errors import PermanentError
 from pms.pipeline.publishing import emit_event
 
 
-class MaintenanceError(PermanentError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.text = message
+class MaintenanceError(DomainError):
+    """A maintenance request rule was broken (bad input, a transition not allowed)."""
 
 
 def _emit(
@@ -118,6 +117,40 @@ def maintenance_request_assign(
         locked.status = MaintenanceStatus.ASSIGNED
         locked.save(update_fields=["assignee", "status", "updated_at"])
         _emit(locked, MAINTENANCE_ASSIGNED, maintenance_assigned_payload(locked), actor)
+    return locked
+
+
+def maintenance_request_update(
+    *,
+    request: MaintenanceRequest,
+    title: str,
+    description: str,
+    priority: str,
+    photo: File[Any] | None,
+    actor: str = "",
+) -> MaintenanceRequest:
+    """Staff correct what was reported (``photo`` None: none): a ``maintenance.updated`` event
+    naming the fields that changed. Changing nothing emits nothing."""
+    if priority not in MaintenancePriority.values:
+        raise MaintenanceError("invalid", f"Unknown priority {priority!r}.")
+    title = title.strip()
+    if not title:
+        raise MaintenanceError("invalid", "A title is required.")
+    with transaction.atomic():
+        locked = MaintenanceRequest.objects.select_for_update().get(pk=request.pk)
+        new = {"title": title[:200], "description": description.strip(), "priority": priority}
+        changed = [name for name, value in new.items() if getattr(locked, name) != value]
+        for name in changed:
+            setattr(locked, name, new[name])
+        if (locked.photo.name or "") != (photo.name if photo else ""):
+            locked.photo = photo or ""  # a new upload is stored by the save
+            changed.append("photo")
+        if not changed:
+            return locked
+        locked.save(update_fields=[*changed, "updated_at"])
+        _emit(
+            locked, MAINTENANCE_UPDATED, maintenance_updated_payload(locked, changed=changed), actor
+        )
     return locked
 
 

@@ -17,9 +17,12 @@ from bookings.choices import BookingStatus, MessageSender
 from bookings.errors import BookingError
 from bookings.models import Block, Booking, CalendarEntry, GuestMessage
 from bookings.selectors import booking_conflicts, property_calendar_month
-from pms.admin_helpers import ServiceRefusalsAsMessagesMixin, run_for_each
+from pms.admin_helpers import ExtensibleAdminMixin, ServiceRefusalsAsMessagesMixin, run_for_each
 from pms.models import Property
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, filter_to_tenants
+
+# Changing one of these is a booking_modify (new price, availability checked again).
+STAY_FIELDS = {"property", "check_in", "check_out", "guests_count"}
 
 
 class BookingAdminForm(forms.ModelForm):
@@ -37,7 +40,8 @@ class BookingAdminForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         tenant, prop, guest = (
             data.get("tenant") or getattr(self.instance, "tenant", None),
             data.get("property"),
@@ -47,12 +51,30 @@ class BookingAdminForm(forms.ModelForm):
             self.add_error("property", "This property belongs to another tenant.")
         if guest and tenant and guest.tenant_id != tenant.pk:
             self.add_error("guest", "This guest belongs to another tenant.")
+        creating = self.instance.pk is None
         check_in, check_out = data.get("check_in"), data.get("check_out")
-        if check_in and check_out and check_out <= check_in:
-            self.add_error("check_out", "Check-out must be after check-in.")
-        # Overlaps are reported by the model's exclusion constraint validation.
-        if prop and data.get("guests_count") and data["guests_count"] > prop.max_guests:
-            self.add_error("guests_count", f"{prop.name} takes at most {prop.max_guests} guests.")
+        guests_count = data.get("guests_count")
+        # The rules the save's service applies (it allows past dates only when creating);
+        # overlaps are reported by the model's exclusion constraint validation.
+        if (
+            prop
+            and check_in
+            and check_out
+            and guests_count is not None
+            and (creating or STAY_FIELDS & set(self.changed_data))
+        ):
+            try:
+                services.booking_validate_stay(
+                    property=prop,
+                    check_in=check_in,
+                    check_out=check_out,
+                    guests_count=guests_count,
+                    allow_past=creating,
+                )
+            except BookingError as refused:
+                self.add_error(
+                    refused.field if refused.field in self.fields else None, refused.message
+                )
         return data
 
 
@@ -68,8 +90,7 @@ class MessageThreadInline(TenantScopedTabularInline):
     """The thread so far, read-only."""
 
     model = GuestMessage
-    fields = ["created_at", "sender", "author", "body"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "sender", "author", "body")
     extra = 0
     can_delete = False
     verbose_name_plural = "message thread"
@@ -94,7 +115,7 @@ class ReplyInline(TenantScopedTabularInline):
 
 
 @admin.register(Booking)
-class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
+class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantScopedAdmin):
     service_refusals = (BookingError,)
     form = BookingAdminForm
     inlines = [PaymentInline, RefundInline, LedgerEntryInline, MessageThreadInline, ReplyInline]
@@ -133,7 +154,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
         "updated_at",
     ]
     actions = [
-        "send_guest_link",
+        "send_guest_link",  # automation's admin adds it (the email is one of its messages)
         "revoke_guest_links",
         "confirm_selected",
         "check_in_selected",
@@ -168,7 +189,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
             )
             _adopt(obj, saved)
             return
-        if {"property", "check_in", "check_out", "guests_count"} & set(form.changed_data):
+        if STAY_FIELDS & set(form.changed_data):
             saved = services.booking_modify(
                 booking=obj,
                 check_in=data["check_in"],
@@ -179,10 +200,14 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
             )
             _adopt(obj, saved)
         if "external_reference" in form.changed_data:
-            Booking.objects.filter(pk=obj.pk).update(external_reference=data["external_reference"])
+            saved = services.booking_set_external_reference(
+                booking=obj, external_reference=data["external_reference"], actor=actor
+            )
+            _adopt(obj, saved)
 
     def get_inlines(self, request: HttpRequest, obj: Booking | None) -> list[Any]:
-        return self.inlines if obj is not None else []  # money and messages follow creation
+        # Money and messages (other apps' inlines too) follow creation.
+        return super().get_inlines(request, obj) if obj is not None else []
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if formset.model is not GuestMessage:
@@ -202,17 +227,6 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, TenantScopedAdmin):
                     )
                 )
         return None
-
-    @admin.action(description="Email the guest a new private link", permissions=["change"])
-    def send_guest_link(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
-        from automation.services import guest_link_email
-
-        sent = sum(
-            1
-            for booking in queryset.select_related("guest", "property")
-            if guest_link_email(booking=booking)
-        )
-        self.message_user(request, f"New link queued for {sent} guest(s).", messages.SUCCESS)
 
     @admin.action(description="Revoke the guests' private links", permissions=["change"])
     def revoke_guest_links(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
@@ -321,7 +335,7 @@ class CalendarEntryAdmin(TenantScopedAdmin):
         "updated_at",
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # written only by the calendar handler
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -334,7 +348,8 @@ class BlockAdminForm(forms.ModelForm):
         fields = ["tenant", "property", "start", "end", "label"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         tenant, prop = (
             data.get("tenant") or getattr(self.instance, "tenant", None),
             data.get("property"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -18,38 +18,42 @@ from bookings import services
 from bookings.admin.months import month_from_query
 from bookings.errors import BookingError
 from bookings.models import LedgerEntry, Payment, RateOverride, Refund
-from pms.admin_helpers import run_for_each
+from bookings.selectors import Statement, ledger_statement
+from pms.admin_helpers import ReadOnlyAdminMixin, run_for_each
 from pms.models import Property
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, filter_to_tenants
 
 
-class ReadOnlyInline(TenantScopedTabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class PaymentInline(ReadOnlyInline):
+class PaymentInline(ReadOnlyAdminMixin, TenantScopedTabularInline):
     model = Payment
-    fields = ["amount", "currency", "method", "provider_reference", "status", "received_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "amount",
+        "currency",
+        "method",
+        "provider_reference",
+        "status",
+        "received_at",
+    )
+    extra = 0
 
 
-class RefundInline(ReadOnlyInline):
+class RefundInline(ReadOnlyAdminMixin, TenantScopedTabularInline):
     model = Refund
-    fields = ["amount", "currency", "reason", "provider_reference", "status", "completed_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "amount",
+        "currency",
+        "reason",
+        "provider_reference",
+        "status",
+        "completed_at",
+    )
+    extra = 0
 
 
-class LedgerEntryInline(ReadOnlyInline):
+class LedgerEntryInline(ReadOnlyAdminMixin, TenantScopedTabularInline):
     model = LedgerEntry
-    fields = ["entry_date", "kind", "amount", "currency", "description"]
-    readonly_fields = fields
+    fields = readonly_fields = ("entry_date", "kind", "amount", "currency", "description")
+    extra = 0
 
 
 @admin.register(Payment)
@@ -81,7 +85,7 @@ class PaymentAdmin(TenantScopedAdmin):
     ]
     actions = ["mark_received"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # requested by the booking flow; extra requests through services
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -128,7 +132,7 @@ class RefundAdmin(TenantScopedAdmin):
     ]
     actions = ["mark_completed"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # refunds follow from cancellations (bookings.services.refunds_reconcile)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -153,7 +157,8 @@ class RateOverrideForm(forms.ModelForm):
         fields = ["tenant", "property", "date", "nightly_rate", "note"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if (
             data.get("property")
             and data.get("tenant")
@@ -174,7 +179,9 @@ class RateOverrideAdmin(TenantScopedAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(TenantScopedAdmin):
+class LedgerEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    """Written only by the accounting handler."""
+
     list_display = [
         "entry_date",
         "property",
@@ -189,15 +196,6 @@ class LedgerEntryAdmin(TenantScopedAdmin):
     date_hierarchy = "entry_date"
     search_fields = ["booking__reference", "description"]
     list_select_related = ["property", "booking", "tenant"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # written only by the accounting handler
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         return [
@@ -217,26 +215,12 @@ class LedgerEntryAdmin(TenantScopedAdmin):
         properties = filter_to_tenants(
             Property.objects.select_related("tenant"), self.tenant_ids_for(request, "view")
         )
-        today = date.today()
-        first = month_from_query(request, today)
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        first = month_from_query(request, date.today())
         property_id = request.GET.get("property", "")
         selected = properties.filter(pk=property_id).first() if property_id.isdigit() else None
-        entries = (
-            LedgerEntry.objects.filter(
-                property=selected, entry_date__gte=first, entry_date__lt=following
-            )
-            .select_related("booking")
-            .order_by("entry_date", "pk")
-            if selected
-            else LedgerEntry.objects.none()
-        )
-        totals = list(
-            entries.order_by().values("kind").annotate(total=Sum("amount")).order_by("kind")
-        )
-        net = sum((row["total"] for row in totals), Decimal("0"))
-        if selected and request.GET.get("format") == "csv":
-            return _statement_csv(selected, first, entries, totals, net)
+        statement = ledger_statement(property=selected, month=first) if selected else None
+        if statement and request.GET.get("format") == "csv":
+            return _statement_csv(statement)
         return TemplateResponse(
             request,
             "admin/bookings/statement.html",
@@ -247,23 +231,22 @@ class LedgerEntryAdmin(TenantScopedAdmin):
                 "properties": properties,
                 "selected": selected,
                 "month": f"{first:%Y-%m}",
-                "entries": entries,
-                "totals": totals,
-                "net": net,
+                "entries": statement.entries if statement else [],
+                "totals": statement.totals if statement else [],
+                "net": statement.net if statement else Decimal("0"),
             },
         )
 
 
-def _statement_csv(
-    prop: Property, first: date, entries: Any, totals: list[dict[str, Any]], net: Decimal
-) -> HttpResponse:
+def _statement_csv(statement: Statement) -> HttpResponse:
+    prop, first = statement.property, statement.month
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
         f'attachment; filename="statement-{prop.slug}-{first:%Y-%m}.csv"'
     )
     writer = csv.writer(response)
     writer.writerow(["date", "booking", "kind", "description", "amount", "currency"])
-    for entry in entries:
+    for entry in statement.entries:
         writer.writerow(
             [
                 entry.entry_date,
@@ -275,7 +258,7 @@ def _statement_csv(
             ]
         )
     writer.writerow([])
-    for row in totals:
+    for row in statement.totals:
         writer.writerow(["", "", row["kind"], "total", row["total"], prop.currency])
-    writer.writerow(["", "", "net", "guest balance movement", net, prop.currency])
+    writer.writerow(["", "", "net", "guest balance movement", statement.net, prop.currency])
     return response

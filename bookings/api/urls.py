@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from automation.api.views import GuestMaintenanceView
 from bookings.api import views
 
-app_name = "bookings-api"
+# Included by config.urls under api/v1/, in the guest API's one namespace.
 
 urlpatterns = [
     path("properties/<uuid:public_id>/", views.PropertyDetailView.as_view(), name="property"),
@@ -26,10 +25,5 @@ urlpatterns = [
         "bookings/<str:reference>/messages/",
         views.GuestMessagesView.as_view(),
         name="booking-messages",
-    ),
-    path(
-        "bookings/<str:reference>/maintenance/",
-        GuestMaintenanceView.as_view(),
-        name="booking-maintenance",
     ),
 ]

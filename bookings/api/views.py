@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,13 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bookings.api.auth import (
-    AnonymousClientThrottle,
-    BookingCreateThrottle,
-    GuestPrincipal,
-    GuestTokenAuthentication,
-    GuestTokenThrottle,
-)
+from bookings.api.auth import AnonymousClientThrottle, BookingCreateThrottle
 from bookings.api.idempotency import HEADER, idempotent
 from bookings.api.serializers import (
     AvailabilitySerializer,
@@ -36,42 +29,15 @@ from bookings.api.serializers import (
 )
 from bookings.choices import BookingSource, MessageSender
 from bookings.errors import BookingError
-from bookings.models import Booking
 from bookings.pricing import quote_stay
 from bookings.selectors import property_availability
 from bookings.services import booking_cancel, booking_create, guest_message_post, guest_token_issue
-from pms.api.errors import error_response
+from pms.api.errors import domain_error_response, error_response
+from pms.api.guest import ERRORS, GuestBookingAPIView, invalid_response
 from pms.api.schemas import ErrorSerializer
 from pms.models import Property
 from pms.pipeline.log_context import bind_tenant
 from pms.services import guest_get_or_create
-
-# HTTP status per booking rule broken; anything else is a 400.
-ERROR_STATUS = {
-    "unavailable": 409,
-    "invalid_transition": 409,
-    "not_found": 404,
-    "booking_limit_property": 429,
-    "booking_limit_guest": 429,
-}
-
-ERRORS = {
-    400: ErrorSerializer,
-    401: ErrorSerializer,
-    404: ErrorSerializer,
-    409: ErrorSerializer,
-    413: ErrorSerializer,
-    429: ErrorSerializer,
-}
-
-
-def booking_error_response(exc: BookingError) -> Response:
-    fields = {exc.field: [exc.text]} if exc.field else None
-    return error_response(exc.error_code, exc.text, ERROR_STATUS.get(exc.error_code, 400), fields)
-
-
-def invalid_response(serializer: Any) -> Response:
-    return error_response("invalid", "The request has invalid fields.", 400, serializer.errors)
 
 
 class PublicAPIView(APIView):
@@ -209,26 +175,11 @@ class BookingCreateView(PublicAPIView):
                 )
                 token = guest_token_issue(booking=booking)
         except BookingError as exc:
-            return booking_error_response(exc)
+            return domain_error_response(exc)
         return Response(
             BookingCreatedSerializer(booking, context={"token": token}).data,
             status=status.HTTP_201_CREATED,
         )
-
-
-class GuestBookingAPIView(APIView):
-    """Endpoints that take the booking token; another booking's token answers 404."""
-
-    authentication_classes = [GuestTokenAuthentication]
-    permission_classes = [permissions.IsAuthenticated]
-    throttle_classes = [AnonymousClientThrottle, GuestTokenThrottle]
-
-    def booking(self, request: Request, reference: str) -> Booking:
-        principal = request.user
-        assert isinstance(principal, GuestPrincipal)
-        if principal.booking.reference != reference:
-            raise Http404("No such booking.")  # never confirm another booking exists
-        return principal.booking
 
 
 class GuestBookingView(GuestBookingAPIView):
@@ -248,7 +199,7 @@ class GuestBookingCancelView(GuestBookingAPIView):
                 booking=booking, reason="cancelled by the guest", actor=f"guest:{reference}"
             )
         except BookingError as exc:
-            return booking_error_response(exc)
+            return domain_error_response(exc)
         return Response(BookingSerializer(booking).data)
 
 
@@ -275,5 +226,5 @@ class GuestMessagesView(GuestBookingAPIView):
                 booking=booking, sender=MessageSender.GUEST, body=payload.validated_data["body"]
             )
         except BookingError as exc:
-            return booking_error_response(exc)
+            return domain_error_response(exc)
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)

@@ -20,6 +20,8 @@ from bookings.services.lifecycle import (
     booking_create,
     booking_mark_no_show,
     booking_modify,
+    booking_set_external_reference,
+    booking_validate_stay,
 )
 from bookings.services.payments import (
     payment_mark_received,
@@ -40,6 +42,8 @@ __all__ = [
     "booking_create",
     "booking_mark_no_show",
     "booking_modify",
+    "booking_set_external_reference",
+    "booking_validate_stay",
     "guest_message_post",
     "guest_token_issue",
     "guest_token_resolve",

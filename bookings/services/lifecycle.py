@@ -81,15 +81,19 @@ def _emit(booking: Booking, event_type: str, payload: BookingSnapshot, actor: st
     )
 
 
-def _validate_stay(
+def booking_validate_stay(
     *,
     property: Property,
     check_in: date,
     check_out: date,
     guests_count: int,
-    exclude_booking_id: int | None = None,
     allow_past: bool = False,
 ) -> None:
+    """The property's rules for a stay: dates, horizon, length, party size, open for bookings.
+
+    Raises BookingError. Availability is not checked here: the writes check it while
+    holding the property's row lock (forms call this one to show the rules early).
+    """
     if check_out <= check_in:
         raise BookingError("invalid_dates", "Check-out must be after check-in.", field="check_out")
     today = timezone.localdate(timezone=property.timezone)
@@ -125,6 +129,25 @@ def _validate_stay(
         )
     if not property.is_active:
         raise BookingError("property_inactive", f"{property.name} is not taking bookings.")
+
+
+def _validate_stay(
+    *,
+    property: Property,
+    check_in: date,
+    check_out: date,
+    guests_count: int,
+    exclude_booking_id: int | None = None,
+    allow_past: bool = False,
+) -> None:
+    """The rules, then availability. Call while holding the property's row lock."""
+    booking_validate_stay(
+        property=property,
+        check_in=check_in,
+        check_out=check_out,
+        guests_count=guests_count,
+        allow_past=allow_past,
+    )
     if booking_conflicts(
         property_id=property.pk,
         check_in=check_in,
@@ -321,6 +344,25 @@ def _lock_for_transition(booking: Booking, to_status: str) -> Booking:
             f"A {locked.get_status_display().lower()} booking cannot become "
             f"{BookingStatus(to_status).label.lower()}.",
         )
+    return locked
+
+
+def booking_set_external_reference(
+    *, booking: Booking, external_reference: str, actor: str = ""
+) -> Booking:
+    """The channel's own reference for the booking: a ``booking.modified`` event.
+
+    The stay is unchanged; the payload and its ``previous`` carry the new and the old
+    reference. Setting the reference it already has changes nothing and emits nothing.
+    """
+    with transaction.atomic():
+        locked = Booking.objects.select_for_update().get(pk=booking.pk)
+        if locked.external_reference == external_reference:
+            return locked
+        previous = booking_snapshot(locked)
+        locked.external_reference = external_reference
+        locked.save(update_fields=["external_reference", "updated_at"])
+        _emit(locked, BOOKING_MODIFIED, booking_modified_payload(locked, previous=previous), actor)
     return locked
 
 

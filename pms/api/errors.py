@@ -20,6 +20,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from pms.errors import DomainError
+
 
 def _code_of(exc: exceptions.APIException) -> str:
     codes = exc.get_codes()
@@ -28,10 +30,28 @@ def _code_of(exc: exceptions.APIException) -> str:
     return "invalid"
 
 
+# HTTP status per domain error code; any other code is a 400.
+ERROR_STATUS = {
+    "unavailable": status.HTTP_409_CONFLICT,
+    "invalid_transition": status.HTTP_409_CONFLICT,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "booking_limit_property": status.HTTP_429_TOO_MANY_REQUESTS,
+    "booking_limit_guest": status.HTTP_429_TOO_MANY_REQUESTS,
+}
+
+
+def domain_error_response(exc: DomainError) -> Response:
+    """A service's refusal as the API's JSON error; its field, if any, under ``fields``."""
+    fields = {exc.field: [exc.message]} if exc.field else None
+    return error_response(exc.code, exc.message, ERROR_STATUS.get(exc.code, 400), fields)
+
+
 def json_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        return domain_error_response(exc)
     if isinstance(exc, DjangoValidationError):
-        code = getattr(exc, "error_code", None) or getattr(exc, "code", None) or "invalid"
-        message = getattr(exc, "text", None) or "; ".join(exc.messages)
+        code = getattr(exc, "code", None) or "invalid"  # set only on a single-message error
+        message = "; ".join(exc.messages)
         return Response(
             {"error": {"code": code, "message": message}}, status=status.HTTP_400_BAD_REQUEST
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -93,3 +93,56 @@ def test_the_calendar_grid_shows_booked_days(client, alice, booking):
     assert f'data-date="{booking.check_in:%Y-%m-%d}" data-status="booked"' in body
     assert f'data-date="{booking.check_out:%Y-%m-%d}" data-status="available"' in body
     assert booking.reference in body
+
+
+def test_changing_the_external_reference_in_the_admin_leaves_an_event(client, alice, booking):
+    client.login(username=alice.manager.username, password=PASSWORD)
+    url = f"/admin/bookings/booking/{booking.pk}/change/"
+    response = client.post(url, change_form_data(client, url, external_reference="OTA-4711"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    booking.refresh_from_db()
+    assert booking.external_reference == "OTA-4711"
+    modified = DomainEvent.objects.get(aggregate_id=str(booking.pk), event_type="booking.modified")
+    assert modified.actor == f"admin:{alice.manager.username}"
+    assert modified.payload["external_reference"] == "OTA-4711"
+    assert modified.payload["previous"]["external_reference"] == ""
+    assert modified.payload["check_in"] == modified.payload["previous"]["check_in"]
+
+
+def test_a_past_stay_keeps_its_dates_when_only_its_reference_changes(client, alice):
+    past = booking_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        guest=alice.guest,
+        check_in=date.today() - timedelta(days=30),
+        check_out=date.today() - timedelta(days=28),
+        allow_past=True,
+    )
+    client.login(username=alice.manager.username, password=PASSWORD)
+    url = f"/admin/bookings/booking/{past.pk}/change/"
+    response = client.post(url, change_form_data(client, url, external_reference="OTA-1"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    past.refresh_from_db()
+    assert past.external_reference == "OTA-1"
+
+
+def test_the_admin_form_shows_the_propertys_stay_rules_as_field_errors(client, alice, future):
+    alice.property.min_nights = 3
+    alice.property.save(update_fields=["min_nights"])
+    client.login(username=alice.manager.username, password=PASSWORD)
+    response = client.post(
+        "/admin/bookings/booking/add/",
+        {
+            "tenant": alice.tenant.pk,
+            "property": alice.property.pk,
+            "guest": alice.guest.pk,
+            "check_in": future.isoformat(),
+            "check_out": (future + timedelta(days=2)).isoformat(),
+            "guests_count": 1,
+            "source": "admin",
+            "external_reference": "",
+        },
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["check_out"] == [f"{alice.property.name} takes stays of at least 3 nights."]

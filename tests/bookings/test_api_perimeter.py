@@ -322,7 +322,7 @@ def test_min_and_max_nights_are_the_propertys_and_bind_the_admin_too(api, alice,
             check_out=future + timedelta(days=21),
             allow_past=True,
         )
-    assert refused.value.error_code == "too_few_nights"
+    assert refused.value.code == "too_few_nights"
 
 
 @pytest.mark.parametrize("month", ["9999-12", "0001-01", "2026-13", "x"])

@@ -28,7 +28,7 @@ def test_blocked_dates_cannot_be_booked(alice, future):
             check_in=future + timedelta(days=3),
             check_out=future + timedelta(days=6),
         )
-    assert excinfo.value.error_code == "unavailable" and "blocked" in str(excinfo.value)
+    assert excinfo.value.code == "unavailable" and "blocked" in str(excinfo.value)
 
 
 def test_a_manual_block_may_not_cover_a_booking_but_an_import_may(alice, future):

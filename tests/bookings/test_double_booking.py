@@ -29,7 +29,7 @@ def test_overlapping_booking_is_refused_with_a_clear_error(alice, future) -> Non
     _book(alice, future)
     with pytest.raises(BookingError) as excinfo:
         _book(alice, future + timedelta(days=2))
-    assert excinfo.value.error_code == "unavailable"
+    assert excinfo.value.code == "unavailable"
     assert "overlap" in str(excinfo.value)
 
 
@@ -82,7 +82,7 @@ def test_same_dates_on_another_property_are_fine(alice, future) -> None:
 def test_invalid_stays_are_refused_with_a_stable_code(alice, future, nights, guests, code) -> None:
     with pytest.raises(BookingError) as excinfo:
         _book(alice, future, nights=nights, guests_count=guests)
-    assert excinfo.value.error_code == code
+    assert excinfo.value.code == code
 
 
 def test_a_property_of_another_tenant_cannot_be_booked(alice, bob, future) -> None:

@@ -18,6 +18,7 @@ import time
 from celery import shared_task
 from django.db import connection
 
+from pms.errors import DomainError
 from pms.models import DomainEvent
 from pms.pipeline.errors import PermanentError, TransientError
 from pms.pipeline.redis_client import redis_client
@@ -48,6 +49,8 @@ def record_effect(event: DomainEvent) -> None:
         raise TransientError("simulated remote 503")
     if mode == "permanent" and client.exists(control_key("fault", event.id)):
         raise PermanentError("simulated bad data")
+    if mode == "refused" and client.exists(control_key("fault", event.id)):
+        raise DomainError("invalid", "simulated refusal by a service")
     if mode == "slow_once" and client.set(control_key("slow", event.id), 1, nx=True, ex=300):
         client.set(control_key("pid", event.id), os.getpid(), ex=300)
         time.sleep(60)  # the test kills this process meanwhile
