@@ -84,19 +84,7 @@ class ChannelAdminForm(forms.ModelForm):
 
     class Meta:
         model = Channel
-        fields = [
-            "tenant",
-            "property",
-            "name",
-            "kind",
-            "import_url",
-            "poll_interval",
-            "push_url",
-            "push_api_key",
-            "push_listing_id",
-            "rate_limit_per_second",
-            "rate_limit_burst",
-        ]
+        fields = ["tenant", "property", *services.CHANNEL_EDITABLE_FIELDS]
 
     def clean_import_url(self) -> str:
         return _valid_port(self.cleaned_data.get("import_url", ""))

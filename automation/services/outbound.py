@@ -19,7 +19,7 @@ from bookings.models import Booking
 from bookings.services import guest_token_issue
 from pms.pipeline.enqueue import enqueue, enqueue_on_commit
 from pms.pipeline.errors import PermanentError
-from pms.pipeline.pending import claim_due, sweep
+from pms.pipeline.pending import claim, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def outbound_messages_claim_due(
         message.status = OutboundStatus.PENDING
         message.send_after = resend_deadline(now)
 
-    claimed = claim_due(
+    claimed = claim(
         OutboundMessage.objects.filter(
             status__in=[OutboundStatus.SCHEDULED, OutboundStatus.PENDING]
         ).only("pk", "tenant_id", "status", "send_after"),

@@ -24,7 +24,7 @@ from channelsync.services.manager_mail import manager_mail_send
 from pms.models import Property
 from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.fairness import fair_submit
-from pms.pipeline.pending import claim_due
+from pms.pipeline.pending import claim
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -106,19 +106,17 @@ def channel_resume(*, channel: Channel) -> Channel:
 
 # Fields an edit may change; ``property`` is not one of them (the imported blocks
 # live on the property: moving a channel is "retire" + "add").
-CHANNEL_EDITABLE_FIELDS = frozenset(
-    {
-        "name",
-        "kind",
-        "import_url",
-        "poll_interval",
-        "push_url",
-        "push_api_key",
-        "push_listing_id",
-        "rate_limit_per_second",
-        "rate_limit_burst",
-    }
-)
+CHANNEL_EDITABLE_FIELDS = (
+    "name",
+    "kind",
+    "import_url",
+    "poll_interval",
+    "push_url",
+    "push_api_key",
+    "push_listing_id",
+    "rate_limit_per_second",
+    "rate_limit_burst",
+)  # in the order the admin form shows them
 
 
 def channel_update(*, channel: Channel, **changes: Any) -> Channel:
@@ -128,7 +126,7 @@ def channel_update(*, channel: Channel, **changes: Any) -> Channel:
     validators, which belonged to the old feed, are forgotten); removing it stops
     polling.
     """
-    unknown = set(changes) - CHANNEL_EDITABLE_FIELDS
+    unknown = set(changes) - set(CHANNEL_EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
     with transaction.atomic():
@@ -218,7 +216,7 @@ def channels_claim_due_polls(*, limit: int = 200) -> list[int]:
     def hold(channel: Channel, now: datetime) -> None:
         channel.next_poll_at = next_poll_time(channel=channel, now=now)
 
-    due = claim_due(
+    due = claim(
         Channel.objects.filter(is_paused=False).exclude(import_url=""),
         due_field="next_poll_at",
         hold=hold,

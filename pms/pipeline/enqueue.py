@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
+from typing import Any, TypedDict, Unpack
 
 from django.db import transaction
 
@@ -24,52 +25,41 @@ from config.celery import app
 logger = logging.getLogger(__name__)
 
 
-def enqueue(
-    task_name: str,
-    *,
-    args: Sequence[Any] = (),
-    queue: str | None = None,
-    headers: dict[str, Any] | None = None,
-    countdown: float | None = None,
-    caught_up_by: str,
-) -> bool:
+class SendOptions(TypedDict, total=False):
+    args: Sequence[Any]
+    queue: str | None
+    headers: dict[str, Any] | None
+    countdown: float | None
+
+
+def enqueue(task_name: str, *, caught_up_by: str, **options: Unpack[SendOptions]) -> bool:
     """Send ``task_name`` now. A broker error is logged, not raised: returns whether it left.
 
     ``caught_up_by`` says in the log line what sends the work later (e.g. "the relay").
     """
+    args = list(options.get("args", ()))
     try:
-        app.send_task(task_name, args=list(args), queue=queue, headers=headers, countdown=countdown)
+        app.send_task(
+            task_name,
+            args=args,
+            queue=options.get("queue"),
+            headers=options.get("headers"),
+            countdown=options.get("countdown"),
+        )
     except Exception as exc:
         logger.warning(
-            "could not enqueue %s%s (%s); %s will send it", task_name, list(args), exc, caught_up_by
+            "could not enqueue %s%s (%s); %s will send it", task_name, args, exc, caught_up_by
         )
         return False
     return True
 
 
-def enqueue_on_commit(
-    task_name: str,
-    *,
-    args: Sequence[Any] = (),
-    queue: str | None = None,
-    headers: dict[str, Any] | None = None,
-    countdown: float | None = None,
-    caught_up_by: str,
-) -> None:
+def enqueue_on_commit(task_name: str, *, caught_up_by: str, **options: Unpack[SendOptions]) -> None:
     """``enqueue`` once the current transaction commits (at once outside a transaction).
 
     Nothing is sent if the transaction rolls back: the row that promised the work
     is gone with it.
     """
-
-    def send() -> None:
-        enqueue(
-            task_name,
-            args=args,
-            queue=queue,
-            headers=headers,
-            countdown=countdown,
-            caught_up_by=caught_up_by,
-        )
-
-    transaction.on_commit(send, robust=True)
+    transaction.on_commit(
+        partial(enqueue, task_name, caught_up_by=caught_up_by, **options), robust=True
+    )

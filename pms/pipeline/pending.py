@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -34,22 +34,28 @@ Hold = Callable[[Row, datetime], None]
 def claim(
     candidates: models.QuerySet[Row],
     *,
-    order_by: Sequence[str],
     hold: Hold[Row],
     fields: Iterable[str],
     batch_size: int,
+    due_field: str | None = None,
+    order_by: Sequence[str] = (),
     now: datetime | None = None,
     of: Sequence[str] = ("self",),
     in_claim: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
-    """Claim up to ``batch_size`` of ``candidates`` (all of them due), first by ``order_by``.
+    """Claim up to ``batch_size`` of ``candidates``: lock, hold, save; return them.
 
+    With ``due_field``, only the candidates whose due time has passed, oldest due
+    first (otherwise the candidates are all due, taken in ``order_by`` order).
     ``hold(row, now)`` changes each claimed row (at least when it is due again);
     ``fields`` are the columns it changes, saved in one statement. ``in_claim(rows)``
     runs inside the claim's transaction, after the save, for work that must commit
-    with the claim (e.g. recording rows that can never be sent). Returns the rows.
+    with the claim (e.g. recording rows that can never be sent).
     """
     now = now or timezone.now()
+    if due_field is not None:
+        candidates = candidates.filter(**{f"{due_field}__lte": now})
+        order_by = (due_field,)
     with transaction.atomic():
         rows = list(
             candidates.select_for_update(skip_locked=True, of=tuple(of)).order_by(*order_by)[
@@ -65,51 +71,12 @@ def claim(
     return rows
 
 
-def claim_due(
-    candidates: models.QuerySet[Row],
-    *,
-    due_field: str,
-    hold: Hold[Row],
-    fields: Iterable[str],
-    batch_size: int,
-    now: datetime | None = None,
-    of: Sequence[str] = ("self",),
-    in_claim: Callable[[list[Row]], None] | None = None,
-) -> list[Row]:
-    """``claim`` the candidates whose ``due_field`` has passed, oldest due first."""
-    now = now or timezone.now()
-    return claim(
-        candidates.filter(**{f"{due_field}__lte": now}),
-        order_by=[due_field],
-        hold=hold,
-        fields=fields,
-        batch_size=batch_size,
-        now=now,
-        of=of,
-        in_claim=in_claim,
-    )
+def claim_one(candidates: models.QuerySet[Row], *, pk: object, **options: Any) -> Row | None:
+    """Claim the row ``pk`` if it is among the (due) ``candidates``: the task of one row.
 
-
-def claim_one(
-    candidates: models.QuerySet[Row],
-    *,
-    pk: object,
-    due_field: str,
-    hold: Hold[Row],
-    fields: Iterable[str],
-    now: datetime | None = None,
-    of: Sequence[str] = ("self",),
-) -> Row | None:
-    """Claim the row ``pk`` if it is among the due ``candidates`` (the task of one row)."""
-    rows = claim_due(
-        candidates.filter(pk=pk),
-        due_field=due_field,
-        hold=hold,
-        fields=fields,
-        batch_size=1,
-        now=now,
-        of=of,
-    )
+    ``options`` are ``claim``'s (``hold``, ``fields``, ``due_field``, ...).
+    """
+    rows = claim(candidates.filter(pk=pk), batch_size=1, **options)
     return rows[0] if rows else None
 
 

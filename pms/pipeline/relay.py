@@ -21,7 +21,7 @@ from pms.models import EventDelivery
 from pms.pipeline.broker_stats import queue_depths
 from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.failures import record_delivery_without_handler
-from pms.pipeline.pending import claim_due
+from pms.pipeline.pending import claim
 from pms.pipeline.publishing import broker_breaker, delivery_task_id, publish_deliveries
 from pms.pipeline.registry import get_handler
 
@@ -89,7 +89,7 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
 
     total = 0
     while True:
-        claimed = claim_due(
+        claimed = claim(
             EventDelivery.objects.filter(status=DeliveryStatus.PENDING),
             due_field="due_at",
             hold=hold,
