@@ -17,6 +17,7 @@ from automation.choices import (
     ReportedBy,
     TemplateTrigger,
 )
+from automation.templating import TemplateProblem, template_validate
 from bookings.models import Booking
 from pms.models import Property
 from tenants.models import TenantOwned
@@ -64,8 +65,6 @@ class MessageTemplate(TenantOwned):
         return self.trigger in TIMED_TRIGGERS
 
     def clean(self) -> None:
-        from automation.templating import TemplateProblem, template_validate
-
         errors: dict[str, list[str]] = {}
         if self.channel == MessageChannel.EMAIL and not self.subject.strip():
             errors.setdefault("subject", []).append("An email needs a subject.")

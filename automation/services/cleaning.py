@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from automation.choices import CLEANING_TRANSITIONS, CleaningStatus
 from automation.localtime import end_of_day, local_moment, local_now
-from automation.models import CleaningTask
+from automation.models import CleaningRun, CleaningTask
 from automation.services.outbound import outbound_message_queue
 from bookings.choices import OCCUPYING_STATUSES, BookingStatus
 from bookings.models import Booking
@@ -314,8 +314,6 @@ def _send_daily_lists(runs: list[tuple[int, date]]) -> None:
 
 
 def cleaning_runs_purge(*, keep_days: int = 14) -> int:
-    from automation.models import CleaningRun
-
     cutoff = timezone.now().date() - timedelta(days=keep_days)
     deleted, _ = CleaningRun.objects.filter(date__lt=cutoff).delete()
     return deleted

@@ -37,6 +37,7 @@ from bookings.models import Booking
 from pms.errors import DomainError
 from pms.models import Property
 from pms.pipeline.publishing import emit_event
+from tenants.models import Membership
 
 
 class MaintenanceError(DomainError):
@@ -102,8 +103,6 @@ def maintenance_request_create(
 def maintenance_request_assign(
     *, request: MaintenanceRequest, assignee: Any, actor: str = ""
 ) -> MaintenanceRequest:
-    from tenants.models import Membership
-
     with transaction.atomic():
         locked = MaintenanceRequest.objects.select_for_update().get(pk=request.pk)
         if MaintenanceStatus.ASSIGNED not in MAINTENANCE_TRANSITIONS[locked.status]:
