@@ -26,8 +26,7 @@ from channelsync.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from pms.admin import ReadOnlyAdminMixin
-from pms.admin_helpers import mask_secret
+from pms.admin_helpers import ReadOnlyAdminMixin, mask_secret
 from tenants.scoping import TenantScopedAdmin
 
 STATUS_COLOURS: dict[str, str] = {
