@@ -123,13 +123,9 @@ def _setting(name: str, **env: str) -> str:
     """The value of a setting in a fresh process whose environment sets only ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != name}
     result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            f"from django.conf import settings; print(repr(settings.{name}))",
-        ],
+        # The settings module alone (what Django's settings are made from), not a whole
+        # `manage.py shell`: the same value, in a tenth of the time.
+        [sys.executable, "-c", f"import config.settings as s; print(repr(s.{name}))"],
         cwd=ROOT,
         env={
             **clean,
