@@ -37,7 +37,17 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 ARTIFACTS = REPO / "tests" / "artifacts" / "smoke"
 SUPERVISOR_CONF = REPO / ".local" / "supervisor" / "supervisord.conf"
-PROGRAMS = {"web", "operational", "payments", "automation", "sync", "beat", "flower", "watchdog"}
+PROGRAMS = {
+    "web",
+    "operational",
+    "payments",
+    "automation",
+    "sync",
+    "outbound",
+    "beat",
+    "flower",
+    "watchdog",
+}
 DEMO_ADMIN = ("admin", "demo-pass-2026")
 
 

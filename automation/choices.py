@@ -27,6 +27,21 @@ class TemplateTrigger(models.TextChoices):
     BOOKING_CANCELLED = "booking_cancelled", "Booking cancelled"
 
 
+# Message kinds a person is waiting for: sent at once on ``messaging``. Every other kind
+# (reminders, cleaning lists, notices to staff) is batch work: admitted per tenant
+# (pms.pipeline.fairness, scope ``messages``) on ``messaging_batch``, so one tenant's
+# thousands of reminders due at 09:00 never queue ahead of another's confirmation.
+TIME_CRITICAL_KINDS = frozenset(
+    {
+        "guest_access",  # the booking confirmation with the guest's private link
+        "payment_instructions",
+        "thread_message",  # a conversation between guest and host
+        "template:booking_confirmed",
+        "template:booking_cancelled",
+    }
+)
+
+
 # Triggers sent at a property-local time (the rest go out as soon as the event is handled).
 TIMED_TRIGGERS = (
     TemplateTrigger.BEFORE_CHECK_IN,

@@ -1,6 +1,7 @@
 """Automation tasks: thin wrappers that take ids, call a service, exit quietly.
 
-Routing (config.queues): ``send_*`` -> messaging, the rest -> automation.
+Routing (config.queues): ``send_*`` -> messaging, the rest -> automation; fair work
+items name their queue (batch message sends: ``messaging_batch``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from celery import shared_task
 from automation.services import (
     cleaning_runs_claim_due,
     cleaning_runs_purge,
-    maintenance_plans_open_due,
+    maintenance_plans_open_tenant,
+    maintenance_plans_submit_due,
     outbound_message_send,
 )
+from automation.services.maintenance import MAINTENANCE_OPEN_TASK
 from automation.services.outbound import SEND_TASK, outbound_messages_send_due
 from pms.pipeline.task_base import ReliableTask
 
@@ -49,8 +52,14 @@ def sweep_cleaning_runs() -> int:
 
 @shared_task(name="automation.tasks.open_due_maintenance", base=ReliableTask, max_retries=0)
 def open_due_maintenance() -> int:
-    """Beat, hourly: open the requests of recurring maintenance plans that are due."""
-    return maintenance_plans_open_due()
+    """Beat, hourly: submit each tenant's due recurring maintenance plans as fair work."""
+    return maintenance_plans_submit_due()
+
+
+@shared_task(name=MAINTENANCE_OPEN_TASK, base=ReliableTask)
+def open_tenant_maintenance(tenant_id: int) -> int:
+    """One tenant's turn: open a batch of its due plans (the next batch is submitted)."""
+    return maintenance_plans_open_tenant(tenant_id=tenant_id)
 
 
 @shared_task(name="automation.tasks.purge_cleaning_runs", base=ReliableTask, max_retries=0)

@@ -2,8 +2,8 @@
 
 One handler writes the outbound outbox rows for an event: a ChannelUpdate per
 push channel of the property and a WebhookDelivery per interested webhook
-subscription. Sending happens in tasks enqueued after commit; the beat sweep
-covers a lost enqueue.
+subscription, and the fair work item that sends each (pms.pipeline.fairness),
+all in the delivery's transaction.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from bookings.events import BLOCK_EVENTS, BOOKING_EVENTS, CalendarChange
 from channelsync.choices import PUSH_KINDS
 from channelsync.models import Channel
 from channelsync.services import (
-    PUSH_TASK,
+    channel_push_submit,
     channel_updates_record,
     update_payload,
     webhook_deliveries_record,
     webhook_event_data,
 )
 from pms.models import DomainEvent
-from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.registry import event_handler
 
 
@@ -71,4 +70,4 @@ def _record_channel_updates(event: DomainEvent) -> None:
                 )
                 and not channel.is_paused
             ):
-                enqueue_on_commit(PUSH_TASK, args=[channel.pk], caught_up_by="the outbound sweep")
+                channel_push_submit(channel=channel)

@@ -25,6 +25,8 @@ from channelsync.services import (
     PUSH_TASK,
     SEND_WEBHOOK_TASK,
     channel_import_run,
+    channel_imports_submit,
+    channel_push_submit,
     channel_unmark_stale,
     channel_updates_defer,
     channel_updates_due_channels,
@@ -37,12 +39,11 @@ from channelsync.services import (
     push_followup_claim,
     stale_channel_alert_send,
     webhook_claim_disable_alert,
-    webhook_deliveries_due,
+    webhook_deliveries_submit_due,
     webhook_delivery_attempt,
     webhook_disabled_alert_send,
     webhook_unclaim_disable_alert,
 )
-from pms.pipeline.fairness import FairWork, fair_submit_many
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.task_base import ReliableTask
 
@@ -89,19 +90,8 @@ def poll_due_channels() -> int:
     with thousands of channels due at once cannot hold the sync workers.
     """
     claimed = channels_claim_due_polls()
-    tenants = dict(Channel.objects.filter(pk__in=claimed).values_list("pk", "tenant_id"))
-    fair_submit_many(
-        [
-            FairWork(
-                tenant_id=tenants[channel_id],
-                scope="sync",
-                task_name=IMPORT_TASK,
-                args=[channel_id, False],
-                queue="channelsync",
-                dedupe_key=f"import:{channel_id}:0",
-            )
-            for channel_id in claimed
-        ]
+    channel_imports_submit(
+        channels=list(Channel.objects.filter(pk__in=claimed).only("tenant_id", "import_url"))
     )
     return len(claimed)
 
@@ -155,10 +145,11 @@ class PushTask(ChannelTask):
 def push_channel(self: PushTask, channel_id: int) -> dict[str, int]:
     """Send the push channel's pending availability updates, in order."""
     counts = channel_updates_push(channel_id=channel_id)
-    if counts["more"]:
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if counts["more"] and channel is not None:
         # The run used its budget (time or count) with updates still due: the rest
-        # is sent by a fresh run, far from the soft time limit.
-        push_channel.apply_async(args=(channel_id,))
+        # is sent by a fresh run, far from the soft time limit, admitted like any run.
+        channel_push_submit(channel=channel)
     elif counts["busy"] and push_followup_claim(
         channel_id=channel_id, seconds=BUSY_RECHECK_SECONDS
     ):
@@ -185,17 +176,17 @@ def sweep_outbound() -> dict[str, int]:
     """Beat: re-enqueue push updates and webhook deliveries still pending past their time."""
     grace = settings.OUTBOX_DELIVERY_DEADLINE
     heads = channel_updates_due_channels(grace=grace)
+    channels = Channel.objects.in_bulk([channel_id for channel_id, _ in heads])
     for channel_id, head_id in heads:
-        # A stable id per head update: repeated failures reopen one FailedTask.
-        push_channel.apply_async(
-            args=(channel_id,), task_id=f"channelsync-push-{channel_id}-{head_id}"
-        )
-    # The same grace as the push heads: a delivery whose own task is still queued
-    # behind a backlog is not enqueued again on every tick.
-    deliveries = webhook_deliveries_due(grace=grace)
-    for delivery_id in deliveries:
-        send_webhook.apply_async(args=(delivery_id,))
-    return {"channels": len(heads), "webhooks": len(deliveries)}
+        if channel_id in channels:
+            # A stable id per head update: repeated failures reopen one FailedTask.
+            channel_push_submit(
+                channel=channels[channel_id], task_id=f"channelsync-push-{channel_id}-{head_id}"
+            )
+    # The same grace as the push heads; deliveries whose attempt waits in fair
+    # admission are not submitted again.
+    webhooks = webhook_deliveries_submit_due(grace=grace)
+    return {"channels": len(heads), "webhooks": webhooks}
 
 
 @shared_task(

@@ -32,7 +32,8 @@ DEFAULT_PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
         "pms.tasks.fair_dispatch",
         5,
         4,
-        "Admit waiting bulk work (channel imports) within each tenant's share.",
+        "Admit waiting bulk work (imports, pushes, webhooks, batch messages, maintenance) "
+        "within each tenant's share and each endpoint's lane.",
     ),
     PeriodicSpec(
         "purge idempotency keys",

@@ -40,8 +40,18 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("payments", "payments and refunds, never behind bulk work", "payments"),
     QueueSpec("fallback", "manual-review handling of failed tasks, staff alerts", "payments"),
     QueueSpec("automation", "cleaning runs, reminders, maintenance workflow", "automation"),
-    QueueSpec("channelsync", "iCal import/export, channel API pushes, webhooks", "sync"),
+    QueueSpec(
+        "messaging_batch",
+        "reminders, cleaning lists, notices: admitted per tenant, never ahead of messaging",
+        "automation",
+    ),
+    QueueSpec("channelsync", "iCal imports, channel-sync handlers, sweeps, alerts", "sync"),
     QueueSpec("bulk", "backfills, full resyncs, large imports", "sync"),
+    QueueSpec(
+        "outbound",
+        "requests to tenants' receivers: webhooks, channel pushes (capped per endpoint)",
+        "outbound",
+    ),
 )
 
 QUEUE_NAMES: frozenset[str] = frozenset(spec.name for spec in QUEUES)
@@ -63,6 +73,11 @@ ROUTES: dict[str, str] = {
     # Globs are tried in order: the specific one must come first.
     "automation.tasks.send_*": "messaging",
     "automation.tasks.*": "automation",
+    # Requests to tenants' servers run on their own worker group (fair work items name
+    # the queue too; these cover a direct send such as a push follow-up).
+    "channelsync.tasks.import_channel": "outbound",
+    "channelsync.tasks.push_channel": "outbound",
+    "channelsync.tasks.send_webhook": "outbound",
     "channelsync.tasks.*": "channelsync",
 }
 

@@ -343,10 +343,25 @@ PAYMENT_BANK_ACCOUNT = env.str(
 )
 
 # --- Fairness between tenants (pms.pipeline.fairness) -----------------------------------------
-# Bulk work (channel imports, resyncs) admitted per tenant: at most this many in flight.
+# Bulk work (imports, resyncs, channel pushes, webhook deliveries, batch messages,
+# recurring maintenance) admitted per tenant and kind: at most this many in flight.
 FAIR_INFLIGHT_PER_TENANT = env.int("FAIR_INFLIGHT_PER_TENANT", default=4)
 # An admitted item not finished after this many seconds is admitted again.
 FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
+# Per kind of work, instead of FAIR_INFLIGHT_PER_TENANT, e.g. "messages=8,webhooks=2".
+# Kinds: sync (imports, resyncs), push, webhooks, messages (batch messages), maintenance.
+FAIR_INFLIGHT_PER_SCOPE = env.dict("FAIR_INFLIGHT_PER_SCOPE", cast={"value": int}, default={})
+# Work to one remote endpoint (scheme://host:port) of one tenant: at most this many in
+# flight, so a receiver that hangs holds this many worker processes, never the group.
+FAIR_INFLIGHT_PER_ENDPOINT = env.int("FAIR_INFLIGHT_PER_ENDPOINT", default=2)
+# The circuit breaker per tenant and endpoint (pms.pipeline.endpoints): this many failed
+# or slow calls in a row open it; nothing is sent to it for the cooldown (doubling on
+# each failed probe, up to the max); then one call probes it.
+ENDPOINT_BREAKER_FAILURES = env.int("ENDPOINT_BREAKER_FAILURES", default=5)
+ENDPOINT_BREAKER_COOLDOWN = env.int("ENDPOINT_BREAKER_COOLDOWN", default=30)
+ENDPOINT_BREAKER_COOLDOWN_MAX = env.int("ENDPOINT_BREAKER_COOLDOWN_MAX", default=900)
+# A call slower than this counts as a failure for the breaker even if it succeeded.
+ENDPOINT_SLOW_CALL_SECONDS = env.float("ENDPOINT_SLOW_CALL_SECONDS", default=5.0)
 
 # --- The event pipeline ---------------------------------------------------------
 # A delivery not completed this long after its last publish is re-published by the relay.

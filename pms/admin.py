@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
+from pms import fair_work_admin  # noqa: F401  (registers its admins)
 from pms.admin_helpers import ReadOnlyAdminMixin
 from pms.choices import FailedTaskStatus
 from pms.models import DomainEvent, EventDelivery, FailedTask, FailedTaskAction, Guest, Property

@@ -71,6 +71,7 @@ def probe_echo(self: Any, token: str = "") -> dict[str, Any]:
 
 
 @shared_task(name=FAIR_DISPATCH_TASK, base=ReliableTask, max_retries=0)
-def fair_dispatch() -> int:
-    """Admit waiting bulk work within each tenant's share (kicked on submit and finish; beat)."""
-    return fair_dispatch_pass()
+def fair_dispatch(tenant_id: int | None = None) -> int:
+    """Admit waiting bulk work within each share and lane: everyone's (beat, a circuit
+    half-opening, a kick) or one tenant's (its submits came faster than its inline passes)."""
+    return fair_dispatch_pass(tenant_id=tenant_id)

@@ -55,6 +55,17 @@ AUTOMATION_STAFF: dict[str, tuple[str, ...]] = {
     "automation.maintenanceplan": VIEW,
 }
 
+# Fair admission: the tenant's waiting and in-flight bulk work, and its endpoints'
+# circuits (a manager closes one once the receiver is fixed).
+FAIR_WORK_MANAGE: dict[str, tuple[str, ...]] = {
+    "pms.fairworkitem": VIEW,
+    "pms.endpointcircuit": ("view", "change"),
+}
+FAIR_WORK_VIEW: dict[str, tuple[str, ...]] = {
+    "pms.fairworkitem": VIEW,
+    "pms.endpointcircuit": VIEW,
+}
+
 ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     Role.OWNER: {
         "pms.property": ALL,
@@ -65,6 +76,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "pms.failedtask": ("view", "change"),
         "pms.domainevent": VIEW,
         "tenants.membership": VIEW,
+        **FAIR_WORK_MANAGE,
         **CHANNELSYNC_MANAGE,
         **BOOKINGS_MONEY_MANAGE,
         **AUTOMATION_MANAGE,
@@ -77,6 +89,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "bookings.calendarentry": VIEW,
         "pms.failedtask": ("view", "change"),
         "pms.domainevent": VIEW,
+        **FAIR_WORK_MANAGE,
         **CHANNELSYNC_MANAGE,
         **BOOKINGS_MONEY_MANAGE,
         **AUTOMATION_MANAGE,
@@ -88,6 +101,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "bookings.block": VIEW,
         "bookings.calendarentry": VIEW,
         "pms.failedtask": ("view", "change"),
+        **FAIR_WORK_VIEW,
         **CHANNELSYNC_VIEW,
         **BOOKINGS_MONEY_VIEW,
         **AUTOMATION_STAFF,

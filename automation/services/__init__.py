@@ -17,6 +17,8 @@ from automation.services.guest_messages import (
 from automation.services.maintenance import (
     MaintenanceError,
     maintenance_plans_open_due,
+    maintenance_plans_open_tenant,
+    maintenance_plans_submit_due,
     maintenance_request_assign,
     maintenance_request_create,
     maintenance_request_transition,
@@ -42,6 +44,8 @@ __all__ = [
     "guest_messages_cancel",
     "guest_messages_reconcile",
     "maintenance_plans_open_due",
+    "maintenance_plans_open_tenant",
+    "maintenance_plans_submit_due",
     "maintenance_request_assign",
     "maintenance_request_create",
     "maintenance_request_transition",

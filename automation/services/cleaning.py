@@ -238,7 +238,8 @@ def cleaning_runs_claim_due(*, now: datetime | None = None) -> list[tuple[int, d
     One claim row per (property, local date), inserted with ON CONFLICT DO
     NOTHING RETURNING: two beats or an overlapping sweep never claim the same
     run. The lists are queued in the same transaction, so a claimed run always
-    has its messages. Queries: a fixed number plus one per cleaner messaged.
+    has its messages. Queries: a fixed number plus two per cleaner messaged (the list
+    and its fair work item, pms.pipeline.fairness).
     """
     now = now or timezone.now()
     hour = settings.CLEANING_RUN_LOCAL_HOUR

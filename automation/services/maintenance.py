@@ -36,6 +36,7 @@ from automation.models import MaintenancePlan, MaintenanceRequest
 from bookings.models import Booking
 from pms.errors import DomainError
 from pms.models import Property
+from pms.pipeline.fairness import FairWork, fair_submit_many
 from pms.pipeline.publishing import emit_event
 from tenants.models import Membership
 
@@ -178,22 +179,79 @@ def maintenance_request_transition(
     return locked
 
 
-def maintenance_plans_open_due(*, now: datetime | None = None, batch_size: int = 200) -> int:
-    """Open a request for every recurring plan due today (property-local). Returns how many.
+# Opens one tenant's due plans, a batch at a time (registered in automation.tasks).
+MAINTENANCE_OPEN_TASK = "automation.tasks.open_tenant_maintenance"
+MAINTENANCE_BATCH = 50
 
+
+def _due_plans(now: datetime) -> Any:
+    # A plan due "today" somewhere on earth is due by UTC tomorrow at the latest.
+    horizon = now.date() + timedelta(days=1)
+    return MaintenancePlan.objects.filter(is_active=True, next_due__lte=horizon)
+
+
+def maintenance_plans_submit_due(*, now: datetime | None = None) -> int:
+    """Beat, hourly: one fair work item per tenant with plans due. Returns how many tenants.
+
+    Each item opens a batch of that tenant's plans and submits the next one, so tenants
+    take turns (pms.pipeline.fairness, scope ``maintenance``): a tenant with 10,000
+    plans due does not hold the automation workers until all of them are open.
+    """
+    tenants = sorted(set(_due_plans(now or timezone.now()).values_list("tenant_id", flat=True)))
+    fair_submit_many([_tenant_work(tenant_id) for tenant_id in tenants])
+    return len(tenants)
+
+
+def _tenant_work(tenant_id: int) -> FairWork:
+    return FairWork(
+        tenant_id=tenant_id,
+        scope="maintenance",
+        task_name=MAINTENANCE_OPEN_TASK,
+        args=[tenant_id],
+        queue="automation",
+        dedupe_key=f"maintenance:{tenant_id}",
+    )
+
+
+def maintenance_plans_open_tenant(*, tenant_id: int, now: datetime | None = None) -> int:
+    """One tenant's item: open a batch of its due plans; more due: submit the next batch."""
+    opened, more = maintenance_plans_open_batch(
+        now=now, tenant_id=tenant_id, batch_size=MAINTENANCE_BATCH
+    )
+    if more:
+        fair_submit_many([_tenant_work(tenant_id)])
+    return opened
+
+
+def maintenance_plans_open_due(*, now: datetime | None = None, batch_size: int = 200) -> int:
+    """Open the requests of every tenant's due plans at once (tests, the shell)."""
+    total = 0
+    while True:
+        opened, more = maintenance_plans_open_batch(now=now, batch_size=batch_size)
+        total += opened
+        if not more:
+            return total
+
+
+def maintenance_plans_open_batch(
+    *, now: datetime | None = None, batch_size: int = 200, tenant_id: int | None = None
+) -> tuple[int, bool]:
+    """Open a request for up to ``batch_size`` recurring plans due today (property-local).
+
+    Returns (how many opened, whether a full batch was taken: there may be more).
     Plans are claimed with SKIP LOCKED and advanced in the same transaction as
     the request they open; a unique (plan, due_on) makes a repeat a no-op.
     """
     now = now or timezone.now()
     opened = 0
-    # A plan due "today" somewhere on earth is due by UTC tomorrow at the latest.
-    horizon = now.date() + timedelta(days=1)
+    due = _due_plans(now)
+    if tenant_id is not None:
+        due = due.filter(tenant_id=tenant_id)
     with transaction.atomic():
         plans = list(
-            MaintenancePlan.objects.select_for_update(skip_locked=True, of=("self",))
+            due.select_for_update(skip_locked=True, of=("self",))
             .select_related("property")
-            .filter(is_active=True, next_due__lte=horizon)
-            .order_by("next_due")[:batch_size]
+            .order_by("next_due", "pk")[:batch_size]
         )
         for plan in plans:
             today = local_now(plan.property.timezone, now).date()
@@ -219,4 +277,5 @@ def maintenance_plans_open_due(*, now: datetime | None = None, batch_size: int =
             while plan.next_due <= today:
                 plan.next_due += timedelta(days=plan.every_days)
             plan.save(update_fields=["next_due"])
-    return opened
+    # Plans not yet due locally stay in the horizon: "more" only when some were opened.
+    return opened, len(plans) == batch_size and opened > 0

@@ -1,4 +1,11 @@
-"""Outbound messages: record the intent, then send once, after commit."""
+"""Outbound messages: record the intent, then send once, after commit.
+
+Time-critical kinds (``automation.choices.TIME_CRITICAL_KINDS``: the booking
+confirmation, the guest's link, payment instructions, conversation replies) are sent
+at once on ``messaging``. Everything else is batch work, admitted per tenant on
+``messaging_batch`` (pms.pipeline.fairness, scope ``messages``): the tenants' batches
+interleave, and none of them queues ahead of a time-critical message.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,17 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
+from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
-from automation.choices import MessageChannel, OutboundStatus
+from automation.choices import TIME_CRITICAL_KINDS, MessageChannel, OutboundStatus
 from automation.models import MessageTemplate, OutboundMessage
 from automation.sms import get_sms_backend
 from bookings.models import Booking
 from bookings.services import guest_token_issue
 from pms.pipeline.enqueue import enqueue, enqueue_on_commit
 from pms.pipeline.errors import PermanentError
+from pms.pipeline.fairness import FairWork, fair_submit_many
 from pms.pipeline.pending import claim, sweep
 
 logger = logging.getLogger(__name__)
@@ -69,7 +78,10 @@ def outbound_message_queue(
         },
     )
     if created and not scheduled:
-        enqueue_send_after_commit(message.pk, tenant_id)
+        if kind in TIME_CRITICAL_KINDS:
+            enqueue_send_after_commit(message.pk, tenant_id)
+        else:
+            submit_batch_sends([(message.pk, tenant_id)], new=True)
     return message, created
 
 
@@ -83,25 +95,66 @@ def enqueue_send_after_commit(message_id: int, tenant_id: int) -> None:
     )
 
 
-def outbound_messages_send_due() -> int:
-    """The sweep: claim due messages batch by batch and send each. Returns how many."""
+def submit_batch_sends(messages: Sequence[tuple[int, int]], *, new: bool = False) -> None:
+    """Sends of batch messages (id, tenant id), admitted per tenant on ``messaging_batch``.
 
-    def send(claimed: Sequence[tuple[int, int]]) -> None:
-        for message_id, tenant_id in claimed:
+    ``new``: the messages were created in this transaction (see ``fair_submit_many``).
+    """
+    fair_submit_many(
+        [
+            FairWork(
+                tenant_id=tenant_id,
+                scope="messages",
+                task_name=SEND_TASK,
+                args=[message_id],
+                queue="messaging_batch",
+                dedupe_key=f"message:{message_id}",
+            )
+            for message_id, tenant_id in messages
+        ],
+        new=new,
+    )
+
+
+def outbound_messages_send_due() -> int:
+    """The sweep: claim due messages batch by batch and send each. Returns how many.
+
+    Time-critical messages are claimed first and sent at once; batch messages are
+    submitted as fair work, so tenants interleave (pms.pipeline.fairness).
+    """
+
+    def send(claimed: Sequence[tuple[int, int, str]]) -> None:
+        batch = []
+        for message_id, tenant_id, kind in claimed:
+            if kind not in TIME_CRITICAL_KINDS:
+                batch.append((message_id, tenant_id))
+                continue
             enqueue(
                 SEND_TASK,
                 args=[message_id],
                 headers={"tenant_id": tenant_id},
                 caught_up_by="the next sweep (the row is pending with a resend deadline)",
             )
+        if batch:
+            # A broker or database error here leaves the rows pending with a resend
+            # deadline: the next sweeps claim them again.
+            submit_batch_sends(batch)
 
     return sweep(outbound_messages_claim_due, send, batch_size=int(settings.AUTOMATION_SWEEP_BATCH))
 
 
+# Time-critical messages first, whatever their due time.
+_URGENCY = Case(
+    When(kind__in=sorted(TIME_CRITICAL_KINDS), then=Value(0)),
+    default=Value(1),
+    output_field=IntegerField(),
+)
+
+
 def outbound_messages_claim_due(
     *, now: datetime | None = None, batch_size: int | None = None
-) -> list[tuple[int, int]]:
-    """Claim due messages for sending: (id, tenant_id) pairs. The reminder sweep's core.
+) -> list[tuple[int, int, str]]:
+    """Claim due messages for sending: (id, tenant_id, kind). The reminder sweep's core.
 
     Due = scheduled with ``send_after`` passed, or pending past its resend
     deadline (its send task was lost). Rows are locked with ``SKIP LOCKED`` and
@@ -120,14 +173,15 @@ def outbound_messages_claim_due(
     claimed = claim(
         OutboundMessage.objects.filter(
             status__in=[OutboundStatus.SCHEDULED, OutboundStatus.PENDING]
-        ).only("pk", "tenant_id", "status", "send_after"),
+        ).only("pk", "tenant_id", "kind", "status", "send_after"),
         due_field="send_after",
+        order_by=[_URGENCY],
         hold=hold,
         fields=["status", "send_after"],
         batch_size=batch_size or settings.AUTOMATION_SWEEP_BATCH,
         now=now,
     )
-    return [(message.pk, message.tenant_id) for message in claimed]
+    return [(message.pk, message.tenant_id, message.kind) for message in claimed]
 
 
 def _claim(message_id: int) -> OutboundMessage | None:

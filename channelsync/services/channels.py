@@ -22,8 +22,8 @@ from channelsync.choices import PUSH_KINDS, ChannelStatus, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate, new_export_token
 from channelsync.services.manager_mail import manager_mail_send
 from pms.models import Property
-from pms.pipeline.enqueue import enqueue_on_commit
-from pms.pipeline.fairness import fair_submit
+from pms.pipeline.endpoints import endpoint_lane
+from pms.pipeline.fairness import FairWork, fair_submit_many
 from pms.pipeline.pending import claim
 from tenants.models import Tenant
 
@@ -100,7 +100,7 @@ def channel_resume(*, channel: Channel) -> Channel:
             ChannelUpdate.objects.filter(
                 channel=locked, status=OutboundStatus.PENDING, next_attempt_at__gt=timezone.now()
             ).update(next_attempt_at=timezone.now())
-            enqueue_on_commit(PUSH_TASK, args=[locked.pk], caught_up_by="the outbound sweep")
+            channel_push_submit(channel=locked)
     return locked
 
 
@@ -186,14 +186,52 @@ def channel_sync_request(*, channel: Channel, full: bool = False) -> None:
     with transaction.atomic():
         if full:
             Channel.objects.filter(pk=channel.pk).update(feed_etag="", feed_last_modified="")
-        fair_submit(
-            tenant_id=channel.tenant_id,
-            scope="sync",
-            task_name=IMPORT_TASK,
-            args=[channel.pk, full],
-            queue="bulk" if full else "channelsync",
-            dedupe_key=f"import:{channel.pk}:{int(full)}",
-        )
+        channel_imports_submit(channels=[channel], full=full)
+
+
+def channel_imports_submit(*, channels: list[Channel], full: bool = False) -> None:
+    """Imports of these channels, admitted per tenant (scope ``sync``) and per feed host.
+
+    A routine import fetches from the tenant's feed host: it runs on ``outbound`` in the
+    host's lane (pms.pipeline.endpoints), so a feed server that hangs holds at most
+    ``FAIR_INFLIGHT_PER_ENDPOINT`` workers and, once its circuit opens, none.
+    """
+    fair_submit_many(
+        [
+            FairWork(
+                tenant_id=channel.tenant_id,
+                scope="sync",
+                task_name=IMPORT_TASK,
+                args=[channel.pk, full],
+                queue="bulk" if full else "outbound",
+                dedupe_key=f"import:{channel.pk}:{int(full)}",
+                lane=endpoint_lane(channel.import_url),
+            )
+            for channel in channels
+        ]
+    )
+
+
+def channel_push_submit(*, channel: Channel, task_id: str = "") -> None:
+    """A run sending the push channel's pending updates, admitted per tenant and endpoint.
+
+    One waiting run per channel is enough (a run sends everything due), so repeats
+    while one waits are dropped. ``task_id``: a fixed id (the sweep's, per head update).
+    """
+    fair_submit_many(
+        [
+            FairWork(
+                tenant_id=channel.tenant_id,
+                scope="push",
+                task_name=PUSH_TASK,
+                args=[channel.pk],
+                queue="outbound",
+                dedupe_key=f"push:{channel.pk}",
+                lane=endpoint_lane(channel.push_url),
+                task_id=task_id,
+            )
+        ]
+    )
 
 
 # --- Polling schedule -------------------------------------------------------------------

@@ -33,6 +33,7 @@ from channelsync.services.channels import (
     channel_record_success,
 )
 from channelsync.services.conflicts import conflicts_close, conflicts_detect
+from pms.pipeline.endpoints import endpoint_call
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def channel_import_run(*, channel: Channel, full: bool = False) -> str:
     if not full and channel.feed_last_modified:
         headers["If-Modified-Since"] = channel.feed_last_modified
     try:
-        result = safe_request("GET", channel.import_url, headers=headers)
+        with endpoint_call(tenant_id=channel.tenant_id, url=channel.import_url):
+            result = safe_request("GET", channel.import_url, headers=headers)
     except FetchTransientError as exc:
         retry_at = timezone.now() + timedelta(seconds=exc.retry_after) if exc.retry_after else None
         channel_record_failure(channel_id=channel_id, error=f"fetch: {exc}", retry_at=retry_at)

@@ -23,7 +23,9 @@ updates:
   update: the channel is paused with the error recorded and every update stays
   pending; resuming the channel sends them.
 
-No network I/O happens inside a transaction or while a row lock is held.
+No network I/O happens inside a transaction or while a row lock is held. Runs are fair
+work (``channel_push_submit``: scope ``push``, the push URL's lane, queue ``outbound``)
+and every request is timed on the channel's circuit (pms.pipeline.endpoints).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from channelsync.services.push_adapters import (
     PushConfigurationError,
 )
 from channelsync.services.push_channex import ChannexAriAdapter
+from pms.pipeline.endpoints import endpoint_call
 from pms.pipeline.errors import TransientError
 from pms.pipeline.pending import claim_one
 from pms.pipeline.redis_client import redis_client
@@ -141,7 +144,8 @@ def channel_updates_push(*, channel_id: int) -> dict[str, int]:
             if _claim(update) is None:
                 return counts  # changed since it was read (resumed, sent, held): look again later
             try:
-                ADAPTERS[channel.kind].send(channel=channel, update=update)
+                with endpoint_call(tenant_id=channel.tenant_id, url=channel.push_url):
+                    ADAPTERS[channel.kind].send(channel=channel, update=update)
             except PushConfigurationError as exc:
                 _pause_for_configuration(channel, update, exc)
                 counts["paused"] = 1

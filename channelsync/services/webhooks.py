@@ -10,6 +10,13 @@ Each request carries:
 Retries follow ``WEBHOOK_RETRY_SCHEDULE`` (seconds after each failure) through
 ``next_attempt_at`` and the beat sweep, never long Celery countdowns.
 
+Every attempt is fair work (pms.pipeline.fairness, scope ``webhooks``) in the
+receiver's lane, sent on the ``outbound`` queue: a tenant's receiver that hangs holds
+at most ``FAIR_INFLIGHT_PER_ENDPOINT`` outbound workers, its circuit opens after
+``ENDPOINT_BREAKER_FAILURES`` failed or slow attempts, and its deliveries then wait
+(pending, shown as deferred in the admin) instead of holding workers other tenants need.
+A circuit's waits are not attempts: they never count towards auto-disable.
+
 Auto-disable needs both ``WEBHOOK_DISABLE_AFTER_FAILURES`` failed attempts in a
 row AND a first failure at least ``WEBHOOK_DISABLE_AFTER_SECONDS`` old: a burst
 of events during a one-minute receiver outage fails many attempts at once and
@@ -42,8 +49,10 @@ from channelsync.selectors import webhook_subscriptions_for
 from channelsync.services.manager_mail import manager_mail_send
 from channelsync.services.webhook_events import TEST_EVENT_TYPE, webhook_test_data
 from channelsync.webhook_signing import legacy_signature, signed_headers
+from pms.pipeline.endpoints import endpoint_call, endpoint_lane
 from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.errors import TransientError
+from pms.pipeline.fairness import FairWork, fair_submit_many, without_open_work
 from pms.pipeline.pending import claim_one
 from tenants.models import Tenant
 
@@ -72,8 +81,38 @@ def signature_valid(
     return hmac.compare_digest(signature(secret=secret, timestamp=timestamp, body=body), header)
 
 
-def _send_after_commit(delivery_id: int) -> None:
-    enqueue_on_commit(SEND_WEBHOOK_TASK, args=[delivery_id], caught_up_by="the outbound sweep")
+_fair_key_prefix = "webhook:"
+
+
+def _fair_key(delivery_id: int) -> str:
+    return f"{_fair_key_prefix}{delivery_id}"
+
+
+def webhook_deliveries_submit(deliveries: list[tuple[int, int, str]], *, new: bool = False) -> None:
+    """Submit attempts of (delivery id, tenant id, receiver URL) as fair work.
+
+    Written in the caller's transaction: the item commits with the delivery, so no
+    attempt is lost between commit and publish. ``new``: the deliveries were just created.
+    """
+    fair_submit_many(
+        [
+            FairWork(
+                tenant_id=tenant_id,
+                scope="webhooks",
+                task_name=SEND_WEBHOOK_TASK,
+                args=[delivery_id],
+                queue="outbound",
+                dedupe_key=_fair_key(delivery_id),
+                lane=endpoint_lane(url),
+            )
+            for delivery_id, tenant_id, url in deliveries
+        ],
+        new=new,
+    )
+
+
+def _submit_new(delivery: WebhookDelivery, subscription: WebhookSubscription) -> None:
+    webhook_deliveries_submit([(delivery.pk, subscription.tenant_id, subscription.url)], new=True)
 
 
 def webhook_subscription_create(
@@ -125,7 +164,7 @@ def webhook_test_send(*, subscription: WebhookSubscription) -> WebhookDelivery:
             payload=webhook_test_data(subscription_id=subscription.pk),
             next_attempt_at=timezone.now(),
         )
-        _send_after_commit(delivery.pk)
+        _submit_new(delivery, subscription)
     return delivery
 
 
@@ -165,8 +204,9 @@ def webhook_subscription_enable(*, subscription: WebhookSubscription) -> int:
         )
         reopened = list(held.values_list("pk", flat=True))
         held.update(status=OutboundStatus.PENDING, next_attempt_at=now)
-        for delivery_id in reopened:
-            _send_after_commit(delivery_id)
+        webhook_deliveries_submit(
+            [(delivery_id, subscription.tenant_id, subscription.url) for delivery_id in reopened]
+        )
     return len(reopened)
 
 
@@ -192,7 +232,7 @@ def webhook_deliveries_record(
         )
         if is_new:
             created += 1
-            _send_after_commit(delivery.pk)
+            _submit_new(delivery, subscription)
     return created
 
 
@@ -250,14 +290,15 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
     status_code: int | None = None
     error = ""
     try:
-        result = safe_request(
-            "POST",
-            subscription.url,
-            headers=headers,
-            data=body,
-            timeout=settings.WEBHOOK_TIMEOUT,
-            max_bytes=64 * 1024,
-        )
+        with endpoint_call(tenant_id=delivery.tenant_id, url=subscription.url):
+            result = safe_request(
+                "POST",
+                subscription.url,
+                headers=headers,
+                data=body,
+                timeout=settings.WEBHOOK_TIMEOUT,
+                max_bytes=64 * 1024,
+            )
         status_code = result.status
     except FetchHTTPError as exc:
         status_code, error = exc.status, str(exc)
@@ -348,16 +389,30 @@ def _duration(value: timedelta) -> str:
 
 
 def webhook_deliveries_due(*, grace: timedelta = timedelta(0), limit: int = 500) -> list[int]:
-    """Pending deliveries overdue by ``grace`` (their own task had that long to run them).
+    """Pending deliveries overdue by ``grace`` whose attempt is not already promised.
 
-    Deliveries held by a disabled subscription are left out: enabling re-sends them.
+    A delivery whose fair work item still waits (behind its tenant's share, or its
+    receiver's open circuit) is not lost and is left out, so one tenant's thousands of
+    held deliveries never crowd another's out of the sweep. Deliveries held by a
+    disabled subscription are left out too: enabling re-sends them.
     """
+    overdue = _sendable().filter(next_attempt_at__lte=timezone.now() - grace)
     return list(
-        _sendable()
-        .filter(next_attempt_at__lte=timezone.now() - grace)
+        without_open_work(overdue, scope="webhooks", key_prefix=_fair_key_prefix)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def webhook_deliveries_submit_due(*, grace: timedelta) -> int:
+    """The sweep: submit every overdue delivery not already promised. Returns how many."""
+    due = webhook_deliveries_due(grace=grace)
+    rows = WebhookDelivery.objects.filter(pk__in=due).values_list(
+        "pk", "tenant_id", "subscription__url"
+    )
+    with transaction.atomic():
+        webhook_deliveries_submit(list(rows))
+    return len(due)
 
 
 def webhook_claim_disable_alert(*, subscription_id: int) -> WebhookSubscription | None:

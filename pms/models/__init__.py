@@ -4,6 +4,7 @@ from pms.models.monitoring import AlertIncident, AlertKind, AlertRule, IncidentS
 from pms.models.pipeline import (
     AggregateSequence,
     DomainEvent,
+    EndpointCircuit,
     EventDelivery,
     FailedTask,
     FailedTaskAction,
@@ -27,6 +28,7 @@ __all__ = [
     "AlertRule",
     "CancellationPolicy",
     "DomainEvent",
+    "EndpointCircuit",
     "EventDelivery",
     "FailedTask",
     "FailedTaskAction",

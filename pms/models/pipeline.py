@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from tenants.models import Tenant
@@ -164,6 +165,15 @@ class FairWorkItem(models.Model):
     args = models.JSONField(encoder=DjangoJSONEncoder, default=list)
     queue = models.CharField(max_length=50)
     dedupe_key = models.CharField(max_length=200, blank=True)
+    lane = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The remote endpoint it talks to (scheme://host:port), capped and "
+        "circuit-broken per tenant; blank: no remote endpoint.",
+    )
+    task_id = models.CharField(
+        max_length=255, blank=True, help_text="Fixed Celery task id (blank: a fresh one)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     dispatch_count = models.PositiveIntegerField(default=0)
@@ -182,7 +192,50 @@ class FairWorkItem(models.Model):
                 name="fairwork_waiting_key",
                 condition=models.Q(dispatched_at__isnull=True, finished_at__isnull=True),
             ),
+            # Sweeps ask "is this row's work already promised (waiting or in flight)?".
+            models.Index(
+                fields=["scope", "dedupe_key"],
+                name="fairwork_open_key",
+                condition=models.Q(finished_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.scope} {self.task_name}{self.args} (tenant {self.tenant_id})"
+
+
+class EndpointCircuit(models.Model):
+    """Health of one tenant's remote endpoint: a circuit breaker (pms.pipeline.endpoints).
+
+    Closed: work to the endpoint is admitted up to ``FAIR_INFLIGHT_PER_ENDPOINT`` at a
+    time. After ``ENDPOINT_BREAKER_FAILURES`` failed or slow calls in a row it opens:
+    nothing more is admitted until ``open_until``; then one call probes it (half open).
+    A success closes it; a failed probe opens it again, for twice as long.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    lane = models.CharField(max_length=300, help_text="scheme://host:port")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    times_opened = models.PositiveIntegerField(
+        default=0, help_text="Opens since the last success (each doubles the wait)."
+    )
+    open_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "lane"], name="endpoint_circuit_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lane} (tenant {self.tenant_id})"
+
+    @property
+    def state(self) -> str:
+        if self.consecutive_failures < settings.ENDPOINT_BREAKER_FAILURES:
+            return "closed"
+        if self.open_until is not None and self.open_until > timezone.now():
+            return "open"
+        return "half-open"

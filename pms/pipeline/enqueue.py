@@ -30,6 +30,7 @@ class SendOptions(TypedDict, total=False):
     queue: str | None
     headers: dict[str, Any] | None
     countdown: float | None
+    task_id: str | None
 
 
 def enqueue(task_name: str, *, caught_up_by: str, **options: Unpack[SendOptions]) -> bool:
@@ -45,6 +46,7 @@ def enqueue(task_name: str, *, caught_up_by: str, **options: Unpack[SendOptions]
             queue=options.get("queue"),
             headers=options.get("headers"),
             countdown=options.get("countdown"),
+            task_id=options.get("task_id"),
         )
     except Exception as exc:
         logger.warning(

@@ -1,31 +1,43 @@
-"""Fair admission of bulk work between tenants.
+"""Fair admission of bulk work between tenants, and of work to slow endpoints.
 
-Work a tenant can cause in bulk (channel imports and resyncs) is not sent to the
-broker directly. It is submitted as a FairWorkItem row; a dispatcher admits at
-most ``FAIR_INFLIGHT_PER_TENANT`` in-flight items per tenant and scope, oldest
-first, so the queue never holds more than a few items of any one tenant and a
-tenant with one item waits behind a handful of others' items, not thousands.
+Work a tenant can cause in bulk (channel imports and resyncs, channel pushes, webhook
+deliveries, batch messages, recurring maintenance) is not sent to the broker directly.
+It is submitted as a FairWorkItem row; a dispatcher admits, oldest first:
+
+- per tenant and *scope* (the kind of work), at most ``FAIR_INFLIGHT_PER_TENANT`` in
+  flight (``FAIR_INFLIGHT_PER_SCOPE`` sets it per scope), a tenant with nothing in
+  flight first, so the queues never hold more than a few items of any one tenant and
+  a tenant with one item waits behind a handful of others' items, not thousands;
+- per *lane* (one remote endpoint of one tenant, pms.pipeline.endpoints), at most
+  ``FAIR_INFLIGHT_PER_ENDPOINT`` in flight, none while its circuit is open and one
+  while it is half open. Lanes are capped before scopes: a tenant's items for a
+  hanging receiver wait in their lane and do not use up the tenant's share of the
+  scope, so its work to other endpoints still goes.
 
 Why PostgreSQL and not Redis: the rows are the promise (a flushed Redis loses
-nothing), claims use ``SKIP LOCKED`` (any number of dispatchers on any number of
-machines never admit an item twice), and the cap counts what is in flight
-everywhere. An item admitted but never finished (a killed worker) is admitted
-again after ``FAIR_INFLIGHT_DEADLINE``; the work it runs is idempotent.
+nothing; a row written in the caller's transaction cannot be lost between commit and
+publish), claims use ``SKIP LOCKED`` (any number of dispatchers on any number of
+machines never admit an item twice), and the caps count what is in flight
+everywhere. An item admitted but never finished (a killed worker) is admitted again
+after ``FAIR_INFLIGHT_DEADLINE``; the work it runs is idempotent.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import connection, models, transaction
+from django.db.models import CharField, Count, Exists, Min, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from pms.models import FairWorkItem
+from pms.models import EndpointCircuit, FairWorkItem
 from pms.pipeline.enqueue import enqueue
 from pms.pipeline.log_context import NO_TENANT
 from pms.pipeline.pending import claim
@@ -33,10 +45,15 @@ from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
+Row = TypeVar("Row", bound=models.Model)
+
 # The dispatcher's task (registered in pms.pipeline.tasks).
 FAIR_DISPATCH_TASK = "pms.tasks.fair_dispatch"
 
 KICK_KEY = "pms:fair-dispatch-kick"
+TENANT_PASS_KEY = "pms:fair-tenant-pass:"
+TENANT_KICK_KEY = "pms:fair-tenant-kick:"
+TENANT_PASS_MS = 500
 ADVISORY_LOCK_ID = 0x7FA1D15  # pg_advisory_xact_lock key of the dispatcher
 
 
@@ -48,6 +65,8 @@ class FairWork:
     args: list[Any]
     queue: str
     dedupe_key: str = ""
+    lane: str = ""
+    task_id: str = ""
 
 
 def fair_submit(
@@ -58,20 +77,31 @@ def fair_submit(
     args: list[Any],
     queue: str,
     dedupe_key: str = "",
+    lane: str = "",
+    task_id: str = "",
 ) -> FairWorkItem | None:
     """Record bulk work; it is sent when the tenant's share allows. Call inside the caller's
-    transaction or not; dispatch is kicked after commit.
+    transaction (the item commits with the work it stands for) or not; dispatch is
+    kicked after commit.
 
     ``dedupe_key``: a second submit with the same key while the first is still
     waiting is dropped (syncing a channel twice in a row does nothing more).
+    ``lane``: the remote endpoint the work talks to (``endpoints.endpoint_lane``).
+    ``task_id``: a fixed Celery task id (repeated failures then reopen one FailedTask).
     """
-    created = fair_submit_many([FairWork(tenant_id, scope, task_name, args, queue, dedupe_key)])
+    created = fair_submit_many(
+        [FairWork(tenant_id, scope, task_name, args, queue, dedupe_key, lane, task_id)]
+    )
     return created[0] if created else None
 
 
-def fair_submit_many(works: list[FairWork]) -> list[FairWorkItem]:
-    """``fair_submit`` for a batch: one de-duplication query, one insert, one kick."""
-    keys = {(work.scope, work.dedupe_key) for work in works if work.dedupe_key}
+def fair_submit_many(works: list[FairWork], *, new: bool = False) -> list[FairWorkItem]:
+    """``fair_submit`` for a batch: one de-duplication query, one insert, one kick.
+
+    ``new``: the work was just created (a row inserted in this transaction), so nothing
+    can wait under its keys yet: the de-duplication query is skipped.
+    """
+    keys = {(work.scope, work.dedupe_key) for work in works if work.dedupe_key and not new}
     waiting: set[tuple[str, str]] = set()
     if keys:
         waiting = set(
@@ -96,12 +126,43 @@ def fair_submit_many(works: list[FairWork]) -> list[FairWorkItem]:
                 args=work.args,
                 queue=work.queue,
                 dedupe_key=work.dedupe_key,
+                lane=work.lane,
+                task_id=work.task_id,
             )
         )
     created = FairWorkItem.objects.bulk_create(fresh)
     if created:
-        transaction.on_commit(kick_dispatcher)
+        tenant_ids = sorted({item.tenant_id for item in created})
+        transaction.on_commit(partial(_admit_submitted, tenant_ids))
     return created
+
+
+def _admit_submitted(tenant_ids: list[int]) -> None:
+    """After commit: admit the submitting tenants' work at once, here.
+
+    A tenant with room in its share (B asking for one sync) gets its item sent without
+    waiting for a dispatch task behind other work. At most one such pass per tenant per
+    ``TENANT_PASS_MS`` (a Redis marker): a tenant submitting thousands one by one (A's
+    flood) costs one pass here per interval and one queued pass of its own after it,
+    never a pass per item, and never a pass over every tenant's items.
+    """
+    for tenant_id in tenant_ids:
+        try:
+            client = redis_client()
+            if client.set(f"{TENANT_PASS_KEY}{tenant_id}", 1, nx=True, px=TENANT_PASS_MS):
+                fair_dispatch(tenant_id=tenant_id)
+            elif client.set(f"{TENANT_KICK_KEY}{tenant_id}", 1, nx=True, px=TENANT_PASS_MS):
+                # Submitted during the interval: one pass for this tenant once it ends.
+                enqueue(
+                    FAIR_DISPATCH_TASK,
+                    args=[tenant_id],
+                    countdown=TENANT_PASS_MS / 1000,
+                    headers={"tenant_id": tenant_id},
+                    caught_up_by="the periodic dispatch pass",
+                )
+        except Exception:
+            logger.warning("could not admit tenant %s's new work here", tenant_id, exc_info=True)
+            kick_dispatcher()
 
 
 def kick_dispatcher() -> None:
@@ -120,42 +181,84 @@ def kick_dispatcher() -> None:
         )
 
 
-def fair_dispatch(*, batch: int = 500) -> int:
-    """Admit waiting items up to each tenant's in-flight cap. Returns how many were sent."""
-    cap = settings.FAIR_INFLIGHT_PER_TENANT
+# Which waiting items may go now, ranked for round robin. Lanes first: an item is a
+# candidate only if its lane (if any) has room (cap minus in flight; 0 while the
+# circuit is open, 1 while half open); then per tenant and scope, the scope's cap
+# minus what is in flight. Ranked by share: a tenant with nothing in flight goes first.
+# A window function cannot be combined with FOR UPDATE: rank here, lock what was picked.
+_CANDIDATES_SQL = """
+WITH open_items AS (
+    SELECT id, tenant_id, scope, lane,
+           (dispatched_at IS NOT NULL AND dispatched_at > %(stale)s) AS in_flight
+    FROM pms_fairworkitem WHERE finished_at IS NULL {only_tenant}
+), inflight AS (
+    SELECT tenant_id, scope, count(*) AS n FROM open_items WHERE in_flight
+    GROUP BY tenant_id, scope
+), lane_inflight AS (
+    SELECT tenant_id, lane, count(*) AS n FROM open_items WHERE in_flight AND lane <> ''
+    GROUP BY tenant_id, lane
+), circuits AS (
+    SELECT tenant_id, lane, CASE WHEN open_until > now() THEN 0 ELSE 1 END AS cap
+    FROM pms_endpointcircuit WHERE consecutive_failures >= %(breaker_failures)s
+), waiting AS (
+    SELECT w.id, w.tenant_id, w.scope, w.lane,
+           CASE WHEN w.lane = '' THEN 0 ELSE row_number() OVER (
+               PARTITION BY w.tenant_id, w.lane ORDER BY w.id
+           ) END AS lane_rank
+    FROM open_items w WHERE NOT w.in_flight
+), lane_ok AS (
+    SELECT w.id, w.tenant_id, w.scope FROM waiting w
+    LEFT JOIN lane_inflight li ON li.tenant_id = w.tenant_id AND li.lane = w.lane
+    LEFT JOIN circuits c ON c.tenant_id = w.tenant_id AND c.lane = w.lane
+    WHERE w.lane = ''
+       OR w.lane_rank <= least(coalesce(c.cap, %(lane_cap)s), %(lane_cap)s) - coalesce(li.n, 0)
+), ranked AS (
+    SELECT id, tenant_id, scope,
+           row_number() OVER (PARTITION BY tenant_id, scope ORDER BY id) AS rank
+    FROM lane_ok
+)
+SELECT r.id FROM ranked r
+LEFT JOIN inflight i ON i.tenant_id = r.tenant_id AND i.scope = r.scope
+WHERE r.rank <= coalesce((%(scope_caps)s::jsonb ->> r.scope)::int, %(cap)s) - coalesce(i.n, 0)
+ORDER BY coalesce(i.n, 0) + r.rank, r.id
+LIMIT %(batch)s
+"""
+
+
+def scope_cap(scope: str) -> int:
+    """In-flight cap per tenant for one kind of work."""
+    return int(settings.FAIR_INFLIGHT_PER_SCOPE.get(scope, settings.FAIR_INFLIGHT_PER_TENANT))
+
+
+def fair_dispatch(*, batch: int = 500, tenant_id: int | None = None) -> int:
+    """Admit waiting items up to every cap. Returns how many were sent.
+
+    ``tenant_id``: a pass over that tenant's items only (its finished item freed a slot
+    of its own share or lane: no other tenant's admission can have changed). Cheap: the
+    open-items index is per tenant.
+    """
     stale_before = timezone.now() - timedelta(seconds=settings.FAIR_INFLIGHT_DEADLINE)
-    redis_client().delete(KICK_KEY)
+    if tenant_id is None:
+        redis_client().delete(KICK_KEY)
+    sql = _CANDIDATES_SQL.format(
+        only_tenant="AND tenant_id = %(tenant)s" if tenant_id is not None else ""
+    )
     with transaction.atomic():
         # One pass at a time, everywhere: each pass must see the in-flight counts the
         # previous one committed, or two passes together would admit past the cap.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
-        # Who may take more: per tenant and scope, the cap minus what is in flight.
-        # Candidates are ranked per (tenant, scope) by age; a window function cannot
-        # be combined with FOR UPDATE, so rank first, then lock what was picked.
-        with connection.cursor() as cursor:
             cursor.execute(
-                """
-                WITH inflight AS (
-                    SELECT tenant_id, scope, count(*) AS n FROM pms_fairworkitem
-                    WHERE dispatched_at > %s AND finished_at IS NULL
-                    GROUP BY tenant_id, scope
-                ), ranked AS (
-                    SELECT w.id, w.tenant_id, w.scope, row_number() OVER (
-                               PARTITION BY w.tenant_id, w.scope ORDER BY w.id
-                           ) AS rank
-                    FROM pms_fairworkitem w
-                    WHERE w.finished_at IS NULL
-                      AND (w.dispatched_at IS NULL OR w.dispatched_at <= %s)
-                )
-                SELECT r.id FROM ranked r
-                LEFT JOIN inflight i ON i.tenant_id = r.tenant_id AND i.scope = r.scope
-                WHERE r.rank <= %s - coalesce(i.n, 0)
-                -- Round robin by share: a tenant with nothing in flight goes first.
-                ORDER BY coalesce(i.n, 0) + r.rank, r.id
-                LIMIT %s
-                """,
-                [stale_before, stale_before, cap, batch],
+                sql,
+                {
+                    "stale": stale_before,
+                    "breaker_failures": settings.ENDPOINT_BREAKER_FAILURES,
+                    "lane_cap": settings.FAIR_INFLIGHT_PER_ENDPOINT,
+                    "scope_caps": json.dumps(dict(settings.FAIR_INFLIGHT_PER_SCOPE)),
+                    "cap": settings.FAIR_INFLIGHT_PER_TENANT,
+                    "batch": batch,
+                    "tenant": tenant_id,
+                },
             )
             candidate_ids = [row[0] for row in cursor.fetchall()]
         # Re-checked under the row lock: never admit an item twice.
@@ -186,18 +289,53 @@ def _send(items: list[FairWorkItem]) -> None:
             args=item.args,
             queue=item.queue,
             headers={"tenant_id": item.tenant_id, "fair_item_id": item.pk},
+            task_id=item.task_id or None,
             caught_up_by="re-admission after the in-flight deadline",
         )
 
 
 def fair_item_finished(item_id: Any) -> None:
-    """The task of an admitted item ended (success or final failure): free its slot."""
+    """The task of an admitted item ended (success or final failure): free its slot and
+    admit its tenant's next items at once, in the worker that ran it.
+
+    Only this tenant's share and lanes changed, so only its items are looked at: a busy
+    tenant keeps its share busy without a dispatch pass per item, and the passes that
+    admit other tenants' work (on submit, periodic) stay few. If that pass fails, a
+    kick leaves it to the dispatcher.
+    """
     if item_id is None:
         return
-    FairWorkItem.objects.filter(pk=item_id, finished_at__isnull=True).update(
-        finished_at=timezone.now()
+    now = timezone.now()
+    tenants = list(
+        FairWorkItem.objects.filter(pk=item_id, finished_at__isnull=True).values_list(
+            "tenant_id", flat=True
+        )
     )
-    kick_dispatcher()
+    FairWorkItem.objects.filter(pk=item_id, finished_at__isnull=True).update(finished_at=now)
+    if not tenants:
+        return
+    try:
+        fair_dispatch(tenant_id=tenants[0])
+    except Exception:
+        logger.warning("could not admit tenant %s's next work here", tenants[0], exc_info=True)
+        kick_dispatcher()
+
+
+def without_open_work(
+    rows: models.QuerySet[Row], *, scope: str, key_prefix: str
+) -> models.QuerySet[Row]:
+    """``rows`` whose work (submitted with dedupe key ``key_prefix`` + pk) is not open.
+
+    Sweeps ask this before submitting a row's work again: a row whose item waits
+    behind its tenant's share (or an open circuit) is not lost, only not yet sent,
+    and leaving it out keeps one tenant's held rows from filling the sweep's batch.
+    """
+    open_work = FairWorkItem.objects.filter(
+        scope=scope,
+        finished_at__isnull=True,
+        dedupe_key=Concat(Value(key_prefix), Cast(OuterRef("pk"), output_field=CharField())),
+    )
+    return rows.filter(~Exists(open_work))
 
 
 def fair_items_purge(*, older_than: timedelta = timedelta(days=2)) -> int:
@@ -210,3 +348,58 @@ def free_slot_on_return(sender: Any, status: str, **kwargs: Any) -> None:
     item_id = getattr(sender.request, "fair_item_id", None)
     if item_id is not None:
         fair_item_finished(item_id)
+
+
+@dataclass(frozen=True)
+class FairWorkLoad:
+    """One tenant's open work of one kind, as the admin shows it."""
+
+    tenant_id: int
+    tenant_name: str
+    scope: str
+    waiting: int  # for its turn (the tenant's share, or a full lane)
+    in_flight: int  # admitted, not finished
+    deferred: int  # waiting behind an open circuit
+    oldest_waiting_at: datetime | None
+
+
+def fair_work_summary(tenant_ids: list[int] | None = None) -> list[FairWorkLoad]:
+    """Per tenant and scope: how much open work waits, runs and is deferred.
+
+    ``tenant_ids``: only these tenants (None: all). One query, grouped in PostgreSQL.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.FAIR_INFLIGHT_DEADLINE)
+    open_circuit = EndpointCircuit.objects.filter(
+        tenant_id=OuterRef("tenant_id"),
+        lane=OuterRef("lane"),
+        consecutive_failures__gte=settings.ENDPOINT_BREAKER_FAILURES,
+        open_until__gt=now,
+    )
+    items = FairWorkItem.objects.filter(finished_at__isnull=True)
+    if tenant_ids is not None:
+        items = items.filter(tenant_id__in=tenant_ids)
+    in_flight = Q(dispatched_at__gt=stale_before)
+    rows = (
+        items.annotate(behind_open_circuit=Exists(open_circuit))
+        .values("tenant_id", "tenant__name", "scope")
+        .annotate(
+            in_flight=Count("pk", filter=in_flight),
+            deferred=Count("pk", filter=~in_flight & Q(behind_open_circuit=True)),
+            waiting=Count("pk", filter=~in_flight & Q(behind_open_circuit=False)),
+            oldest_waiting_at=Min("created_at", filter=~in_flight),
+        )
+        .order_by("tenant__name", "scope")
+    )
+    return [
+        FairWorkLoad(
+            tenant_id=row["tenant_id"],
+            tenant_name=row["tenant__name"],
+            scope=row["scope"],
+            waiting=row["waiting"],
+            in_flight=row["in_flight"],
+            deferred=row["deferred"],
+            oldest_waiting_at=row["oldest_waiting_at"],
+        )
+        for row in rows
+    ]

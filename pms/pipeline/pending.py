@@ -38,15 +38,16 @@ def claim(
     fields: Iterable[str],
     batch_size: int,
     due_field: str | None = None,
-    order_by: Sequence[str] = (),
+    order_by: Sequence[Any] = (),
     now: datetime | None = None,
     of: Sequence[str] = ("self",),
     in_claim: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
     """Claim up to ``batch_size`` of ``candidates``: lock, hold, save; return them.
 
-    With ``due_field``, only the candidates whose due time has passed, oldest due
-    first (otherwise the candidates are all due, taken in ``order_by`` order).
+    With ``due_field``, only the candidates whose due time has passed, in ``order_by``
+    order and then oldest due first (otherwise the candidates are all due, taken in
+    ``order_by`` order; an entry may be an expression).
     ``hold(row, now)`` changes each claimed row (at least when it is due again);
     ``fields`` are the columns it changes, saved in one statement. ``in_claim(rows)``
     runs inside the claim's transaction, after the save, for work that must commit
@@ -55,7 +56,7 @@ def claim(
     now = now or timezone.now()
     if due_field is not None:
         candidates = candidates.filter(**{f"{due_field}__lte": now})
-        order_by = (due_field,)
+        order_by = (*order_by, due_field)
     with transaction.atomic():
         rows = list(
             candidates.select_for_update(skip_locked=True, of=tuple(of)).order_by(*order_by)[

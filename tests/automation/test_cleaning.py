@@ -81,8 +81,9 @@ def test_daily_run_sends_each_cleaner_their_list_once_after_the_local_hour(
     with time_machine.travel(datetime(2026, 5, 9, 21, 59, tzinfo=UTC), tick=False):
         assert cleaning_runs_claim_due() == []  # 06:59 in Tokyo
     with time_machine.travel(datetime(2026, 5, 9, 22, 1, tzinfo=UTC), tick=False):
-        # properties, INSERT claim, tasks, arrivals, message get_or_create (4: savepoints).
-        with django_assert_num_queries(10):
+        # properties, INSERT claim, tasks, arrivals, message get_or_create (4: savepoints),
+        # and the send as fair work (1 insert: the message is new, no duplicate to look for).
+        with django_assert_num_queries(11):
             assert cleaning_runs_claim_due() == [(alice.property.pk, day)]
         assert cleaning_runs_claim_due() == []  # a second sweep or beat claims nothing
     lists = OutboundMessage.objects.filter(kind="cleaning_daily_list")

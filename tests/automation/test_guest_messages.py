@@ -84,7 +84,7 @@ def test_reminder_moves_across_a_dst_change_and_is_sent_once_at_local_time(alice
     with time_machine.travel(datetime(2026, 3, 29, 8, 59, 30, tzinfo=UTC), tick=False):
         assert outbound_messages_claim_due() == []  # 09:59:30 local: not yet
     with time_machine.travel(datetime(2026, 3, 29, 9, 0, 30, tzinfo=UTC), tick=False):
-        assert outbound_messages_claim_due() == [(message.pk, alice.tenant.pk)]
+        assert outbound_messages_claim_due() == [(message.pk, alice.tenant.pk, message.kind)]
         assert outbound_messages_claim_due() == []  # claimed: a second sweep finds nothing
         assert outbound_message_send(message_id=message.pk) == "sent"
         assert outbound_message_send(message_id=message.pk) == "nothing to send"  # redelivery
@@ -114,7 +114,7 @@ def test_a_send_time_in_the_repeated_autumn_hour_is_sent_once_at_its_first_occur
     with time_machine.travel(datetime(2026, 10, 25, 0, 29, 30, tzinfo=UTC), tick=False):
         assert outbound_messages_claim_due() == []
     with time_machine.travel(datetime(2026, 10, 25, 0, 30, 30, tzinfo=UTC), tick=False):
-        assert outbound_messages_claim_due() == [(message.pk, alice.tenant.pk)]
+        assert outbound_messages_claim_due() == [(message.pk, alice.tenant.pk, message.kind)]
         assert outbound_message_send(message_id=message.pk) == "sent"
     # The wall clock shows 01:30 again an hour later: nothing is due a second time.
     with time_machine.travel(datetime(2026, 10, 25, 1, 30, 30, tzinfo=UTC), tick=False):
@@ -234,7 +234,7 @@ def test_two_concurrent_sweeps_never_claim_the_same_message(alice):
         try:
             barrier.wait()
             while batch := outbound_messages_claim_due(batch_size=7):
-                claimed[slot] += [pk for pk, _ in batch]
+                claimed[slot] += [pk for pk, _tenant, _kind in batch]
         finally:
             connection.close()
 

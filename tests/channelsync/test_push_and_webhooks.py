@@ -25,6 +25,7 @@ from channelsync.services.webhooks import (
     webhook_subscription_create,
 )
 from channelsync.tasks import alert_webhook_disabled, check_stale_channels
+from pms.models import FairWorkItem
 from tests.support.http_peer import Reply
 
 pytestmark = pytest.mark.django_db
@@ -280,6 +281,9 @@ def test_the_sweep_finds_overdue_heads_and_deliveries(settings, push_channel, su
     ChannelUpdate.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=5))
     head = ChannelUpdate.objects.get()
     assert channel_updates_due_channels(grace=grace) == [(push_channel.pk, head.pk)]
+    # Its attempt still waits as fair work: promised, not lost, so not the sweep's.
+    assert webhook_deliveries_due() == []
+    FairWorkItem.objects.update(finished_at=timezone.now())  # that attempt ran and failed
     assert webhook_deliveries_due() == [delivery.pk]
     WebhookDelivery.objects.update(next_attempt_at=timezone.now() + timedelta(hours=1))
     assert webhook_deliveries_due() == []
@@ -327,13 +331,19 @@ def test_a_disabled_subscription_holds_its_deliveries_and_enabling_sends_them(
         assert webhook_delivery_attempt(delivery_id=delivery.pk) == "not-due"
         delivery.refresh_from_db()
         assert delivery.status == OutboundStatus.PENDING and delivery.attempts == 0
+    FairWorkItem.objects.update(finished_at=timezone.now())  # their attempts have run
     assert webhook_deliveries_due() == []  # the sweep leaves held rows alone
     assert len(peer.hits("/hook")) == 2
 
     peer.routes["/hook"] = Reply(200)
     with django_capture_on_commit_callbacks() as callbacks:
         assert webhook_subscription_enable(subscription=subscription) == 3
-    assert len(callbacks) == 3  # each re-opened delivery is enqueued after commit
+    # Each re-opened delivery gets an attempt, as fair work committed with the re-opening.
+    assert len(callbacks) == 1  # one dispatcher kick for the batch
+    reopened = FairWorkItem.objects.filter(scope="webhooks", finished_at__isnull=True)
+    assert sorted(reopened.values_list("args", flat=True)) == sorted(
+        [[d.pk] for d in [first, *held]]
+    )
     for delivery in [first, *held]:
         assert webhook_delivery_attempt(delivery_id=delivery.pk) == "delivered"
     assert WebhookDelivery.objects.filter(status=OutboundStatus.SENT).count() == 3
@@ -348,6 +358,10 @@ def test_the_sweep_leaves_fresh_deliveries_to_their_own_task(subscription):
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         next_attempt_at=timezone.now() - timedelta(seconds=61)
     )
+    # Overdue, but its attempt still waits as fair work (its tenant's turn, or an open
+    # circuit): not lost, so not submitted twice.
+    assert webhook_deliveries_due(grace=grace) == []
+    FairWorkItem.objects.update(finished_at=timezone.now())
     assert webhook_deliveries_due(grace=grace) == [delivery.pk]
 
 

@@ -39,6 +39,8 @@ def test_architecture_queues_are_all_declared() -> None:
         "bulk",
         "fallback",
         "default",
+        "messaging_batch",
+        "outbound",
     } == QUEUE_NAMES
 
 

@@ -8,8 +8,15 @@ from typing import cast
 import pytest
 from django.utils import timezone
 
-from pms.models import FairWorkItem
-from pms.pipeline.fairness import fair_dispatch, fair_item_finished, fair_submit
+from pms.models import EndpointCircuit, FairWorkItem
+from pms.pipeline.endpoints import circuit_record, endpoint_lane
+from pms.pipeline.fairness import (
+    TENANT_PASS_KEY,
+    fair_dispatch,
+    fair_item_finished,
+    fair_submit,
+    fair_work_summary,
+)
 from pms.pipeline.redis_client import redis_client
 from testkit.processes import wait_until
 from tests.support.pipeline import assert_pipeline_settled
@@ -44,6 +51,18 @@ def test_each_tenant_gets_at_most_its_share_in_flight(alice, bob):
     assert (_inflight(alice.tenant), _inflight(bob.tenant)) == (CAP, 2)
     fair_dispatch()  # nothing finished: nothing more is admitted
     assert _inflight(alice.tenant) == CAP
+
+
+@pytest.mark.django_db
+def test_new_work_of_a_tenant_with_room_is_admitted_when_it_commits(
+    bob, django_capture_on_commit_callbacks
+):
+    redis_client().delete(f"{TENANT_PASS_KEY}{bob.tenant.pk}")
+    with django_capture_on_commit_callbacks() as callbacks:
+        _submit(bob.tenant, 2, "b")
+    assert _inflight(bob.tenant) == 0
+    callbacks[0]()  # what the submitting transaction's commit runs: no dispatcher task
+    assert _inflight(bob.tenant) == 2
 
 
 @pytest.mark.django_db
@@ -114,3 +133,143 @@ def test_a_tenants_single_item_overtakes_another_tenants_backlog(live_worker, al
     assert sorted(order) == sorted([f"a{i}" for i in range(40)] + ["b0"])
     assert FairWorkItem.objects.filter(finished_at__isnull=True).count() == 0
     assert_pipeline_settled()
+
+
+# --- Lanes (remote endpoints) and their circuits -------------------------------------------
+
+SLOW = "http://127.0.0.1:9"
+FAST = "http://127.0.0.1:10"
+
+
+def _submit_lane(tenant, count, lane, scope="webhooks", prefix="w"):
+    return [
+        fair_submit(
+            tenant_id=tenant.pk,
+            scope=scope,
+            task_name="tests.fair_work",
+            args=[f"{prefix}{i}"],
+            queue="outbound",
+            lane=lane,
+        )
+        for i in range(count)
+    ]
+
+
+def _inflight_in(tenant, lane):
+    return FairWorkItem.objects.filter(
+        tenant=tenant, lane=lane, dispatched_at__isnull=False, finished_at__isnull=True
+    ).count()
+
+
+@pytest.mark.django_db
+def test_a_lane_holds_at_most_its_cap_and_does_not_use_up_the_tenants_share(alice, settings):
+    settings.FAIR_INFLIGHT_PER_ENDPOINT = 2
+    _submit_lane(alice.tenant, 10, SLOW)  # oldest first: these would take the whole share
+    _submit_lane(alice.tenant, 3, FAST, prefix="f")
+    fair_dispatch()
+    # The slow lane is capped at 2; the tenant's other two slots go to the fast lane.
+    assert (_inflight_in(alice.tenant, SLOW), _inflight_in(alice.tenant, FAST)) == (2, 2)
+    assert _inflight(alice.tenant) == CAP
+
+
+@pytest.mark.django_db
+def test_lanes_are_per_tenant_one_tenants_full_lane_never_holds_another(alice, bob, settings):
+    settings.FAIR_INFLIGHT_PER_ENDPOINT = 1
+    _submit_lane(alice.tenant, 5, SLOW)
+    _submit_lane(bob.tenant, 5, SLOW, prefix="b")  # the same host: a shared channel manager
+    fair_dispatch()
+    assert (_inflight_in(alice.tenant, SLOW), _inflight_in(bob.tenant, SLOW)) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_scope_can_have_its_own_cap(alice, settings):
+    settings.FAIR_INFLIGHT_PER_SCOPE = {"messages": 7}
+    _submit(alice.tenant, 10, "s")  # scope sync: the default cap
+    for i in range(10):
+        fair_submit(
+            tenant_id=alice.tenant.pk,
+            scope="messages",
+            task_name="tests.fair_work",
+            args=[i],
+            queue="messaging_batch",
+        )
+    fair_dispatch()
+    inflight = FairWorkItem.objects.filter(dispatched_at__isnull=False)
+    assert inflight.filter(scope="sync").count() == CAP
+    assert inflight.filter(scope="messages").count() == 7
+
+
+def _fail(tenant, lane, times, seconds=0.01):
+    state = ""
+    for _ in range(times):
+        state = circuit_record(
+            tenant_id=tenant.pk, lane=lane, failed=True, seconds=seconds, error="HTTP 503"
+        )
+    return state
+
+
+@pytest.mark.django_db
+def test_an_open_circuit_admits_nothing_then_one_probe_after_its_cooldown(alice, settings):
+    settings.ENDPOINT_BREAKER_FAILURES = 3
+    _submit_lane(alice.tenant, 6, SLOW)
+    assert _fail(alice.tenant, SLOW, 2) == "closed"
+    assert _fail(alice.tenant, SLOW, 1) == "open"
+    fair_dispatch()
+    assert _inflight_in(alice.tenant, SLOW) == 0  # deferred: waiting, not dropped
+    summary = {load.scope: load for load in fair_work_summary([alice.tenant.pk])}
+    assert (summary["webhooks"].deferred, summary["webhooks"].waiting) == (6, 0)
+
+    circuit = EndpointCircuit.objects.get(tenant=alice.tenant, lane=SLOW)
+    assert circuit.state == "open"
+    circuit.open_until = timezone.now() - timedelta(seconds=1)  # the cooldown has passed
+    circuit.save()
+    assert circuit.state == "half-open"
+    fair_dispatch()
+    assert _inflight_in(alice.tenant, SLOW) == 1  # one probe
+    fair_dispatch()
+    assert _inflight_in(alice.tenant, SLOW) == 1
+
+
+@pytest.mark.django_db
+def test_a_failed_probe_reopens_for_twice_as_long_and_a_success_closes(alice, settings):
+    settings.ENDPOINT_BREAKER_FAILURES = 2
+    settings.ENDPOINT_BREAKER_COOLDOWN = 30
+    _fail(alice.tenant, SLOW, 2)
+    circuit = EndpointCircuit.objects.get(tenant=alice.tenant, lane=SLOW)
+    assert circuit.open_until and circuit.last_failure_at
+    assert circuit.open_until - circuit.last_failure_at == timedelta(seconds=30)
+    EndpointCircuit.objects.filter(pk=circuit.pk).update(open_until=timezone.now())
+    assert _fail(alice.tenant, SLOW, 1) == "open"  # the probe failed
+    circuit.refresh_from_db()
+    assert circuit.times_opened == 2
+    assert circuit.open_until and circuit.last_failure_at
+    assert circuit.open_until - circuit.last_failure_at == timedelta(seconds=60)
+    circuit_record(tenant_id=alice.tenant.pk, lane=SLOW, failed=False, seconds=0.05)
+    circuit.refresh_from_db()
+    assert (circuit.state, circuit.consecutive_failures, circuit.times_opened) == ("closed", 0, 0)
+
+
+@pytest.mark.django_db
+def test_a_slow_answer_counts_against_the_circuit_even_when_it_succeeded(alice, settings):
+    settings.ENDPOINT_BREAKER_FAILURES = 2
+    settings.ENDPOINT_SLOW_CALL_SECONDS = 5
+    for _ in range(2):
+        state = circuit_record(tenant_id=alice.tenant.pk, lane=SLOW, failed=False, seconds=9.5)
+    assert state == "open"
+    assert "answered after 9.5 s" in EndpointCircuit.objects.get(lane=SLOW).last_error
+
+
+@pytest.mark.django_db
+def test_one_tenants_failures_never_open_another_tenants_circuit(alice, bob, settings):
+    settings.ENDPOINT_BREAKER_FAILURES = 2
+    settings.FAIR_INFLIGHT_PER_ENDPOINT = 2
+    _fail(alice.tenant, SLOW, 5)
+    _submit_lane(bob.tenant, 2, SLOW, prefix="b")
+    fair_dispatch()
+    assert _inflight_in(bob.tenant, SLOW) == 2
+
+
+def test_the_lane_of_a_url_is_its_origin():
+    assert endpoint_lane("https://Hooks.Example.com/a/b?x=1") == "https://hooks.example.com:443"
+    assert endpoint_lane("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080"
+    assert endpoint_lane("not a url") == ""

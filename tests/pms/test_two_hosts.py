@@ -28,7 +28,16 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 HOST_QUEUES = {
     "host-a": ["bookings", "messaging", "accounting", "default"],
-    "host-b": ["bookings", "payments", "fallback", "automation", "channelsync", "bulk"],
+    "host-b": [
+        "bookings",
+        "payments",
+        "fallback",
+        "automation",
+        "messaging_batch",
+        "channelsync",
+        "bulk",
+        "outbound",
+    ],
 }
 # "Task handlers.bookings.calendar[<task id>] succeeded in 0.01s: 'applied'"
 APPLIED = re.compile(
