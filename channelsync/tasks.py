@@ -1,6 +1,7 @@
 """Channel sync tasks. Thin: take ids, re-fetch, return quietly if the row is gone,
-call a service. Routed to ``channelsync`` (config.queues); full resyncs are sent
-to ``bulk`` explicitly; alerts go to ``messaging``.
+call a service. Routed to ``channelsync`` (config.queues), except imports (``bulk``) and
+pushes and webhooks (``outbound``), which fair admission sends; alerts go to
+``messaging``.
 
 Each task sent from a service is registered under the service's name constant
 (``channelsync.services``): the services send by name and never import this module.

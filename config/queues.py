@@ -39,14 +39,20 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("default", "housekeeping: outbox relay, queue sampling, purges", "operational"),
     QueueSpec("payments", "payments and refunds, never behind bulk work", "payments"),
     QueueSpec("fallback", "manual-review handling of failed tasks, staff alerts", "payments"),
+    # The automation group is the background group: it runs at a lower CPU priority
+    # (the Procfile's BULK_NICE), so bulk work takes the CPU operational work leaves.
     QueueSpec("automation", "cleaning runs, reminders, maintenance workflow", "automation"),
     QueueSpec(
         "messaging_batch",
         "reminders, cleaning lists, notices: admitted per tenant, never ahead of messaging",
         "automation",
     ),
-    QueueSpec("channelsync", "iCal imports, channel-sync handlers, sweeps, alerts", "sync"),
-    QueueSpec("bulk", "backfills, full resyncs, large imports", "sync"),
+    QueueSpec(
+        "bulk",
+        "channel imports and resyncs (capped per feed host), deliveries of imported blocks",
+        "automation",
+    ),
+    QueueSpec("channelsync", "channel-sync handlers, poll scheduling, sweeps, alerts", "sync"),
     QueueSpec(
         "outbound",
         "requests to tenants' receivers: webhooks, channel pushes (capped per endpoint)",
@@ -73,9 +79,10 @@ ROUTES: dict[str, str] = {
     # Globs are tried in order: the specific one must come first.
     "automation.tasks.send_*": "messaging",
     "automation.tasks.*": "automation",
-    # Requests to tenants' servers run on their own worker group (fair work items name
-    # the queue too; these cover a direct send such as a push follow-up).
-    "channelsync.tasks.import_channel": "outbound",
+    # Requests to tenants' receivers run on their own worker group; imports (bulk CPU
+    # work too: parse and apply a feed) on the background group. Fair work items name
+    # the queue too; these cover a direct send such as a push follow-up.
+    "channelsync.tasks.import_channel": "bulk",
     "channelsync.tasks.push_channel": "outbound",
     "channelsync.tasks.send_webhook": "outbound",
     "channelsync.tasks.*": "channelsync",

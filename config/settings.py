@@ -350,7 +350,11 @@ FAIR_INFLIGHT_PER_TENANT = env.int("FAIR_INFLIGHT_PER_TENANT", default=4)
 FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
 # Per kind of work, instead of FAIR_INFLIGHT_PER_TENANT, e.g. "messages=8,webhooks=2".
 # Kinds: sync (imports, resyncs), push, webhooks, messages (batch messages), maintenance.
-FAIR_INFLIGHT_PER_SCOPE = env.dict("FAIR_INFLIGHT_PER_SCOPE", cast={"value": int}, default={})
+# Imports parse and write a whole feed each (CPU): 2 per tenant unless set here.
+FAIR_INFLIGHT_PER_SCOPE = {
+    "sync": 2,
+    **env.dict("FAIR_INFLIGHT_PER_SCOPE", cast={"value": int}, default={}),
+}
 # Work to one remote endpoint (scheme://host:port) of one tenant: at most this many in
 # flight, so a receiver that hangs holds this many worker processes, never the group.
 FAIR_INFLIGHT_PER_ENDPOINT = env.int("FAIR_INFLIGHT_PER_ENDPOINT", default=2)

@@ -31,6 +31,7 @@ from channelsync.services.channels import (
     channel_update,
     channels_claim_due_polls,
     channels_mark_stale,
+    channels_sync_request,
     stale_channel_alert_send,
 )
 from channelsync.services.conflicts import (
@@ -98,6 +99,7 @@ __all__ = [
     "channel_updates_record",
     "channels_claim_due_polls",
     "channels_mark_stale",
+    "channels_sync_request",
     "channex_listing_error",
     "conflict_alert_send",
     "conflict_claim_alert",

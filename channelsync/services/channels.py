@@ -180,20 +180,29 @@ def channel_sync_request(*, channel: Channel, full: bool = False) -> None:
 
     Goes through pms.pipeline.fairness: a manager resyncing 5,000 channels holds at most a
     few imports in the queue at a time, so other tenants' syncs are not stuck
-    behind them. A full resync forgets the conditional-request validators and runs
-    on ``bulk`` so a big batch of resyncs never delays routine polls.
+    behind them. A full resync also forgets the conditional-request validators.
     """
+    channels_sync_request(channels=[channel], full=full)
+
+
+def channels_sync_request(*, channels: list[Channel], full: bool = False) -> int:
+    """ "Sync now" / "full resync" of many channels (the admin actions): one transaction,
+    one fair submission, however many channels are selected. Returns how many."""
     with transaction.atomic():
         if full:
-            Channel.objects.filter(pk=channel.pk).update(feed_etag="", feed_last_modified="")
-        channel_imports_submit(channels=[channel], full=full)
+            Channel.objects.filter(pk__in=[c.pk for c in channels]).update(
+                feed_etag="", feed_last_modified=""
+            )
+        channel_imports_submit(channels=channels, full=full)
+    return len(channels)
 
 
 def channel_imports_submit(*, channels: list[Channel], full: bool = False) -> None:
     """Imports of these channels, admitted per tenant (scope ``sync``) and per feed host.
 
-    A routine import fetches from the tenant's feed host: it runs on ``outbound`` in the
-    host's lane (pms.pipeline.endpoints), so a feed server that hangs holds at most
+    An import fetches from the tenant's feed host and parses and writes a whole feed: it
+    runs on ``bulk`` (the background group, at a lower CPU priority) in the host's lane
+    (pms.pipeline.endpoints), so a feed server that hangs holds at most
     ``FAIR_INFLIGHT_PER_ENDPOINT`` workers and, once its circuit opens, none.
     """
     fair_submit_many(
@@ -203,7 +212,7 @@ def channel_imports_submit(*, channels: list[Channel], full: bool = False) -> No
                 scope="sync",
                 task_name=IMPORT_TASK,
                 args=[channel.pk, full],
-                queue="bulk" if full else "outbound",
+                queue="bulk",
                 dedupe_key=f"import:{channel.pk}:{int(full)}",
                 lane=endpoint_lane(channel.import_url),
             )

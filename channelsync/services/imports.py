@@ -34,6 +34,7 @@ from channelsync.services.channels import (
 )
 from channelsync.services.conflicts import conflicts_close, conflicts_detect
 from pms.pipeline.endpoints import endpoint_call
+from pms.pipeline.publishing import bulk_events
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,18 @@ def channel_import_run(*, channel: Channel, full: bool = False) -> str:
         except FeedError as exc:
             channel_record_failure(channel_id=channel_id, error=f"feed: {exc}")
             return "malformed"
-    counts = channel_import_apply(
-        channel=channel,
-        events=events,
-        etag=result.headers.get("ETag", ""),
-        last_modified=result.headers.get("Last-Modified", ""),
-        today=today,
-        fetched_at=fetched_at,
-        problems=problems,
-    )
+    # The blocks' events are bulk work: their deliveries go to the bulk queue, never in
+    # front of another tenant's bookings or channel updates (pms.pipeline.publishing).
+    with bulk_events():
+        counts = channel_import_apply(
+            channel=channel,
+            events=events,
+            etag=result.headers.get("ETag", ""),
+            last_modified=result.headers.get("Last-Modified", ""),
+            today=today,
+            fetched_at=fetched_at,
+            problems=problems,
+        )
     logger.info("channel %s imported: %s", channel_id, counts)
     if counts.get("outdated"):
         return "outdated"

@@ -8,11 +8,13 @@ the delivery stays ``pending`` and the relay sends it once ``due_at`` passes.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +55,25 @@ def _next_sequence(aggregate_type: str, aggregate_id: str) -> int:
         return int(cursor.fetchone()[0])
 
 
+# Where the deliveries of events caused in bulk go (config.queues: the sync worker group).
+BULK_QUEUE = "bulk"
+_bulk = contextvars.ContextVar("pms_bulk_events", default=False)
+
+
+@contextmanager
+def bulk_events() -> Iterator[None]:
+    """Events emitted inside are bulk work (a channel import, one of thousands): their
+    deliveries go to ``BULK_QUEUE`` instead of their handlers' queues, so a tenant's flood
+    of imported blocks never queues in front of another tenant's bookings, messages or
+    channel updates. Handlers stay idempotent and ordered by sequence, whatever the queue.
+    """
+    token = _bulk.set(True)
+    try:
+        yield
+    finally:
+        _bulk.reset(token)
+
+
 def emit_event(
     *,
     tenant_id: int,
@@ -80,6 +101,7 @@ def emit_event(
     )
     handlers = handlers_for(event_type)
     if handlers:
+        bulk = _bulk.get()
         due_at = timezone.now() + settings.OUTBOX_DELIVERY_DEADLINE
         deliveries = EventDelivery.objects.bulk_create(
             [
@@ -87,7 +109,7 @@ def emit_event(
                     event=event,
                     tenant_id=tenant_id,
                     handler=handler.name,
-                    queue=handler.queue,
+                    queue=BULK_QUEUE if bulk else handler.queue,
                     due_at=due_at,
                 )
                 for handler in handlers
