@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.conf import global_settings
 from django.db import connection
+from django.test import override_settings
 
 from config.celery import app as celery_app
 from config.queues import QUEUE_NAMES
@@ -63,6 +65,22 @@ def broker() -> Iterator[Broker]:
     yield Broker(url=url, server=server)
     if server:
         server.stop()
+
+
+# The tests make users by the hundred (every tenant fixture makes two) and log them in:
+# with PBKDF2's 1,000,000 iterations each hash costs ~0.3 s of CPU here. MD5 first, as
+# Django's docs advise for tests; the default hashers stay listed, so a hash made by
+# another process (a seeded user) still verifies. The settings module is untouched.
+TEST_PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    *global_settings.PASSWORD_HASHERS,
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    with override_settings(PASSWORD_HASHERS=TEST_PASSWORD_HASHERS):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
