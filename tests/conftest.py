@@ -26,7 +26,7 @@ from config.celery import app as celery_app
 from config.queues import QUEUE_NAMES
 from testkit.processes import PrivateRedis
 from tests.support import fault_handlers, services
-from tests.support.broker import configure_celery_for
+from tests.support.broker import celery_on_broker, configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
 from tests.support.servers import ARTIFACTS, CeleryWorker, SmtpSink
 
@@ -81,6 +81,26 @@ TEST_PASSWORD_HASHERS = [
 def _fast_password_hashing() -> Iterator[None]:
     with override_settings(PASSWORD_HASHERS=TEST_PASSWORD_HASHERS):
         yield
+
+
+@pytest.fixture
+def own_broker(broker: Broker) -> Iterator[Broker]:
+    """A broker of the test's own, for a test without a worker that stops its broker.
+
+    The test process publishes to it for the test; the session worker stays on the
+    session broker and never sees the outage. (A worker that sees its broker vanish
+    retries after 2, 4, 6... s, kombu's fixed backoff: two such tests in a row left it
+    sleeping through the next test's pings, which took it for hung and restarted it.)
+    """
+    if not broker.controllable:
+        pytest.skip("TEST_BROKER_URL names an external broker the tests cannot stop")
+    server = PrivateRedis(label="own-broker", logfile=ARTIFACTS / f"broker-own-{os.getpid()}.log")
+    server.start()
+    try:
+        with celery_on_broker(celery_app, server.url):
+            yield Broker(url=server.url, server=server)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)
