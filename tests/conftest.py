@@ -251,7 +251,9 @@ def live_worker(celery_worker: CeleryWorker, django_db_blocker: Any) -> Iterator
         # Seen after the fault tests (children killed, the broker stopped twice in a few
         # seconds): Celery's prefork main process blocked for good reading a result pipe
         # (celery/concurrency/asynpool.py __read__). A known prefork hazard of the fault
-        # tests, not of the test at hand: start a fresh worker, and say so.
+        # tests, not of the test at hand: start a fresh worker, and say so. (A worker
+        # still in kombu's reconnect backoff after a broker outage is silent too: tests
+        # that stop a broker without needing the worker stop ``own_broker``.)
         hung_log = celery_worker.logfile
         celery_worker.stop()
         celery_worker.start(celery_app)
