@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.conf import global_settings
 from django.db import connection
+from django.test import override_settings
 
 from config.celery import app as celery_app
 from config.queues import QUEUE_NAMES
 from testkit.processes import PrivateRedis
 from tests.support import fault_handlers, services
-from tests.support.broker import configure_celery_for
+from tests.support.broker import celery_on_broker, configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
 from tests.support.servers import ARTIFACTS, CeleryWorker, SmtpSink
 
@@ -62,6 +64,42 @@ def broker() -> Iterator[Broker]:
     configure_celery_for(celery_app, url)
     yield Broker(url=url, server=server)
     if server:
+        server.stop()
+
+
+# The tests make users by the hundred (every tenant fixture makes two) and log them in:
+# with PBKDF2's 1,000,000 iterations each hash costs ~0.3 s of CPU here. MD5 first, as
+# Django's docs advise for tests; the default hashers stay listed, so a hash made by
+# another process (a seeded user) still verifies. The settings module is untouched.
+TEST_PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    *global_settings.PASSWORD_HASHERS,
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    with override_settings(PASSWORD_HASHERS=TEST_PASSWORD_HASHERS):
+        yield
+
+
+@pytest.fixture
+def own_broker(broker: Broker) -> Iterator[Broker]:
+    """A broker of the test's own, for a test without a worker that stops its broker.
+
+    The test process publishes to it for the test; the session worker stays on the
+    session broker and never sees the outage. (A worker that sees its broker vanish
+    retries after 2, 4, 6... s, kombu's fixed backoff: two such tests in a row left it
+    sleeping through the next test's pings, which took it for hung and restarted it.)
+    """
+    if not broker.controllable:
+        pytest.skip("TEST_BROKER_URL names an external broker the tests cannot stop")
+    server = PrivateRedis(label="own-broker", logfile=ARTIFACTS / f"broker-own-{os.getpid()}.log")
+    server.start()
+    try:
+        with celery_on_broker(celery_app, server.url):
+            yield Broker(url=server.url, server=server)
+    finally:
         server.stop()
 
 
@@ -213,7 +251,9 @@ def live_worker(celery_worker: CeleryWorker, django_db_blocker: Any) -> Iterator
         # Seen after the fault tests (children killed, the broker stopped twice in a few
         # seconds): Celery's prefork main process blocked for good reading a result pipe
         # (celery/concurrency/asynpool.py __read__). A known prefork hazard of the fault
-        # tests, not of the test at hand: start a fresh worker, and say so.
+        # tests, not of the test at hand: start a fresh worker, and say so. (A worker
+        # still in kombu's reconnect backoff after a broker outage is silent too: tests
+        # that stop a broker without needing the worker stop ``own_broker``.)
         hung_log = celery_worker.logfile
         celery_worker.stop()
         celery_worker.start(celery_app)

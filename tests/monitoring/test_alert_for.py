@@ -67,8 +67,12 @@ def test_a_condition_that_clears_within_its_for_pages_nobody(mailbox, webhook):
 @pytest.mark.django_db(transaction=True)
 def test_a_condition_held_past_its_for_opens_and_notifies_once(mailbox, webhook):
     AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=60)
+    # Ten evaluations, each waiting out the workers' inspect; beat's rule needs no worker.
+    fast_inspect = {"QUEUE_HEALTH_INSPECT_TIMEOUT": 0.25}
     with (
-        override_settings(**smtp_settings(mailbox, OPS_ALERT_WEBHOOK_URL=webhook.url)),
+        override_settings(
+            **smtp_settings(mailbox, OPS_ALERT_WEBHOOK_URL=webhook.url, **fast_inspect)
+        ),
         time_machine.travel(timezone.now(), tick=False) as clock,
     ):
         _beat_went_silent()
@@ -184,6 +188,10 @@ def test_a_worker_restart_of_a_few_seconds_pages_nobody(
     """The default rules as `make run` creates them; the only worker on a queue restarts
     while work arrives for it."""
     settings.OPS_ALERT_FOR_SECONDS = 60
+    # Each evaluation asks the workers and waits out the whole inspect timeout (1 s),
+    # seven times here. Shorter is safe: only the bulk queue ever has work in this test,
+    # and a reply missed while it has work reads as "no consumer", the condition itself.
+    settings.QUEUE_HEALTH_INSPECT_TIMEOUT = 0.25
     alert_rules_setup()
     _beat_ticks()
     bulk_worker = CeleryWorker(queues=[QUEUE], env=worker_env, concurrency=1, name="bulk")

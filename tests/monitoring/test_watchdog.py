@@ -23,6 +23,9 @@ from testkit.processes import wait_until
 from tests.monitoring.support import ops_mail, smtp_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every evaluation waits out the whole worker inspect (1 s by default); these tests have
+# only the beat-silent rule, which asks no worker, so a short wait changes nothing.
+FAST_INSPECT = {"QUEUE_HEALTH_INSPECT_TIMEOUT": "0.25"}
 
 
 def _beat_went_silent(seconds: float = 600) -> None:
@@ -43,7 +46,7 @@ def _iteration() -> dict[str, int]:
 def test_one_watchdog_iteration_opens_beat_silent_and_a_fresh_tick_resolves_it(mailbox):
     AlertRule.objects.create(kind=AlertKind.BEAT_SILENT, threshold=60, for_seconds=0)
     _beat_went_silent()
-    with override_settings(**smtp_settings(mailbox)):
+    with override_settings(**smtp_settings(mailbox, QUEUE_HEALTH_INSPECT_TIMEOUT=0.25)):
         assert _iteration()["opened"] == 1
         alert_rules_evaluate()  # beat's periodic evaluation beside it: no second message
         assert _iteration()["opened"] == 0
@@ -85,6 +88,7 @@ def test_the_watchdog_command_alerts_without_beat_or_workers_and_stops_on_sigter
         "OPS_ALERT_EMAILS": "oncall@example.test",
         "OPS_WATCHDOG_INTERVAL": "0.5",
         "OPS_ALERT_STARTUP_GRACE_SECONDS": "0",
+        **FAST_INSPECT,
     }
     process = _watchdog(env, "--iterations", "2")
     out, err = process.communicate(timeout=60)
@@ -130,6 +134,7 @@ def _watchdog_env(worker_env: dict[str, str], **extra: str) -> dict[str, str]:
         "REDIS_URL": django_settings.REDIS_URL,
         "OPS_ALERT_EMAILS": "oncall@example.test",
         "OPS_WATCHDOG_INTERVAL": "0.5",
+        **FAST_INSPECT,
         **extra,
     }
 

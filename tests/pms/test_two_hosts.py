@@ -22,7 +22,7 @@ from pms.models import EventDelivery
 from testkit.processes import wait_until
 from tests.factories import PropertyFactory
 from tests.support.pipeline import assert_pipeline_settled
-from tests.support.servers import CeleryWorker
+from tests.support.servers import CeleryWorker, start_workers, stop_workers
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -57,12 +57,10 @@ def two_hosts(worker_env):
         for name, queues in HOST_QUEUES.items()
     ]
     try:
-        for host in hosts:
-            host.start(celery_app)
+        start_workers(hosts, celery_app)
         yield hosts
     finally:
-        for host in hosts:
-            host.stop()
+        stop_workers(hosts)
 
 
 def test_two_hosts_share_the_work_and_no_delivery_is_applied_twice(two_hosts, alice, future):

@@ -11,10 +11,12 @@ the admin without tenant scoping fails here before it ships.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib import admin
+from django.db import transaction
 from django.urls import get_resolver, reverse
 from rest_framework.test import APIClient
 
@@ -55,8 +57,7 @@ def _label(model: Any) -> str:
     return model._meta.label_lower
 
 
-@pytest.fixture
-def world(db):
+def _build_world() -> dict[str, Any]:
     tenant_a = TenantFactory.create(slug="zanzibar", name=f"{MARKER} Holidays")
     data = build_world(tenant_a, MARKER)
     tenant_b = TenantFactory.create(slug="bob", name="Bob Rentals")
@@ -85,6 +86,26 @@ def world(db):
         "secrets": secrets,
         **data,
     }
+
+
+@pytest.fixture(scope="module")
+def _module_world(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, Any]]:
+    # Built once, as in test_role_matrix: each test runs in a savepoint of this
+    # transaction (pytest-django's TestCase atomics nest) and is rolled back alone;
+    # the whole world is rolled back at the end of the module.
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            yield _build_world()
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
+@pytest.fixture
+def world(_module_world: dict[str, Any], db: Any) -> dict[str, Any]:
+    return _module_world
 
 
 def _leaks(body: str, world: dict[str, Any], a_links: list[str]) -> list[str]:
