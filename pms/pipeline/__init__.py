@@ -4,11 +4,13 @@ Layers, each importing only the ones below it (checked by import-linter, see
 pyproject.toml ``[tool.importlinter]``)::
 
     reconcile, relay      the truth about what was delivered; re-sending what was lost
-    publishing            emit_event inside a service's transaction; publish after commit
+    publishing            emit_event inside a service's transaction; publish after commit;
+                          bulk_events (deliveries of events caused in bulk go to ``bulk``)
     registry              @event_handler: which handler runs on which queue
     delivery              one (event, handler) delivery, applied exactly once
-    failures, fairness,   FailedTask rows and staff actions; fair admission of bulk work;
-    failure_digest        the staff email of what failed
+    endpoints             lanes (one remote endpoint of one tenant) and their circuit breakers
+    failures, fairness,   FailedTask rows and staff actions; fair admission of bulk work per
+    failure_digest        tenant, kind and lane; the staff email of what failed
     pending               the claim-and-sweep mechanism of every "pending row + due time" table
     enqueue               enqueue_on_commit: send a task after commit, never lose the promise
     task_base             ReliableTask: retries, poison guard, hooks for the layers above

@@ -16,19 +16,21 @@ from pms.pipeline.fairness import (
     fair_item_finished,
     fair_submit,
     fair_work_summary,
+    scope_cap,
 )
 from pms.pipeline.redis_client import redis_client
 from testkit.processes import wait_until
 from tests.support.pipeline import assert_pipeline_settled
 
 CAP = 4  # FAIR_INFLIGHT_PER_TENANT's default
+SCOPE = "tests"  # a kind of work with no cap of its own: the default applies
 
 
 def _submit(tenant, count, prefix):
     return [
         fair_submit(
             tenant_id=tenant.pk,
-            scope="sync",
+            scope=SCOPE,
             task_name="tests.fair_work",
             args=[f"{prefix}{i}"],
             queue="bulk",
@@ -184,7 +186,7 @@ def test_lanes_are_per_tenant_one_tenants_full_lane_never_holds_another(alice, b
 @pytest.mark.django_db
 def test_a_scope_can_have_its_own_cap(alice, settings):
     settings.FAIR_INFLIGHT_PER_SCOPE = {"messages": 7}
-    _submit(alice.tenant, 10, "s")  # scope sync: the default cap
+    _submit(alice.tenant, 10, "s")  # a scope without a cap of its own: the default
     for i in range(10):
         fair_submit(
             tenant_id=alice.tenant.pk,
@@ -195,8 +197,15 @@ def test_a_scope_can_have_its_own_cap(alice, settings):
         )
     fair_dispatch()
     inflight = FairWorkItem.objects.filter(dispatched_at__isnull=False)
-    assert inflight.filter(scope="sync").count() == CAP
+    assert inflight.filter(scope=SCOPE).count() == CAP
     assert inflight.filter(scope="messages").count() == 7
+
+
+def test_imports_are_capped_at_two_per_tenant_unless_configured(settings):
+    # Each import parses and writes a whole feed: the default keeps a tenant's flood of
+    # them to two processes' worth of CPU.
+    assert scope_cap("sync") == 2
+    assert scope_cap("webhooks") == settings.FAIR_INFLIGHT_PER_TENANT
 
 
 def _fail(tenant, lane, times, seconds=0.01):
