@@ -8,7 +8,7 @@ DEVSTACK := $(BIN)/python -m devstack exec --
 export PATH := $(BIN):$(PATH)
 
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
-.PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness \
+.PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
 	bench-pipeline bench-latency bench-api bench-growth
 
 install: $(STAMP)
@@ -53,6 +53,10 @@ test: $(STAMP)
 bench-fairness: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/fairness.py
 
+## A noisy neighbour: tenant B's latencies alone and under tenant A's flood (target ratio <= 2).
+bench-isolation: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/noisy_neighbour.py $(BENCH_ISOLATION_ARGS)
+
 ## Pipeline throughput vs bare Celery (target ratio >= 0.6).
 bench-pipeline: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/pipeline.py
@@ -69,7 +73,7 @@ bench-api: $(STAMP)
 bench-growth: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/growth.py $(BENCH_GROWTH_ARGS)
 
-bench: bench-fairness bench-pipeline bench-latency bench-api bench-growth
+bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
 ## On RabbitMQ: FAULTS_BROKER=amqp://guest:guest@127.0.0.1:5672/pms_faults make faults-chaos

@@ -81,7 +81,7 @@ PROPERTIES = 100
 WORKER_GROUPS = {
     "operational": ("bookings,messaging,accounting,default", 2),
     "payments": ("payments,fallback", 1),
-    "background": ("automation,channelsync,bulk", 1),
+    "background": ("automation,messaging_batch,channelsync,bulk,outbound", 1),
 }
 # A RabbitMQ the runs use instead of a private broker Redis (see the docstring).
 RABBITMQ_URL = os.environ.get("FAULTS_BROKER", "")

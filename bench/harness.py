@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,14 +76,16 @@ def _create_database(admin_url: str, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def django_setup() -> None:
+def django_setup(*, migrate: bool = True) -> None:
+    """Django for this process; ``migrate=False`` in a helper process of a bench that did."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     import django
     from django.core.management import call_command
 
     django.setup()
-    call_command("migrate", verbosity=0)
+    if migrate:
+        call_command("migrate", verbosity=0)
 
 
 def flush_broker() -> None:
@@ -92,19 +96,24 @@ def flush_broker() -> None:
 
 
 @contextmanager
-def workers(groups: dict[str, tuple[str, int]], include: str | None = None) -> Iterator[None]:
-    """Start one ``celery worker`` per group {name: (queues, concurrency)}; stop them after.
+def workers(
+    groups: dict[str, tuple[str, int]] | dict[str, tuple[str, int, int]],
+    include: str | None = None,
+) -> Iterator[None]:
+    """Start one ``celery worker`` per group {name: (queues, concurrency[, nice])}; stop
+    them after. ``nice``: the group's CPU priority, as the Procfile gives bulk groups.
 
     ``include``: extra modules the workers import (``celery worker --include``),
     e.g. ``bench.bare_tasks`` for bench-only tasks and handlers.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     processes = []
-    for name, (queues, concurrency) in groups.items():
+    for name, (queues, concurrency, *nice) in groups.items():
         log = open(RESULTS / f"worker-{name}.log", "w")  # noqa: SIM115 - closed with the process
         processes.append(
             subprocess.Popen(
                 [
+                    *(["nice", "-n", str(nice[0])] if nice else []),
                     sys.executable,
                     "-m",
                     "celery",
@@ -151,6 +160,28 @@ def _wait_for_workers(count: int, timeout: float = 60) -> None:
         if len(replies) >= count:
             return
     raise TimeoutError(f"only {len(replies)} of {count} workers answered")
+
+
+def ical_channels(tenant: Any, prop: Any, url: str, count: int, *, prefix: str) -> list[Any]:
+    """``count`` iCal channels of ``prop`` reading ``url`` (a tenant's flood, or one)."""
+    from channelsync.models import Channel
+
+    return Channel.objects.bulk_create(
+        [
+            Channel(
+                tenant=tenant,
+                property=prop,
+                name=f"{prefix} feed {i}",
+                kind="ical",
+                import_url=url,
+                poll_interval=timedelta(days=1),
+                next_poll_at=None,
+                export_token=f"{prefix}-{i}",
+            )
+            for i in range(count)
+        ],
+        batch_size=1000,
+    )
 
 
 class StaticFeedServer:

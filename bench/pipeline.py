@@ -32,8 +32,8 @@ from bench.harness import bench_environment, django_setup, flush_broker, workers
 WORKER_GROUPS = {
     "operational": ("bookings,messaging,accounting,default", 2),
     "payments": ("payments,fallback", 1),
-    "automation": ("automation", 1),
-    "sync": ("channelsync,bulk", 1),
+    "automation": ("automation,messaging_batch,bulk", 1),
+    "sync": ("channelsync", 1),
 }
 TARGET = 0.6
 

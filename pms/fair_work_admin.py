@@ -19,7 +19,8 @@ from django.utils.text import Truncator
 from pms.admin_helpers import ReadOnlyAdminMixin
 from pms.models import EndpointCircuit, FairWorkItem
 from pms.pipeline.endpoints import circuit_close
-from pms.pipeline.fairness import fair_work_summary, kick_dispatcher, scope_cap
+from pms.pipeline.fair_summary import fair_work_summary
+from pms.pipeline.fairness import kick_dispatcher, scope_cap
 from tenants.scoping import TenantScopedAdmin
 
 

@@ -33,11 +33,11 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import CharField, Count, Exists, Min, OuterRef, Q, Value
+from django.db.models import CharField, Exists, OuterRef, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from pms.models import EndpointCircuit, FairWorkItem
+from pms.models import FairWorkItem
 from pms.pipeline.enqueue import enqueue
 from pms.pipeline.log_context import NO_TENANT
 from pms.pipeline.pending import claim
@@ -348,58 +348,3 @@ def free_slot_on_return(sender: Any, status: str, **kwargs: Any) -> None:
     item_id = getattr(sender.request, "fair_item_id", None)
     if item_id is not None:
         fair_item_finished(item_id)
-
-
-@dataclass(frozen=True)
-class FairWorkLoad:
-    """One tenant's open work of one kind, as the admin shows it."""
-
-    tenant_id: int
-    tenant_name: str
-    scope: str
-    waiting: int  # for its turn (the tenant's share, or a full lane)
-    in_flight: int  # admitted, not finished
-    deferred: int  # waiting behind an open circuit
-    oldest_waiting_at: datetime | None
-
-
-def fair_work_summary(tenant_ids: list[int] | None = None) -> list[FairWorkLoad]:
-    """Per tenant and scope: how much open work waits, runs and is deferred.
-
-    ``tenant_ids``: only these tenants (None: all). One query, grouped in PostgreSQL.
-    """
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.FAIR_INFLIGHT_DEADLINE)
-    open_circuit = EndpointCircuit.objects.filter(
-        tenant_id=OuterRef("tenant_id"),
-        lane=OuterRef("lane"),
-        consecutive_failures__gte=settings.ENDPOINT_BREAKER_FAILURES,
-        open_until__gt=now,
-    )
-    items = FairWorkItem.objects.filter(finished_at__isnull=True)
-    if tenant_ids is not None:
-        items = items.filter(tenant_id__in=tenant_ids)
-    in_flight = Q(dispatched_at__gt=stale_before)
-    rows = (
-        items.annotate(behind_open_circuit=Exists(open_circuit))
-        .values("tenant_id", "tenant__name", "scope")
-        .annotate(
-            in_flight=Count("pk", filter=in_flight),
-            deferred=Count("pk", filter=~in_flight & Q(behind_open_circuit=True)),
-            waiting=Count("pk", filter=~in_flight & Q(behind_open_circuit=False)),
-            oldest_waiting_at=Min("created_at", filter=~in_flight),
-        )
-        .order_by("tenant__name", "scope")
-    )
-    return [
-        FairWorkLoad(
-            tenant_id=row["tenant_id"],
-            tenant_name=row["tenant__name"],
-            scope=row["scope"],
-            waiting=row["waiting"],
-            in_flight=row["in_flight"],
-            deferred=row["deferred"],
-            oldest_waiting_at=row["oldest_waiting_at"],
-        )
-        for row in rows
-    ]

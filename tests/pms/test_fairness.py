@@ -10,12 +10,12 @@ from django.utils import timezone
 
 from pms.models import EndpointCircuit, FairWorkItem
 from pms.pipeline.endpoints import circuit_record, endpoint_lane
+from pms.pipeline.fair_summary import fair_work_summary
 from pms.pipeline.fairness import (
     TENANT_PASS_KEY,
     fair_dispatch,
     fair_item_finished,
     fair_submit,
-    fair_work_summary,
     scope_cap,
 )
 from pms.pipeline.redis_client import redis_client
@@ -26,14 +26,15 @@ CAP = 4  # FAIR_INFLIGHT_PER_TENANT's default
 SCOPE = "tests"  # a kind of work with no cap of its own: the default applies
 
 
-def _submit(tenant, count, prefix):
+def _submit(tenant, count, prefix, *, scope=SCOPE, lane="", queue="bulk"):
     return [
         fair_submit(
             tenant_id=tenant.pk,
-            scope=SCOPE,
+            scope=scope,
             task_name="tests.fair_work",
             args=[f"{prefix}{i}"],
-            queue="bulk",
+            queue=queue,
+            lane=lane,
         )
         for i in range(count)
     ]
@@ -143,18 +144,8 @@ SLOW = "http://127.0.0.1:9"
 FAST = "http://127.0.0.1:10"
 
 
-def _submit_lane(tenant, count, lane, scope="webhooks", prefix="w"):
-    return [
-        fair_submit(
-            tenant_id=tenant.pk,
-            scope=scope,
-            task_name="tests.fair_work",
-            args=[f"{prefix}{i}"],
-            queue="outbound",
-            lane=lane,
-        )
-        for i in range(count)
-    ]
+def _submit_lane(tenant, count, lane, prefix="w"):
+    return _submit(tenant, count, prefix, scope="webhooks", lane=lane, queue="outbound")
 
 
 def _inflight_in(tenant, lane):
