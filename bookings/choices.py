@@ -72,6 +72,8 @@ class PaymentStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RECEIVED = "received", "Received"
     FAILED = "failed", "Failed"
+    # Not owed any more: the stay changed before it was paid (a new request replaces it).
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class RefundStatus(models.TextChoices):

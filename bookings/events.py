@@ -41,6 +41,7 @@ BLOCK_CANCELLED: Final = "block.cancelled"
 
 PAYMENT_REQUESTED: Final = "payment.requested"
 PAYMENT_RECEIVED: Final = "payment.received"
+PAYMENT_CANCELLED: Final = "payment.cancelled"
 REFUND_REQUESTED: Final = "refund.requested"
 REFUND_COMPLETED: Final = "refund.completed"
 
@@ -56,7 +57,13 @@ BOOKING_EVENTS: Final = (
     BOOKING_NO_SHOW,
 )
 BLOCK_EVENTS: Final = (BLOCK_CREATED, BLOCK_MODIFIED, BLOCK_CANCELLED)
-MONEY_EVENTS: Final = (PAYMENT_REQUESTED, PAYMENT_RECEIVED, REFUND_REQUESTED, REFUND_COMPLETED)
+MONEY_EVENTS: Final = (
+    PAYMENT_REQUESTED,
+    PAYMENT_RECEIVED,
+    PAYMENT_CANCELLED,
+    REFUND_REQUESTED,
+    REFUND_COMPLETED,
+)
 EVENT_TYPES: Final = frozenset((*BOOKING_EVENTS, *BLOCK_EVENTS, *MONEY_EVENTS, MESSAGE_POSTED))
 
 # --- Payloads ----------------------------------------------------------------------------
@@ -176,6 +183,10 @@ class PaymentRequested(MoneySnapshot):
 
 class PaymentReceived(MoneySnapshot):
     pass
+
+
+class PaymentCancelled(MoneySnapshot):
+    reason: str
 
 
 class RefundRequested(MoneySnapshot):
@@ -301,6 +312,10 @@ def payment_received_payload(payment: Payment) -> PaymentReceived:
     return PaymentReceived(**money_snapshot(payment))
 
 
+def payment_cancelled_payload(payment: Payment, *, reason: str) -> PaymentCancelled:
+    return PaymentCancelled(**money_snapshot(payment), reason=reason)
+
+
 def refund_requested_payload(refund: Refund) -> RefundRequested:
     return RefundRequested(**money_snapshot(refund))
 
@@ -332,6 +347,7 @@ PAYLOAD_TYPES: Final[dict[str, type]] = {
     BLOCK_CANCELLED: BlockCancelled,
     PAYMENT_REQUESTED: PaymentRequested,
     PAYMENT_RECEIVED: PaymentReceived,
+    PAYMENT_CANCELLED: PaymentCancelled,
     REFUND_REQUESTED: RefundRequested,
     REFUND_COMPLETED: RefundCompleted,
     MESSAGE_POSTED: MessagePosted,

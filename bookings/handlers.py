@@ -27,7 +27,7 @@ from bookings.events import (
     RefundCompleted,
 )
 from bookings.models import Booking, CalendarEntry, LedgerEntry
-from bookings.services import payment_request, refunds_reconcile
+from bookings.services import payments_settle
 from pms.models import DomainEvent
 from pms.pipeline.registry import event_handler
 
@@ -88,25 +88,22 @@ def calendar_apply_block_event(event: DomainEvent) -> None:
 
 # --- Payments (queue: payments) ------------------------------------------------------
 
-PAID_HERE_SOURCES = ("direct", "admin")  # channel bookings are paid through the channel
 
-
-@event_handler(BOOKING_CREATED, queue="payments", name="bookings.payment_request")
-def request_payment_for_new_booking(event: DomainEvent) -> None:
-    """Ask the guest to pay a booking made with us (API or admin) through the provider."""
-    snapshot = cast(BookingCreated, event.payload)
-    if snapshot.get("source") not in PAID_HERE_SOURCES or Decimal(snapshot["total"]) <= 0:
-        return
-    booking = Booking.objects.get(pk=snapshot["booking_id"])
-    payment_request(booking=booking, amount=Decimal(snapshot["total"]), actor="system:payments")
+@event_handler(BOOKING_CREATED, BOOKING_MODIFIED, queue="payments", name="bookings.payment_request")
+def request_payment_for_the_stay(event: DomainEvent) -> None:
+    """A booking made with us (API or admin) asks the guest for its total; a change of dates
+    or guests asks for the difference, or cancels and re-asks, or refunds (the service)."""
+    payload = cast(BookingCreated | BookingModified, event.payload)
+    payments_settle(booking_id=payload["booking_id"])
 
 
 @event_handler(BOOKING_CANCELLED, PAYMENT_RECEIVED, queue="payments", name="bookings.refunds")
 def reconcile_refunds(event: DomainEvent) -> None:
-    """A cancelled booking refunds what was paid above the cancellation fee (see the service)."""
+    """A cancelled booking refunds what was paid above the cancellation fee; money received
+    above an active booking's total is refunded too (see the service)."""
     # Both payloads (BookingCancelled, PaymentReceived) carry the booking's id.
     payload = cast(BookingCancelled | PaymentReceived, event.payload)
-    refunds_reconcile(booking_id=payload["booking_id"])
+    payments_settle(booking_id=payload["booking_id"])
 
 
 # --- Accounting (queue: accounting) --------------------------------------------------

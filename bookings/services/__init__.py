@@ -26,6 +26,7 @@ from bookings.services.lifecycle import (
 from bookings.services.payments import (
     payment_mark_received,
     payment_request,
+    payments_settle,
     refund_mark_completed,
     refunds_reconcile,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "guest_tokens_revoke",
     "payment_mark_received",
     "payment_request",
+    "payments_settle",
     "refund_mark_completed",
     "refunds_reconcile",
 ]

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import cast
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from bookings.choices import BookingStatus, PaymentMethod, PaymentStatus, RefundStatus
@@ -15,6 +15,7 @@ from bookings.events import (
     BOOKING_AGGREGATE,
     BOOKING_CANCELLED,
     PAYMENT_AGGREGATE,
+    PAYMENT_CANCELLED,
     PAYMENT_RECEIVED,
     PAYMENT_REQUESTED,
     REFUND_AGGREGATE,
@@ -22,6 +23,7 @@ from bookings.events import (
     REFUND_REQUESTED,
     BookingCancelled,
     MoneySnapshot,
+    payment_cancelled_payload,
     payment_received_payload,
     payment_requested_payload,
     refund_completed_payload,
@@ -95,6 +97,76 @@ def refund_mark_completed(*, refund: Refund, actor: str = "") -> Refund:
     return locked
 
 
+# Bookings whose money we collect (channel bookings are paid through the channel).
+PAID_HERE_SOURCES = ("direct", "admin")
+SETTLE_ACTOR = "system:payments"
+
+
+def _sum(queryset: QuerySet[Payment] | QuerySet[Refund]) -> Decimal:
+    return queryset.aggregate(s=Sum("amount"))["s"] or Decimal("0")
+
+
+def payments_settle(*, booking_id: int) -> None:
+    """Make what the guest is asked to pay follow the booking's total. Idempotent.
+
+    Computed from the current state under the booking's row lock, so it is right
+    whatever order the events arrive in and a redelivery changes nothing:
+
+    - an active booking paid here owes its total: ``due = total - (received - refunds)``.
+      If the pending requests already ask for exactly ``due``, nothing happens. If they
+      ask for less, the difference is requested (a stay made longer or dearer). If they
+      ask for more (a stay made shorter), they are cancelled and ``due`` is requested
+      afresh, or, when more was received than the total, the excess is refunded;
+    - a cancelled booking refunds what was received above its fee (``refunds_reconcile``).
+
+    Call inside a transaction (handlers run in one).
+    """
+    booking = Booking.objects.select_for_update().get(pk=booking_id)
+    if booking.status == BookingStatus.CANCELLED:
+        refunds_reconcile(booking_id=booking_id)
+        return
+    if booking.source not in PAID_HERE_SOURCES:
+        return
+    received = _sum(booking.payments.filter(status=PaymentStatus.RECEIVED))
+    refunded = _sum(booking.refunds.all())
+    pending = list(booking.payments.filter(status=PaymentStatus.PENDING).order_by("pk"))
+    asked = sum((payment.amount for payment in pending), Decimal("0"))
+    due = booking.total - (received - refunded)
+    if due == asked:
+        return
+    if due > asked:
+        payment_request(booking=booking, amount=due - asked, actor=SETTLE_ACTOR)
+        return
+    for payment in pending:
+        payment.status = PaymentStatus.CANCELLED
+        payment.save(update_fields=["status"])
+        _emit(
+            payment,
+            PAYMENT_CANCELLED,
+            payment_cancelled_payload(payment, reason="the stay changed: replaced"),
+            SETTLE_ACTOR,
+        )
+    if due > 0:
+        payment_request(booking=booking, amount=due, actor=SETTLE_ACTOR)
+    elif due < 0:
+        _refund(booking, -due, reason="the stay changed: paid above the new total")
+
+
+def _refund(booking: Booking, amount: Decimal, *, reason: str) -> Refund:
+    refund = Refund.objects.create(
+        tenant_id=booking.tenant_id,
+        booking=booking,
+        amount=amount,
+        currency=booking.currency,
+        reason=reason[:200],
+    )
+    answer = get_provider("manual").start_refund(refund)
+    refund.provider_reference = answer.reference
+    refund.save(update_fields=["provider_reference"])
+    _emit(refund, REFUND_REQUESTED, refund_requested_payload(refund), "system:refunds")
+    return refund
+
+
 def refunds_reconcile(*, booking_id: int) -> Refund | None:
     """Create the refund a cancelled booking still owes the guest, if any.
 
@@ -126,15 +198,4 @@ def refunds_reconcile(*, booking_id: int) -> Refund | None:
     owed = (received or Decimal("0")) - fee - (refunded or Decimal("0"))
     if owed <= 0:
         return None
-    refund = Refund.objects.create(
-        tenant_id=booking.tenant_id,
-        booking=booking,
-        amount=owed,
-        currency=booking.currency,
-        reason=f"cancellation ({cancellation['policy']} policy)",
-    )
-    answer = get_provider("manual").start_refund(refund)
-    refund.provider_reference = answer.reference
-    refund.save(update_fields=["provider_reference"])
-    _emit(refund, REFUND_REQUESTED, refund_requested_payload(refund), "system:refunds")
-    return refund
+    return _refund(booking, owed, reason=f"cancellation ({cancellation['policy']} policy)")

@@ -28,6 +28,7 @@ from pms.pipeline.registry import get_handler
 from tests.factories import PropertyFactory
 
 MONEY_HANDLERS = ("bookings.accounting", "bookings.refunds", "bookings.payment_request")
+# Modifications re-price and the money follows them (bookings.services.payments_settle).
 
 
 def deliver_all(rng: random.Random) -> None:
@@ -134,6 +135,15 @@ def test_ledger_equals_the_balance_for_any_sequence_with_redeliveries(
     deliver_all(rng)
 
     assert ledger_balance(booking) == expected_balance(booking)
+    booking.refresh_from_db()
+    if booking.status != BookingStatus.CANCELLED:
+        # The money followed every change: what the guest paid or is asked to pay, less
+        # what was (or is being) refunded, is the booking's total.
+        asked = Payment.objects.filter(
+            booking=booking, status__in=[PaymentStatus.RECEIVED, PaymentStatus.PENDING]
+        ).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+        refunded = Refund.objects.filter(booking=booking).aggregate(s=Sum("amount"))["s"]
+        assert asked - (refunded or Decimal(0)) == booking.total
     # Each event booked at most once per kind, however often it was delivered.
     assert LedgerEntry.objects.filter(booking=booking).values(
         "event", "kind"

@@ -43,6 +43,7 @@ from bookings.services import (
     guest_message_post,
     payment_mark_received,
     payment_request,
+    payments_settle,
     refund_mark_completed,
     refunds_reconcile,
 )
@@ -149,6 +150,7 @@ def test_each_builder_gives_exactly_the_keys_of_its_payload_type(models):
         "block.cancelled": booking_events.block_cancelled_payload(block),
         "payment.requested": booking_events.payment_requested_payload(payment, instructions="x"),
         "payment.received": booking_events.payment_received_payload(payment),
+        "payment.cancelled": booking_events.payment_cancelled_payload(payment, reason="x"),
         "refund.requested": booking_events.refund_requested_payload(refund),
         "refund.completed": booking_events.refund_completed_payload(refund),
         "message.posted": booking_events.message_posted_payload(message),
@@ -195,6 +197,14 @@ def test_the_stored_payload_of_every_event_the_services_emit_has_exactly_its_typ
         refund = refunds_reconcile(booking_id=paid.pk)
     assert refund is not None
     refund_mark_completed(refund=refund)
+    # A stay made shorter before it was paid: its request is cancelled and replaced.
+    shorter = book(30)
+    payment_request(booking=shorter, amount=shorter.total)
+    shorter = booking_modify(
+        booking=shorter, check_in=shorter.check_in, check_out=shorter.check_in + timedelta(1)
+    )
+    with transaction.atomic():
+        payments_settle(booking_id=shorter.pk)
     block = block_create(
         tenant=alice.tenant,
         property=alice.property,
