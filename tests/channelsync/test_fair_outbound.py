@@ -15,7 +15,6 @@ from itertools import pairwise
 
 import pytest
 
-from bookings.services import booking_create
 from channelsync.choices import ChannelKind, OutboundStatus
 from channelsync.models import ChannelUpdate, WebhookDelivery
 from channelsync.services import webhook_subscription_create
@@ -24,20 +23,11 @@ from pms.pipeline.endpoints import endpoint_lane
 from testkit.processes import wait_until
 from tests.support.http_peer import HttpPeer, Reply
 from tests.support.pipeline import assert_pipeline_settled
+from tests.support.stays import book_stay
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 HANG = 2.0  # seconds the slow receiver takes per request
-
-
-def _book(world, day, nights=1):
-    return booking_create(
-        tenant=world.tenant,
-        property=world.property,
-        guest=world.guest,
-        check_in=day,
-        check_out=day + timedelta(days=nights),
-    )
 
 
 def _overlapping(hits, seconds):
@@ -65,10 +55,10 @@ def test_a_hanging_webhook_receiver_holds_one_worker_and_the_other_tenant_is_ser
             send_test=False,
         )
         for offset in range(4):
-            _book(alice, future + timedelta(days=3 * offset))
+            book_stay(alice, future + timedelta(days=3 * offset), nights=1)
         wait_until(lambda: len(slow.hits("/hook")) >= 1, 20, what="A's first slow request")
         booked = time.monotonic()
-        _book(bob, future)
+        book_stay(bob, future, nights=1)
         wait_until(lambda: len(peer.hits("/hook")) == 1, 20, what="B's webhook")
         b_latency = peer.hits("/hook")[0].at - booked
         a_pending = WebhookDelivery.objects.filter(
@@ -100,12 +90,19 @@ def test_a_failing_receivers_circuit_opens_defers_its_work_then_a_probe_closes_i
             send_test=False,
         )
         for offset in range(6):
-            _book(alice, future + timedelta(days=3 * offset))
+            book_stay(alice, future + timedelta(days=3 * offset), nights=1)
         lane = endpoint_lane(subscription.url)
         wait_until(
             lambda: EndpointCircuit.objects.filter(lane=lane, open_until__isnull=False).exists(),
             30,
             what="the circuit to open after 3 failures",
+        )
+        # The circuit is recorded as the third request fails; its delivery's outcome a
+        # moment later.
+        wait_until(
+            lambda: WebhookDelivery.objects.filter(attempts__gt=0).count() >= 3,
+            10,
+            what="the three failed attempts recorded",
         )
         failed_attempts = len(receiver.hits("/hook"))
         assert failed_attempts == 3
@@ -139,10 +136,10 @@ def test_a_hanging_push_endpoint_does_not_hold_another_tenants_push(
             bob, name="B API", kind=ChannelKind.PUSH_API, push_url=peer.url("/availability")
         )
         for offset in range(3):
-            _book(alice, future + timedelta(days=3 * offset))
+            book_stay(alice, future + timedelta(days=3 * offset), nights=1)
         wait_until(lambda: len(slow.hits("/availability")) >= 1, 20, what="A's first push")
         booked = time.monotonic()
-        _book(bob, future)
+        book_stay(bob, future, nights=1)
         wait_until(lambda: len(peer.hits("/availability")) == 1, 20, what="B's push")
         assert peer.hits("/availability")[0].at - booked < HANG
         wait_until(
