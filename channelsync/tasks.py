@@ -34,6 +34,7 @@ from channelsync.services import (
     channel_updates_push,
     channels_claim_due_polls,
     channels_mark_stale,
+    channels_push_submit,
     conflict_alert_send,
     conflict_claim_alert,
     conflict_unclaim_alert,
@@ -178,12 +179,14 @@ def sweep_outbound() -> dict[str, int]:
     grace = settings.OUTBOX_DELIVERY_DEADLINE
     heads = channel_updates_due_channels(grace=grace)
     channels = Channel.objects.in_bulk([channel_id for channel_id, _ in heads])
-    for channel_id, head_id in heads:
-        if channel_id in channels:
-            # A stable id per head update: repeated failures reopen one FailedTask.
-            channel_push_submit(
-                channel=channels[channel_id], task_id=f"channelsync-push-{channel_id}-{head_id}"
-            )
+    # A stable id per head update: repeated failures reopen one FailedTask.
+    channels_push_submit(
+        runs=[
+            (channels[channel_id], f"channelsync-push-{channel_id}-{head_id}")
+            for channel_id, head_id in heads
+            if channel_id in channels
+        ]
+    )
     # The same grace as the push heads; deliveries whose attempt waits in fair
     # admission are not submitted again.
     webhooks = webhook_deliveries_submit_due(grace=grace)

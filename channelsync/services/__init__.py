@@ -31,6 +31,7 @@ from channelsync.services.channels import (
     channel_update,
     channels_claim_due_polls,
     channels_mark_stale,
+    channels_push_submit,
     channels_sync_request,
     stale_channel_alert_send,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "channel_updates_record",
     "channels_claim_due_polls",
     "channels_mark_stale",
+    "channels_push_submit",
     "channels_sync_request",
     "channex_listing_error",
     "conflict_alert_send",

@@ -227,6 +227,12 @@ def channel_push_submit(*, channel: Channel, task_id: str = "") -> None:
     One waiting run per channel is enough (a run sends everything due), so repeats
     while one waits are dropped. ``task_id``: a fixed id (the sweep's, per head update).
     """
+    channels_push_submit(runs=[(channel, task_id)])
+
+
+def channels_push_submit(*, runs: list[tuple[Channel, str]]) -> None:
+    """``channel_push_submit`` for many channels at once: one query and one insert (the
+    sweep's overdue heads). ``runs``: (channel, fixed task id or "")."""
     fair_submit_many(
         [
             FairWork(
@@ -239,6 +245,7 @@ def channel_push_submit(*, channel: Channel, task_id: str = "") -> None:
                 lane=endpoint_lane(channel.push_url),
                 task_id=task_id,
             )
+            for channel, task_id in runs
         ]
     )
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from bookings.models import CalendarEntry
 from bookings.selectors import property_calendar_month
-from bookings.services import booking_cancel, booking_create
+from bookings.services import booking_cancel
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
 from pms.pipeline.broker_stats import queue_depths
@@ -24,6 +24,7 @@ from testkit.processes import wait_until
 from tests.support.fault_handlers import control_key
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
 from tests.support.servers import log_count
+from tests.support.stays import book_stay
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -33,16 +34,6 @@ class _PurgeableChannel(Protocol):
     abstract StdChannel, which declares no queue_purge."""
 
     def queue_purge(self, queue: str) -> int | None: ...
-
-
-def _book(world, check_in, nights=3):
-    return booking_create(
-        tenant=world.tenant,
-        property=world.property,
-        guest=world.guest,
-        check_in=check_in,
-        check_out=check_in + timedelta(days=nights),
-    )
 
 
 def _day_statuses(world, booking):
@@ -56,7 +47,7 @@ def _day_statuses(world, booking):
 
 
 def test_a_booking_reaches_the_calendar_and_cancelling_frees_the_dates(live_worker, alice, future):
-    booking = _book(alice, future)
+    booking = book_stay(alice, future)
     deliveries = EventDelivery.objects.filter(event__aggregate_id=str(booking.pk))
     assert {(d.handler, d.queue) for d in deliveries} >= {
         ("bookings.calendar", "bookings"),
@@ -116,7 +107,7 @@ def test_events_of_one_booking_delivered_newest_first_leave_the_newest_state(
 
     app.control.cancel_consumer(live_worker_queues[0], destination=[live_worker.name], reply=True)
     try:
-        booking = _book(alice, future)
+        booking = book_stay(alice, future)
         booking = booking_modify(
             booking=booking,
             check_in=future + timedelta(days=10),
@@ -164,7 +155,7 @@ def test_broker_down_while_booking_then_relay_delivers_everything_once(
     broker.server.stop()
     try:
         started = time.monotonic()
-        bookings = [_book(alice, future + timedelta(days=5 * i)) for i in range(5)]
+        bookings = [book_stay(alice, future + timedelta(days=5 * i)) for i in range(5)]
         elapsed = time.monotonic() - started
         assert len(bookings) == 5  # every service call succeeded with the broker down
         assert elapsed < 10, f"bookings took {elapsed:.1f}s with the broker down"
@@ -191,7 +182,7 @@ def test_deliveries_lost_by_a_redis_flush_are_re_sent_by_the_relay(
 
     app.control.cancel_consumer("bookings", destination=[live_worker.name], reply=True)
     try:
-        bookings = [_book(alice, future + timedelta(days=5 * i)) for i in range(3)]
+        bookings = [book_stay(alice, future + timedelta(days=5 * i)) for i in range(3)]
         wait_until(lambda: broker.server.client().llen("bookings") >= 3, 10, what="queued messages")
         broker.server.client().flushall()  # Redis restarted without persistence
         assert broker.server.client().llen("bookings") == 0
