@@ -8,6 +8,7 @@ DEVSTACK := $(BIN)/python -m devstack exec --
 export PATH := $(BIN):$(PATH)
 
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
+.PHONY: messages
 .PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
 	bench-pipeline bench-latency bench-api bench-growth
 
@@ -48,6 +49,12 @@ test: $(STAMP)
 	$(BIN)/lint-imports --no-logo
 	$(MAKE) --no-print-directory typecheck
 	$(DEVSTACK) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The guest pages' German catalogue: extract the pages' strings, then compile (needs gettext;
+## both files are committed). Translate the new msgids in guestportal/locale/de/.../django.po.
+messages: $(STAMP)
+	cd guestportal && $(DEVSTACK) $(BIN)/python ../manage.py makemessages -l de --no-obsolete
+	cd guestportal && $(DEVSTACK) $(BIN)/python ../manage.py compilemessages -l de
 
 ## Benchmarks print a table and write bench/results/*.json (see bench/RESULTS.md).
 bench-fairness: $(STAMP)

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "bookings",
     "automation",
     "channelsync",
+    "guestportal",
 ]
 
 MIDDLEWARE = [
@@ -161,7 +162,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The guest pages speak these (guestportal/locale); the browser's Accept-Language or the
+# guest's choice on the page picks one. The admin stays in LANGUAGE_CODE.
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -315,10 +319,14 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / ".local" / "media"))
 MEDIA_URL = "/media/"
 
 # --- Guest API, payments ---------------------------------------------------------
-# Where guests open their booking (the token is appended); the API answers there too.
-GUEST_LINK_BASE_URL = env.str(
-    "GUEST_LINK_BASE_URL", default="http://127.0.0.1:8000/api/v1/bookings/"
-)
+# Where guests open their booking: the guest pages (guestportal), reference and token
+# appended. The API takes the same token (/api/v1/bookings/<reference>/?token=).
+GUEST_LINK_BASE_URL = env.str("GUEST_LINK_BASE_URL", default="http://127.0.0.1:8000/stay/")
+# The property's check-in instructions (door code, key box) appear on the guest page this
+# many days before arrival, not earlier.
+CHECK_IN_INSTRUCTIONS_DAYS_BEFORE = env.int("CHECK_IN_INSTRUCTIONS_DAYS_BEFORE", default=3)
+# A guest's photo of a problem: at most this many bytes (Pillow checks it is an image).
+GUEST_PHOTO_MAX_BYTES = env.int("GUEST_PHOTO_MAX_BYTES", default=8 * 1024 * 1024)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 # Guest links (?token=, Authorization: Bearer): a token stops working this many days after
 # the booking's check-out; each booking keeps at most this many live tokens (minting one

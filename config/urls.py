@@ -32,6 +32,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("ical/", include("channelsync.api.urls")),
+    # The guest's pages behind the emailed link, and the language switch they offer.
+    path("stay/", include("guestportal.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     # Last: anything else under /api/ is a JSON 404, DEBUG or not (handler404 is not
     # called in DEBUG). A plain Django view, so it stays out of the OpenAPI schema.
     re_path(r"^api/(?P<unmatched>.*)$", api_not_found_view, name="api-not-found"),

@@ -175,3 +175,45 @@ class MessageSerializer(serializers.ModelSerializer):
 
 class MessageCreateSerializer(serializers.Serializer):
     body = serializers.CharField(max_length=MAX_MESSAGE_LENGTH, trim_whitespace=True)
+
+
+def _money() -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
+class CancellationPreviewSerializer(serializers.Serializer):
+    policy = serializers.CharField()
+    days_before = serializers.IntegerField()
+    refund_percent = serializers.IntegerField()
+    fee = _money()
+    paid = _money()
+    refund = _money()
+    still_owed = _money()
+    currency = serializers.CharField()
+
+
+class StayChangeSerializer(QuoteQuerySerializer):
+    expected_total = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        required=False,
+        help_text="The total the guest was shown (from the preview). When given and the "
+        "price has changed since, nothing changes and the answer is 409 price_changed.",
+    )
+
+
+class ChangePreviewSerializer(serializers.Serializer):
+    check_in = serializers.DateField()
+    check_out = serializers.DateField()
+    nights = serializers.IntegerField()
+    guests = serializers.IntegerField(source="guests_count")
+    accommodation = _money()
+    cleaning_fee = _money()
+    taxes = _money()
+    total = _money()
+    previous_total = _money()
+    difference = _money()
+    paid = _money()
+    to_pay = _money()
+    to_refund = _money()
+    currency = serializers.CharField()

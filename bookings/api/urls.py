@@ -22,6 +22,11 @@ urlpatterns = [
         name="booking-cancel",
     ),
     path(
+        "bookings/<str:reference>/change/",
+        views.GuestBookingChangeView.as_view(),
+        name="booking-change",
+    ),
+    path(
         "bookings/<str:reference>/messages/",
         views.GuestMessagesView.as_view(),
         name="booking-messages",

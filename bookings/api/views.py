@@ -20,18 +20,30 @@ from bookings.api.serializers import (
     BookingCreatedSerializer,
     BookingCreateSerializer,
     BookingSerializer,
+    CancellationPreviewSerializer,
+    ChangePreviewSerializer,
     DateRangeQuerySerializer,
     MessageCreateSerializer,
     MessageSerializer,
     PropertyPublicSerializer,
     QuoteQuerySerializer,
     QuoteSerializer,
+    StayChangeSerializer,
 )
 from bookings.choices import BookingSource, MessageSender
 from bookings.errors import BookingError
 from bookings.pricing import quote_stay
 from bookings.selectors import property_availability
-from bookings.services import booking_cancel, booking_create, guest_message_post, guest_token_issue
+from bookings.services import (
+    ChangePreview,
+    booking_cancel,
+    booking_cancel_preview,
+    booking_change_preview,
+    booking_create,
+    booking_modify,
+    guest_message_post,
+    guest_token_issue,
+)
 from pms.api.errors import domain_error_response, error_response
 from pms.api.guest import ERRORS, GuestBookingAPIView, invalid_response
 from pms.api.schemas import ErrorSerializer
@@ -190,6 +202,15 @@ class GuestBookingView(GuestBookingAPIView):
 
 
 class GuestBookingCancelView(GuestBookingAPIView):
+    @extend_schema(responses={200: CancellationPreviewSerializer, **ERRORS}, tags=["bookings"])
+    def get(self, request: Request, reference: str) -> Response:
+        """What cancelling today would refund under the policy (nothing is cancelled)."""
+        try:
+            preview = booking_cancel_preview(booking=self.booking(request, reference))
+        except BookingError as exc:
+            return domain_error_response(exc)
+        return Response(CancellationPreviewSerializer(preview).data)
+
     @extend_schema(request=None, responses={200: BookingSerializer, **ERRORS}, tags=["bookings"])
     def post(self, request: Request, reference: str) -> Response:
         """Cancel the booking; the property's cancellation policy decides the refund."""
@@ -201,6 +222,90 @@ class GuestBookingCancelView(GuestBookingAPIView):
         except BookingError as exc:
             return domain_error_response(exc)
         return Response(BookingSerializer(booking).data)
+
+
+class GuestBookingChangeView(GuestBookingAPIView):
+    @extend_schema(
+        parameters=[QuoteQuerySerializer],
+        responses={200: ChangePreviewSerializer, **ERRORS},
+        tags=["bookings"],
+    )
+    def get(self, request: Request, reference: str) -> Response:
+        """What new dates or party size would cost, and what the guest would pay or get back."""
+        booking = self.booking(request, reference)
+        query = QuoteQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            return invalid_response(query)
+        try:
+            preview = _change_preview(booking, query.validated_data)
+        except BookingError as exc:
+            return domain_error_response(exc)
+        return Response(_change_preview_data(preview))
+
+    @extend_schema(
+        request=StayChangeSerializer,
+        responses={200: BookingSerializer, **ERRORS},
+        tags=["bookings"],
+    )
+    def post(self, request: Request, reference: str) -> Response:
+        """Change the dates or party size; the price follows, and so does the money."""
+        booking = self.booking(request, reference)
+        payload = StayChangeSerializer(data=request.data)
+        if not payload.is_valid():
+            return invalid_response(payload)
+        data = payload.validated_data
+        try:
+            with transaction.atomic():
+                preview = _change_preview(booking, data)
+                expected = data.get("expected_total")
+                if expected is not None and expected != preview.quote.total:
+                    return error_response(
+                        "price_changed",
+                        f"The price is now {preview.quote.total} {preview.quote.currency}.",
+                        409,
+                        {"expected_total": [str(preview.quote.total)]},
+                    )
+                booking = booking_modify(
+                    booking=booking,
+                    check_in=data["check_in"],
+                    check_out=data["check_out"],
+                    guests_count=data["guests"],
+                    actor=f"guest:{reference}",
+                )
+        except BookingError as exc:
+            return domain_error_response(exc)
+        return Response(BookingSerializer(booking).data)
+
+
+def _change_preview(booking: Any, data: dict[str, Any]) -> ChangePreview:
+    return booking_change_preview(
+        booking=booking,
+        check_in=data["check_in"],
+        check_out=data["check_out"],
+        guests_count=data["guests"],
+    )
+
+
+def _change_preview_data(preview: ChangePreview) -> Any:
+    quote = preview.quote
+    return ChangePreviewSerializer(
+        {
+            "check_in": preview.check_in,
+            "check_out": preview.check_out,
+            "nights": quote.nights,
+            "guests_count": preview.guests_count,
+            "accommodation": quote.accommodation,
+            "cleaning_fee": quote.cleaning_fee,
+            "taxes": quote.taxes,
+            "total": quote.total,
+            "previous_total": preview.previous_total,
+            "difference": preview.difference,
+            "paid": preview.paid,
+            "to_pay": preview.to_pay,
+            "to_refund": preview.to_refund,
+            "currency": quote.currency,
+        }
+    ).data
 
 
 class GuestMessagesView(GuestBookingAPIView):

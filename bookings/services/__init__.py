@@ -9,6 +9,7 @@ from bookings.services.blocks import (
 from bookings.services.guest_access import (
     guest_message_post,
     guest_token_issue,
+    guest_token_live,
     guest_token_resolve,
     guest_tokens_revoke,
 )
@@ -30,23 +31,36 @@ from bookings.services.payments import (
     refund_mark_completed,
     refunds_reconcile,
 )
+from bookings.services.previews import (
+    CancellationPreview,
+    ChangePreview,
+    booking_cancel_preview,
+    booking_change_preview,
+    booking_paid,
+)
 
 __all__ = [
+    "CancellationPreview",
+    "ChangePreview",
     "block_cancel",
     "block_create",
     "block_update",
     "block_upsert",
     "booking_cancel",
+    "booking_cancel_preview",
+    "booking_change_preview",
     "booking_check_in",
     "booking_check_out",
     "booking_confirm",
     "booking_create",
     "booking_mark_no_show",
     "booking_modify",
+    "booking_paid",
     "booking_set_external_reference",
     "booking_validate_stay",
     "guest_message_post",
     "guest_token_issue",
+    "guest_token_live",
     "guest_token_resolve",
     "guest_tokens_revoke",
     "payment_mark_received",

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from bookings.choices import MessageSender
@@ -54,6 +55,18 @@ def guest_token_expiry_cutoff() -> date:
     return timezone.localdate() - timedelta(days=settings.GUEST_TOKEN_DAYS_AFTER_CHECKOUT)
 
 
+def _live_tokens() -> QuerySet[GuestAccessToken]:
+    return GuestAccessToken.objects.select_related(
+        "booking", "booking__property", "booking__guest"
+    ).filter(revoked_at__isnull=True, booking__check_out__gte=guest_token_expiry_cutoff())
+
+
+def guest_token_live(*, token_id: int) -> GuestAccessToken | None:
+    """The token row ``token_id`` if it still opens its booking (a guest page's session
+    keeps the row's id, never the token): revoking or expiring it closes the pages too."""
+    return _live_tokens().filter(pk=token_id).first()
+
+
 def guest_token_resolve(*, raw_token: str) -> GuestAccessToken | None:
     """The live token row for ``raw_token``, or None (unknown, revoked or expired).
 
@@ -62,15 +75,7 @@ def guest_token_resolve(*, raw_token: str) -> GuestAccessToken | None:
     """
     if not raw_token or len(raw_token) > 200:
         return None
-    token = (
-        GuestAccessToken.objects.select_related("booking", "booking__property", "booking__guest")
-        .filter(
-            token_hash=token_hash(raw_token),
-            revoked_at__isnull=True,
-            booking__check_out__gte=guest_token_expiry_cutoff(),
-        )
-        .first()
-    )
+    token = _live_tokens().filter(token_hash=token_hash(raw_token)).first()
     if token is not None:
         GuestAccessToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
     return token

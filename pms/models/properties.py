@@ -53,6 +53,11 @@ class Property(TenantOwned):
         max_length=20, choices=CancellationPolicy.choices, default=CancellationPolicy.MODERATE
     )
     is_active = models.BooleanField(default=True)
+    check_in_instructions = models.TextField(
+        blank=True,
+        help_text="Door code, key box, parking, Wi-Fi: shown on the guest's booking page from "
+        "CHECK_IN_INSTRUCTIONS_DAYS_BEFORE days before arrival (never earlier).",
+    )
     # Stay rules, checked by the booking services (admin and API alike).
     min_nights = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_NIGHTS_LIMIT)]

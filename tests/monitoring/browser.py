@@ -50,7 +50,7 @@ def browser_page(**context_options: Any) -> Iterator[Any]:
         )
         try:
             context = browser.new_context(
-                viewport={"width": 1400, "height": 1000}, **context_options
+                **{"viewport": {"width": 1400, "height": 1000}, **context_options}
             )
             page = context.new_page()
             page.set_default_timeout(30_000)
