@@ -35,6 +35,7 @@ TIME_CRITICAL_KINDS = frozenset(
     {
         "guest_access",  # the booking confirmation with the guest's private link
         "payment_instructions",
+        "stay_change",  # the guest's stay changed or was cancelled
         "thread_message",  # a conversation between guest and host
         "template:booking_confirmed",
         "template:booking_cancelled",

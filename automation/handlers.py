@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import cast
 
-from automation.choices import MaintenancePriority
+from automation.choices import MaintenancePriority, TemplateTrigger
 from automation.events import MAINTENANCE_ASSIGNED, MAINTENANCE_REPORTED, MaintenanceSnapshot
 from automation.models import MaintenanceRequest
 from automation.services import (
     cleaning_task_reconcile,
     guest_messages_reconcile,
+    guest_template_exists,
     manager_emails,
     outbound_message_queue,
 )
@@ -57,6 +58,65 @@ def email_guest_their_booking(event: DomainEvent) -> None:
             f"Total: {booking.total} {booking.currency}.\n\n"
             "See, cancel or message us about your booking here (keep this link private):\n"
             "{guest_link}\n"
+        ),
+    )
+
+
+# What a changed stay is about: a new reference alone (a channel's) tells the guest nothing.
+STAY_FIELDS = ("property_id", "check_in", "check_out", "guests_count", "total")
+
+
+def _stay_changed(payload: BookingChange) -> bool:
+    previous = payload.get("previous")
+    return previous is not None and any(previous[f] != payload[f] for f in STAY_FIELDS)
+
+
+@event_handler(
+    BOOKING_MODIFIED, BOOKING_CANCELLED, queue="messaging", name="automation.guest_change_email"
+)
+def email_guest_their_changed_stay(event: DomainEvent) -> None:
+    """The guest hears of every change of their stay and of its cancellation, whoever made it.
+
+    Channel bookings are the channel's to tell. A cancellation is covered by the tenant's
+    own "booking cancelled" email template when it has one (sent by the template handler).
+    """
+    payload = cast(BookingChange, event.payload)
+    booking = _booking(payload["booking_id"])
+    if not booking.guest.email or booking.source not in ("direct", "admin"):
+        return
+    cancellation = payload.get("cancellation")
+    if event.event_type == BOOKING_MODIFIED:
+        if not _stay_changed(payload):
+            return
+        subject = f"Your booking {booking.reference} has changed"
+        news = (
+            f"your stay at {booking.property.name} is now from {booking.check_in} to "
+            f"{booking.check_out} ({booking.nights} nights, {booking.guests_count} guests). "
+            f"New total: {booking.total} {booking.currency}. If you paid more than that, "
+            "the difference is refunded; if less, we ask you for the rest.\n\n"
+        )
+    elif cancellation is not None:
+        if guest_template_exists(booking=booking, trigger=TemplateTrigger.BOOKING_CANCELLED):
+            return
+        subject = f"Your booking {booking.reference} is cancelled"
+        news = (
+            f"your stay at {booking.property.name} from {booking.check_in} to "
+            f"{booking.check_out} is cancelled. Under the "
+            f"{cancellation['policy']} cancellation policy the fee is {cancellation['fee']} "
+            f"{booking.currency}; whatever you paid above it is refunded to you.\n\n"
+        )
+    else:
+        return
+    outbound_message_queue(
+        tenant_id=event.tenant_id,
+        idempotency_key=f"{event.id}:guest_change",
+        kind="stay_change",
+        booking=booking,
+        recipient=booking.guest.email,
+        subject=subject,
+        body=(
+            f"Hello {booking.guest.name},\n\n{news}"
+            "Your booking, payments and messages (keep this link private):\n{guest_link}\n"
         ),
     )
 

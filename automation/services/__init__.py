@@ -11,6 +11,7 @@ from automation.services.cleaning import (
 from automation.services.guest_messages import (
     guest_messages_cancel,
     guest_messages_reconcile,
+    guest_template_exists,
     template_message_key,
     template_send_at,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "guest_link_email",
     "guest_messages_cancel",
     "guest_messages_reconcile",
+    "guest_template_exists",
     "maintenance_plans_open_due",
     "maintenance_plans_open_tenant",
     "maintenance_plans_submit_due",

@@ -75,6 +75,13 @@ def _templates(booking: Booking, triggers: list[str]) -> list[MessageTemplate]:
     )
 
 
+def guest_template_exists(*, booking: Booking, trigger: str) -> bool:
+    """Whether the booking's tenant has an active email template for ``trigger``."""
+    return MessageTemplate.objects.filter(
+        tenant_id=booking.tenant_id, is_active=True, trigger=trigger, channel=MessageChannel.EMAIL
+    ).exists()
+
+
 def _send_now(template: MessageTemplate, booking: Booking) -> None:
     recipient = _recipient(template, booking)
     if not recipient:
