@@ -327,6 +327,8 @@ GUEST_LINK_BASE_URL = env.str("GUEST_LINK_BASE_URL", default="http://127.0.0.1:8
 CHECK_IN_INSTRUCTIONS_DAYS_BEFORE = env.int("CHECK_IN_INSTRUCTIONS_DAYS_BEFORE", default=3)
 # A guest's photo of a problem: at most this many bytes (Pillow checks it is an image).
 GUEST_PHOTO_MAX_BYTES = env.int("GUEST_PHOTO_MAX_BYTES", default=8 * 1024 * 1024)
+# Form posts (messages, reports, changes) one booking's pages take per minute; 0: no limit.
+GUEST_PAGE_POSTS_PER_MINUTE = env.int("GUEST_PAGE_POSTS_PER_MINUTE", default=20)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 # Guest links (?token=, Authorization: Bearer): a token stops working this many days after
 # the booking's check-out; each booking keeps at most this many live tokens (minting one

@@ -37,11 +37,12 @@ from bookings.services import (
     booking_modify,
     guest_message_post,
 )
-from guestportal import texts
+from guestportal import limits, texts
 from guestportal.access import link_open, session_booking
 from guestportal.forms import ChangeStayForm, MessageForm, ReportForm
 from pms.pipeline.log_context import bind_tenant
 
+REFUSED = "guestportal/refused.html"
 INSTRUCTIONS_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.CHECKED_IN)
 
 
@@ -75,16 +76,23 @@ class GuestPage(View):
             return self.link_not_working(request)
         bind_tenant(booking.tenant_id)
         self.booking = booking
+        if request.method == "POST":
+            if limits.body_too_large(request):
+                return self.page(request, 413, template=REFUSED, too_large=True)
+            if limits.posts_exhausted(reference):
+                return self.page(request, 429, template=REFUSED, too_many=True)
         return super().dispatch(request, *args, **kwargs)
 
     def link_not_working(self, request: HttpRequest) -> HttpResponse:
         return render(request, "guestportal/link_not_working.html", status=403)
 
-    def page(self, request: HttpRequest, status: int = 200, **context: Any) -> HttpResponse:
+    def page(
+        self, request: HttpRequest, status: int = 200, template: str = "", **context: Any
+    ) -> HttpResponse:
         booking = self.booking
         return render(
             request,
-            self.template_name,
+            template or self.template_name,
             {
                 "booking": booking,
                 "property": booking.property,

@@ -358,3 +358,28 @@ def test_a_photo_that_is_not_an_image_or_too_large_is_refused(client, stay, sett
     )
     assert response.status_code == 400 and "larger than" in response.content.decode()
     assert not MaintenanceRequest.objects.filter(booking=stay).exists()
+
+
+# --- Hostile input -------------------------------------------------------------------------
+
+
+def test_an_upload_larger_than_a_photo_is_refused_before_it_is_read(client, stay, settings):
+    settings.GUEST_PHOTO_MAX_BYTES = 1000
+    _open(client, stay)
+    big = SimpleUploadedFile("big.png", b"\x89PNG" + b"0" * 400_000, content_type="image/png")
+    response = client.post(
+        f"/stay/{stay.reference}/report/", {"title": "x", "priority": "normal", "photo": big}
+    )
+    assert response.status_code == 413 and "too large" in response.content.decode()
+    assert not MaintenanceRequest.objects.filter(booking=stay).exists()
+
+
+def test_a_flood_of_posts_is_held_back_per_booking(client, stay, settings):
+    settings.GUEST_PAGE_POSTS_PER_MINUTE = 3
+    _open(client, stay)
+    codes = [
+        client.post(f"/stay/{stay.reference}/messages/", {"body": f"spam {n}"}).status_code
+        for n in range(5)
+    ]
+    assert codes[:3] == [302, 302, 302] and set(codes[3:]) == {429}
+    assert GuestMessage.objects.filter(booking=stay).count() == 3
