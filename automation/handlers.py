@@ -62,13 +62,18 @@ def email_guest_their_booking(event: DomainEvent) -> None:
     )
 
 
-# What a changed stay is about: a new reference alone (a channel's) tells the guest nothing.
-STAY_FIELDS = ("property_id", "check_in", "check_out", "guests_count", "total")
-
-
 def _stay_changed(payload: BookingChange) -> bool:
+    """Home, dates, party or price: a new reference alone (a channel's) tells the guest nothing."""
     previous = payload.get("previous")
-    return previous is not None and any(previous[f] != payload[f] for f in STAY_FIELDS)
+    if previous is None:
+        return False
+    before = (previous["property_id"], previous["check_in"], previous["check_out"])
+    after = (payload["property_id"], payload["check_in"], payload["check_out"])
+    return (
+        before != after
+        or previous["guests_count"] != payload["guests_count"]
+        or previous["total"] != payload["total"]
+    )
 
 
 @event_handler(

@@ -7,10 +7,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 
-from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus
-from bookings.models import Block, Booking, CalendarEntry, LedgerEntry
+from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus, MessageSender
+from bookings.models import Block, Booking, CalendarEntry, GuestMessage, LedgerEntry
 from pms.models import Property
 from tenants.models import Tenant
 
@@ -123,3 +123,11 @@ def ledger_statement(*, property: Property, month: date) -> Statement:
     totals = list(entries.order_by().values("kind").annotate(total=Sum("amount")).order_by("kind"))
     net = sum((row["total"] for row in totals), Decimal("0"))
     return Statement(property=property, month=month, entries=entries, totals=totals, net=net)
+
+
+def guest_messages_unanswered() -> QuerySet[GuestMessage]:
+    """Guests' messages that are the last of their thread: nobody has answered them yet."""
+    later = GuestMessage.objects.filter(
+        booking=OuterRef("booking"), created_at__gt=OuterRef("created_at")
+    )
+    return GuestMessage.objects.filter(sender=MessageSender.GUEST).filter(~Exists(later))

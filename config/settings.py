@@ -329,6 +329,9 @@ CHECK_IN_INSTRUCTIONS_DAYS_BEFORE = env.int("CHECK_IN_INSTRUCTIONS_DAYS_BEFORE",
 GUEST_PHOTO_MAX_BYTES = env.int("GUEST_PHOTO_MAX_BYTES", default=8 * 1024 * 1024)
 # Form posts (messages, reports, changes) one booking's pages take per minute; 0: no limit.
 GUEST_PAGE_POSTS_PER_MINUTE = env.int("GUEST_PAGE_POSTS_PER_MINUTE", default=20)
+# The dashboard lists a pending payment as overdue this many days after it was asked for
+# (or as soon as the arrival is a week away).
+PAYMENT_OVERDUE_DAYS = env.int("PAYMENT_OVERDUE_DAYS", default=3)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 # Guest links (?token=, Authorization: Bearer): a token stops working this many days after
 # the booking's check-out; each booking keeps at most this many live tokens (minting one

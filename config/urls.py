@@ -13,6 +13,8 @@ from pms.monitoring.metrics import metrics_view, restricted
 admin.site.site_header = "PMS administration"
 admin.site.site_title = "PMS admin"
 admin.site.index_title = "Properties, bookings and the event pipeline"
+# The index opens on the day's work (pms.dashboard: each app's panels), then the models.
+admin.site.index_template = "admin/pms/dashboard.html"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

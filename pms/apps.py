@@ -47,3 +47,5 @@ class PmsConfig(AppConfig):
         monitoring_signals.connect()
         # Event handlers register themselves on import: load every app's handlers module.
         autodiscover_modules("handlers")
+        # The admin index's panels (pms.dashboard): every app's dashboard module.
+        autodiscover_modules("dashboard")

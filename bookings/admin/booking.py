@@ -16,7 +16,11 @@ from bookings.admin.months import month_from_query
 from bookings.choices import BookingStatus, MessageSender
 from bookings.errors import BookingError
 from bookings.models import Block, Booking, CalendarEntry, GuestMessage
-from bookings.selectors import booking_conflicts, property_calendar_month
+from bookings.selectors import (
+    booking_conflicts,
+    guest_messages_unanswered,
+    property_calendar_month,
+)
 from pms.admin_helpers import ExtensibleAdminMixin, ServiceRefusalsAsMessagesMixin, run_for_each
 from pms.models import Property
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, filter_to_tenants
@@ -114,6 +118,21 @@ class ReplyInline(TenantScopedTabularInline):
         return super().get_queryset(request).none()
 
 
+class AwaitingReplyFilter(admin.SimpleListFilter):
+    """Bookings whose thread ends with the guest's message (the dashboard links here)."""
+
+    title = "guest messages"
+    parameter_name = "awaiting_reply"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Awaiting a reply")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(pk__in=guest_messages_unanswered().values("booking_id"))
+        return queryset
+
+
 @admin.register(Booking)
 class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantScopedAdmin):
     service_refusals = (BookingError,)
@@ -132,7 +151,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
         "source",
         "tenant",
     ]
-    list_filter = ["status", "source", "tenant", "property", "check_in"]
+    list_filter = ["status", AwaitingReplyFilter, "source", "tenant", "property", "check_in"]
     search_fields = [
         "reference",
         "external_reference",
