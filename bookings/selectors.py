@@ -7,11 +7,17 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus, MessageSender
+from bookings.events import (
+    BOOKING_AGGREGATE,
+    BOOKING_THREAD_AGGREGATE,
+    PAYMENT_AGGREGATE,
+    REFUND_AGGREGATE,
+)
 from bookings.models import Block, Booking, CalendarEntry, GuestMessage, LedgerEntry
-from pms.models import Property
+from pms.models import DomainEvent, Property
 from tenants.models import Tenant
 
 
@@ -131,3 +137,24 @@ def guest_messages_unanswered() -> QuerySet[GuestMessage]:
         booking=OuterRef("booking"), created_at__gt=OuterRef("created_at")
     )
     return GuestMessage.objects.filter(sender=MessageSender.GUEST).filter(~Exists(later))
+
+
+def booking_story_events(booking: Booking) -> list[DomainEvent]:
+    """Every event about the booking: its own, its thread's, its payments' and refunds'."""
+    about = (
+        Q(aggregate_type=BOOKING_AGGREGATE, aggregate_id=str(booking.pk))
+        | Q(aggregate_type=BOOKING_THREAD_AGGREGATE, aggregate_id=str(booking.pk))
+        | Q(
+            aggregate_type=PAYMENT_AGGREGATE,
+            aggregate_id__in=[str(pk) for pk in booking.payments.values_list("pk", flat=True)],
+        )
+        | Q(
+            aggregate_type=REFUND_AGGREGATE,
+            aggregate_id__in=[str(pk) for pk in booking.refunds.values_list("pk", flat=True)],
+        )
+    )
+    return list(
+        DomainEvent.objects.filter(about, tenant_id=booking.tenant_id).order_by(
+            "created_at", "sequence"
+        )
+    )

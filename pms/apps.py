@@ -49,3 +49,5 @@ class PmsConfig(AppConfig):
         autodiscover_modules("handlers")
         # The admin index's panels (pms.dashboard): every app's dashboard module.
         autodiscover_modules("dashboard")
+        # What happened to a booking or a channel (pms.story): every app's story module.
+        autodiscover_modules("story")
