@@ -7,10 +7,12 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus
-from bookings.models import Block, Booking, CalendarEntry, LedgerEntry
+from bookings.models import Block, Booking, CalendarEntry, LedgerEntry, Season
 from pms.models import Property
 from tenants.models import Tenant
 
@@ -42,6 +44,56 @@ def block_conflicts(*, property_id: int, start: date, end: date) -> QuerySet[Blo
     """Active blocks overlapping [start, end) on the property."""
     return Block.objects.filter(
         property_id=property_id, is_active=True, start__lt=end, end__gt=start
+    )
+
+
+def bookable_properties(
+    *,
+    tenant: Tenant,
+    check_in: date | None = None,
+    check_out: date | None = None,
+    guests: int = 1,
+    today: date | None = None,
+) -> QuerySet[Property]:
+    """The tenant's active properties that fit ``guests``, by name; with dates, only those
+    that can take the stay [check_in, check_out): no occupying booking or active block
+    overlaps it, its length meets the check-in night's season rules (else the
+    property's, as ``bookings.pricing.nights_allowed``) and it ends within the
+    property's horizon from ``today``. One query (its count another), any number of
+    properties: the rules are SQL, not a loop. The booking services check all of it
+    again, under the property's lock, when the guest books.
+    """
+    queryset = Property.objects.filter(
+        tenant=tenant, is_active=True, max_guests__gte=guests
+    ).order_by("name", "pk")
+    if check_in is None or check_out is None:
+        return queryset
+    nights = (check_out - check_in).days
+    days_ahead = (check_out - (today or date.today())).days
+    season = Season.objects.filter(property=OuterRef("pk"), start__lte=check_in, end__gt=check_in)
+    within_horizon = Q(booking_horizon_days__gte=days_ahead)
+    if days_ahead <= settings.BOOKING_HORIZON_DAYS:
+        within_horizon |= Q(booking_horizon_days__isnull=True)
+    return (
+        queryset.filter(within_horizon)
+        .alias(
+            booked=Exists(
+                Booking.objects.filter(
+                    property=OuterRef("pk"),
+                    status__in=OCCUPYING_STATUSES,
+                    check_in__lt=check_out,
+                    check_out__gt=check_in,
+                )
+            ),
+            blocked=Exists(
+                Block.objects.filter(
+                    property=OuterRef("pk"), is_active=True, start__lt=check_out, end__gt=check_in
+                )
+            ),
+            nights_min=Coalesce(Subquery(season.values("min_nights")[:1]), F("min_nights")),
+            nights_max=Coalesce(Subquery(season.values("max_nights")[:1]), F("max_nights")),
+        )
+        .filter(booked=False, blocked=False, nights_min__lte=nights, nights_max__gte=nights)
     )
 
 

@@ -79,17 +79,59 @@ class NightSerializer(serializers.Serializer):
     rate = serializers.DecimalField(max_digits=10, decimal_places=2)
 
 
+class QuoteLineSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="nights, weekend_nights, override_nights, extra_guests, weekly_discount, "
+        "monthly_discount, cleaning or tax."
+    )
+    # A field named like Field.label: the serializer's metaclass takes it off the class.
+    label = serializers.CharField(help_text='e.g. "3 nights \u00d7 120.00 (High season)".')  # type: ignore[assignment]
+    quantity = serializers.IntegerField()
+    unit_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="Negative for a discount."
+    )
+
+
 class QuoteSerializer(serializers.Serializer):
     check_in = serializers.DateField()
     check_out = serializers.DateField()
     nights = serializers.IntegerField()
+    guests = serializers.IntegerField()
     nightly = NightSerializer(many=True)
+    lines = QuoteLineSerializer(
+        many=True, help_text="What the total is made of: the total is their amounts' sum."
+    )
     accommodation = serializers.DecimalField(max_digits=12, decimal_places=2)
     cleaning_fee = serializers.DecimalField(max_digits=12, decimal_places=2)
     taxes = serializers.DecimalField(max_digits=12, decimal_places=2)
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     currency = serializers.CharField()
     available = serializers.BooleanField()
+
+
+class PropertySearchQuerySerializer(serializers.Serializer):
+    check_in = serializers.DateField(required=False, help_text="With check_out, or neither.")
+    check_out = serializers.DateField(required=False, help_text="With check_in, or neither.")
+    guests = serializers.IntegerField(min_value=1, max_value=MAX_GUESTS, default=1)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        dates = data.get("check_in"), data.get("check_out")
+        if all(dates) and (data["check_out"] - data["check_in"]).days > MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"check_out": f"At most {MAX_RANGE_DAYS} nights."})
+        return data
+
+
+class PropertySearchResultSerializer(PropertyPublicSerializer):
+    quote = QuoteSerializer(
+        source="search_quote",
+        read_only=True,
+        allow_null=True,
+        help_text="The stay's price, when the search has dates; null without them.",
+    )
+
+    class Meta(PropertyPublicSerializer.Meta):
+        fields = [*PropertyPublicSerializer.Meta.fields, "quote"]
 
 
 def _limit(model: Any, field: str) -> int:
@@ -127,6 +169,9 @@ class BookingSerializer(serializers.ModelSerializer):
     guests = serializers.IntegerField(source="guests_count", read_only=True)
     guest_name = serializers.CharField(source="guest.name", read_only=True)
     nights = serializers.IntegerField(read_only=True)
+    price_lines = QuoteLineSerializer(
+        many=True, read_only=True, help_text="The price's lines when the stay was priced."
+    )
 
     class Meta:
         model = Booking
@@ -146,6 +191,7 @@ class BookingSerializer(serializers.ModelSerializer):
             "total",
             "currency",
             "cancellation_fee",
+            "price_lines",
             "created_at",
         ]
 

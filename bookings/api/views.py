@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions, status
+from rest_framework import generics, permissions, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,13 +28,15 @@ from bookings.api.serializers import (
     MessageCreateSerializer,
     MessageSerializer,
     PropertyPublicSerializer,
+    PropertySearchQuerySerializer,
+    PropertySearchResultSerializer,
     QuoteQuerySerializer,
     QuoteSerializer,
 )
 from bookings.choices import BookingSource, MessageSender
 from bookings.errors import BookingError
-from bookings.pricing import quote_stay
-from bookings.selectors import property_availability
+from bookings.pricing import Quote, check_stay_length, quote_many, quote_stay, season_of_night
+from bookings.selectors import bookable_properties, property_availability
 from bookings.services import booking_cancel, booking_create, guest_message_post, guest_token_issue
 from pms.api.errors import domain_error_response, error_response
 from pms.api.guest import ERRORS, GuestBookingAPIView, invalid_response
@@ -38,6 +44,7 @@ from pms.api.schemas import ErrorSerializer
 from pms.models import Property
 from pms.pipeline.log_context import bind_tenant
 from pms.services import guest_get_or_create
+from tenants.selectors import tenant_by_slug
 
 
 class PublicAPIView(APIView):
@@ -83,6 +90,24 @@ class AvailabilityView(PublicAPIView):
         )
 
 
+def _quote_data(quote: Quote, *, available: bool) -> dict[str, Any]:
+    """What QuoteSerializer renders."""
+    return {
+        "check_in": quote.check_in,
+        "check_out": quote.check_out,
+        "nights": quote.nights,
+        "guests": quote.guests,
+        "nightly": [{"date": day, "rate": rate} for day, rate in quote.nightly],
+        "lines": [line.__dict__ for line in quote.lines],
+        "accommodation": quote.accommodation,
+        "cleaning_fee": quote.cleaning_fee,
+        "taxes": quote.taxes,
+        "total": quote.total,
+        "currency": quote.currency,
+        "available": available,
+    }
+
+
 class QuoteView(PublicAPIView):
     @extend_schema(
         parameters=[QuoteQuerySerializer],
@@ -90,7 +115,12 @@ class QuoteView(PublicAPIView):
         tags=["properties"],
     )
     def get(self, request: Request, public_id: str) -> Response:
-        """The price of a stay: nightly rates (with the manager's overrides), cleaning, taxes."""
+        """The price of a stay, line by line: nights (seasons, weekends, the manager's
+        per-date overrides), extra guests, the weekly or monthly discount, cleaning, taxes.
+
+        A stay shorter or longer than the property (or the check-in night's season)
+        takes is refused with ``too_few_nights`` / ``too_many_nights``.
+        """
         query = QuoteQuerySerializer(data=request.query_params)
         if not query.is_valid():
             return invalid_response(query)
@@ -103,23 +133,116 @@ class QuoteView(PublicAPIView):
                 400,
                 {"guests": [f"At most {prop.max_guests}."]},
             )
-        quote = quote_stay(property=prop, check_in=data["check_in"], check_out=data["check_out"])
-        days = property_availability(property=prop, start=data["check_in"], end=data["check_out"])
+        check_in, check_out = data["check_in"], data["check_out"]
+        try:
+            check_stay_length(
+                property=prop,
+                season=season_of_night(property=prop, night=check_in),
+                nights=(check_out - check_in).days,
+            )
+        except BookingError as exc:
+            return domain_error_response(exc)
+        quote = quote_stay(
+            property=prop, check_in=check_in, check_out=check_out, guests=data["guests"]
+        )
+        days = property_availability(property=prop, start=check_in, end=check_out)
         return Response(
-            QuoteSerializer(
-                {
-                    "check_in": quote.check_in,
-                    "check_out": quote.check_out,
-                    "nights": quote.nights,
-                    "nightly": [{"date": day, "rate": rate} for day, rate in quote.nightly],
-                    "accommodation": quote.accommodation,
-                    "cleaning_fee": quote.cleaning_fee,
-                    "taxes": quote.taxes,
-                    "total": quote.total,
-                    "currency": quote.currency,
-                    "available": all(free for _, free in days),
-                }
-            ).data
+            QuoteSerializer(_quote_data(quote, available=all(free for _, free in days))).data
+        )
+
+
+class SearchPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class PropertySearchView(generics.ListAPIView[Property]):
+    """The booking engine's search: one tenant's properties, and what a stay costs at each."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [AnonymousClientThrottle]
+    serializer_class = PropertySearchResultSerializer
+    pagination_class = SearchPagination
+
+    @extend_schema(
+        parameters=[PropertySearchQuerySerializer],
+        responses={200: PropertySearchResultSerializer(many=True), **ERRORS},
+        tags=["properties"],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A tenant's active properties, by name, paginated (``page``, ``page_size`` up to 100).
+
+        With ``check_in`` and ``check_out`` (both or neither), only the properties that
+        can take the stay for ``guests`` (free, long and short enough, within the
+        horizon), each with its quote. Booking checks availability again. Errors:
+        ``incomplete_dates``, ``invalid_dates``, ``past_date``, ``invalid`` (400),
+        ``not_found`` (404: no such tenant, or no such page).
+        """
+        return self.list(request, *args, **kwargs)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        query = PropertySearchQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            return invalid_response(query)
+        data = query.validated_data
+        check_in, check_out = data.get("check_in"), data.get("check_out")
+        if (check_in is None) != (check_out is None):
+            missing = "check_out" if check_out is None else "check_in"
+            return error_response(
+                "incomplete_dates",
+                "Give both check_in and check_out, or neither.",
+                400,
+                {missing: ["Required with the other date."]},
+            )
+        today = timezone.localdate()
+        if check_in is not None and check_out is not None:
+            if check_out <= check_in:
+                return error_response(
+                    "invalid_dates",
+                    "Check-out must be after check-in.",
+                    400,
+                    {"check_out": ["Must be after check-in."]},
+                )
+            if check_in < today:
+                return error_response(
+                    "past_date",
+                    "Check-in cannot be in the past.",
+                    400,
+                    {"check_in": ["In the past."]},
+                )
+        tenant = tenant_by_slug(self.kwargs["slug"])
+        if tenant is None:
+            return error_response("not_found", "No such tenant.", 404)
+        bind_tenant(tenant.pk)
+        queryset: QuerySet[Property] = bookable_properties(
+            tenant=tenant,
+            check_in=check_in,
+            check_out=check_out,
+            guests=data["guests"],
+            today=today,
+        )
+        page = self.paginate_queryset(queryset)
+        assert page is not None  # pagination_class is set
+        _attach_quotes(page, check_in=check_in, check_out=check_out, guests=data["guests"])
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+def _attach_quotes(
+    properties: list[Property], *, check_in: date | None, check_out: date | None, guests: int
+) -> None:
+    """Give each property its ``search_quote`` (None without dates): three queries in all."""
+    quotes = (
+        quote_many(properties, check_in=check_in, check_out=check_out, guests=guests)
+        if check_in is not None and check_out is not None
+        else {}
+    )
+    for prop in properties:
+        quote = quotes.get(prop.pk)
+        # Only properties that can take the stay are listed: each is available.
+        prop.search_quote = (  # type: ignore[attr-defined]
+            _quote_data(quote, available=True) if quote else None
         )
 
 
