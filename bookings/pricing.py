@@ -1,8 +1,8 @@
 """Quotes: what a stay costs, line by line, and the stay-length rules of seasons.
 
 One calculation, ``price_stay``, a pure function of a property's rules (``PricingRules``)
-and a stay. ``quote_stay`` loads one property's rules (three queries); ``quote_many``
-loads a set of properties' rules in three queries whatever their number (the search).
+and a stay. ``quote_stay`` loads one property's rules (one query); ``quote_many`` loads a set of
+properties' rules in one query whatever their number (the search).
 
 The rules, night by night (a night is the date the guest sleeps there):
 1. a per-date ``RateOverride`` wins over everything;
@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from django.db import connection
 
 from bookings.choices import CANCELLATION_TIERS, TaxKind
 from bookings.errors import BookingError
@@ -113,22 +115,52 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class SeasonRule:
+    """A season as the calculation reads it (from a ``Season`` row)."""
+
+    name: str
+    start: date  # first night
+    end: date  # first night after (exclusive)
+    nightly_rate: Decimal
+    weekend_rate: Decimal | None = None
+    min_nights: int | None = None
+    max_nights: int | None = None
+
+
+@dataclass(frozen=True)
+class TaxRule:
+    """A tax as the calculation reads it (from a ``PropertyTax`` row)."""
+
+    name: str
+    kind: str  # TaxKind
+    rate: Decimal
+
+
+@dataclass(frozen=True)
+class OverrideRule:
+    """One date's rate (from a ``RateOverride`` row)."""
+
+    nightly_rate: Decimal
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class PricingRules:
     """What prices one property's stays: the property and its rows, loaded once."""
 
     property: Property
-    overrides: dict[date, RateOverride] = field(default_factory=dict)
-    seasons: Sequence[Season] = ()
-    taxes: Sequence[PropertyTax] = ()
+    overrides: dict[date, OverrideRule] = field(default_factory=dict)
+    seasons: Sequence[SeasonRule] = ()  # by start; they never overlap
+    taxes: Sequence[TaxRule] = ()  # in the order they were added
 
-    def season_of(self, night: date) -> Season | None:
+    def season_of(self, night: date) -> SeasonRule | None:
         return next((s for s in self.seasons if s.start <= night < s.end), None)
 
 
 # --- Stay-length rules ---------------------------------------------------------------
 
 
-def nights_allowed(*, property: Property, season: Season | None) -> tuple[int, int]:
+def nights_allowed(*, property: Property, season: SeasonRule | None) -> tuple[int, int]:
     """(min, max) nights of a stay whose check-in night is in ``season`` (or none).
 
     A season's minimum or maximum, when set, replaces the property's.
@@ -138,7 +170,7 @@ def nights_allowed(*, property: Property, season: Season | None) -> tuple[int, i
     return minimum, maximum
 
 
-def check_stay_length(*, property: Property, season: Season | None, nights: int) -> None:
+def check_stay_length(*, property: Property, season: SeasonRule | None, nights: int) -> None:
     """Refuse a stay shorter or longer than allowed: codes too_few_nights, too_many_nights."""
     minimum, maximum = nights_allowed(property=property, season=season)
     where = f"{property.name} in {season.name}" if season else property.name
@@ -156,33 +188,83 @@ def check_stay_length(*, property: Property, season: Season | None, nights: int)
         )
 
 
-def season_of_night(*, property: Property, night: date) -> Season | None:
+def season_of_night(*, property: Property, night: date) -> SeasonRule | None:
     """The property's season that ``night`` is in (one query)."""
-    return Season.objects.filter(property=property, start__lte=night, end__gt=night).first()
+    row = (
+        Season.objects.filter(property=property, start__lte=night, end__gt=night)
+        .values_list(*_SEASON_COLUMNS)
+        .first()
+    )
+    return SeasonRule(*row) if row else None
 
 
 # --- Loading the rules -----------------------------------------------------------------
 
 
+_SEASON_COLUMNS = (
+    "name",
+    "start",
+    "end",
+    "nightly_rate",
+    "weekend_rate",
+    "min_nights",
+    "max_nights",
+)
+
+
+# One statement for the three kinds of rows. The ORM spent ~0.8 ms compiling each of
+# three small queries (a SELECT round trip here is ~0.2 ms): most of a search page's
+# time. Columns: kind, property, date or start, end, note or name, rate, weekend rate,
+# min nights, max nights, tax kind. Seasons come by start, taxes as added.
+_RULES_SQL = """
+SELECT 'override', property_id, date, NULL::date, note, nightly_rate, NULL::numeric,
+       NULL::integer, NULL::integer, '', id
+  FROM {override} WHERE property_id = ANY(%(ids)s) AND date >= %(check_in)s
+   AND date < %(check_out)s
+UNION ALL
+SELECT 'season', property_id, start, "end", name, nightly_rate, weekend_rate,
+       min_nights, max_nights, '', id
+  FROM {season} WHERE property_id = ANY(%(ids)s) AND start < %(check_out)s
+   AND "end" > %(check_in)s
+UNION ALL
+SELECT 'tax', property_id, NULL, NULL, name, rate, NULL, NULL, NULL, kind, id
+  FROM {tax} WHERE property_id = ANY(%(ids)s)
+ORDER BY 3, 11
+"""
+
+
 def pricing_rules_many(
     properties: Iterable[Property], *, check_in: date, check_out: date
 ) -> dict[int, PricingRules]:
-    """Each property's rules for [check_in, check_out): three queries, any number of them."""
+    """Each property's rules for [check_in, check_out): one query, any number of them.
+
+    The overrides of the stay's nights, the seasons that touch it and the taxes.
+    """
     by_id = {prop.pk: prop for prop in properties}
-    overrides: defaultdict[int, dict[date, RateOverride]] = defaultdict(dict)
-    seasons: defaultdict[int, list[Season]] = defaultdict(list)
-    taxes: defaultdict[int, list[PropertyTax]] = defaultdict(list)
+    overrides: defaultdict[int, dict[date, OverrideRule]] = defaultdict(dict)
+    seasons: defaultdict[int, list[SeasonRule]] = defaultdict(list)
+    taxes: defaultdict[int, list[TaxRule]] = defaultdict(list)
     if by_id:
-        for override in RateOverride.objects.filter(
-            property_id__in=by_id, date__gte=check_in, date__lt=check_out
-        ).only("property_id", "date", "nightly_rate", "note"):
-            overrides[override.property_id][override.date] = override
-        for season in Season.objects.filter(
-            property_id__in=by_id, start__lt=check_out, end__gt=check_in
-        ).order_by("start"):
-            seasons[season.property_id].append(season)
-        for tax in PropertyTax.objects.filter(property_id__in=by_id).order_by("pk"):
-            taxes[tax.property_id].append(tax)
+        sql = _RULES_SQL.format(
+            override=RateOverride._meta.db_table,
+            season=Season._meta.db_table,
+            tax=PropertyTax._meta.db_table,
+        )
+        params: dict[str, Any] = {
+            "ids": list(by_id),
+            "check_in": check_in,
+            "check_out": check_out,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        for rule, pk, day_from, day_to, text, amount, weekend, low, high, kind, _ in rows:
+            if rule == "override":
+                overrides[pk][day_from] = OverrideRule(amount, text)
+            elif rule == "season":
+                seasons[pk].append(SeasonRule(text, day_from, day_to, amount, weekend, low, high))
+            else:
+                taxes[pk].append(TaxRule(text, kind, amount))
     return {
         pk: PricingRules(
             property=prop, overrides=overrides[pk], seasons=seasons[pk], taxes=taxes[pk]
@@ -192,7 +274,7 @@ def pricing_rules_many(
 
 
 def quote_stay(*, property: Property, check_in: date, check_out: date, guests: int = 1) -> Quote:
-    """Price a stay of one property (three queries, whatever the length of the stay)."""
+    """Price a stay of one property (one query, whatever the length of the stay)."""
     rules = pricing_rules_many([property], check_in=check_in, check_out=check_out)[property.pk]
     return price_stay(rules, check_in=check_in, check_out=check_out, guests=guests)
 
@@ -200,7 +282,7 @@ def quote_stay(*, property: Property, check_in: date, check_out: date, guests: i
 def quote_many(
     properties: Iterable[Property], *, check_in: date, check_out: date, guests: int = 1
 ) -> dict[int, Quote]:
-    """The same stay priced for each property, by id: three queries in all."""
+    """The same stay priced for each property, by id: one query in all."""
     rules = pricing_rules_many(properties, check_in=check_in, check_out=check_out)
     return {
         pk: price_stay(rule, check_in=check_in, check_out=check_out, guests=guests)

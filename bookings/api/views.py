@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Window
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -32,10 +33,12 @@ from bookings.api.serializers import (
     PropertySearchResultSerializer,
     QuoteQuerySerializer,
     QuoteSerializer,
+    property_search_representation,
+    quote_representation,
 )
 from bookings.choices import BookingSource, MessageSender
 from bookings.errors import BookingError
-from bookings.pricing import Quote, check_stay_length, quote_many, quote_stay, season_of_night
+from bookings.pricing import check_stay_length, quote_many, quote_stay, season_of_night
 from bookings.selectors import bookable_properties, property_availability
 from bookings.services import booking_cancel, booking_create, guest_message_post, guest_token_issue
 from pms.api.errors import domain_error_response, error_response
@@ -90,24 +93,6 @@ class AvailabilityView(PublicAPIView):
         )
 
 
-def _quote_data(quote: Quote, *, available: bool) -> dict[str, Any]:
-    """What QuoteSerializer renders."""
-    return {
-        "check_in": quote.check_in,
-        "check_out": quote.check_out,
-        "nights": quote.nights,
-        "guests": quote.guests,
-        "nightly": [{"date": day, "rate": rate} for day, rate in quote.nightly],
-        "lines": [line.__dict__ for line in quote.lines],
-        "accommodation": quote.accommodation,
-        "cleaning_fee": quote.cleaning_fee,
-        "taxes": quote.taxes,
-        "total": quote.total,
-        "currency": quote.currency,
-        "available": available,
-    }
-
-
 class QuoteView(PublicAPIView):
     @extend_schema(
         parameters=[QuoteQuerySerializer],
@@ -146,12 +131,35 @@ class QuoteView(PublicAPIView):
             property=prop, check_in=check_in, check_out=check_out, guests=data["guests"]
         )
         days = property_availability(property=prop, start=check_in, end=check_out)
-        return Response(
-            QuoteSerializer(_quote_data(quote, available=all(free for _, free in days))).data
-        )
+        return Response(quote_representation(quote, available=all(free for _, free in days)))
+
+
+class CountingPaginator(Paginator):
+    """One query a page: its rows, each carrying the total (``COUNT(*) OVER ()``).
+
+    Django's paginator runs a COUNT and then the page: the search's availability SQL
+    twice. Past the last page there are no rows, hence no total: that page is empty
+    (a 404), the first page of nothing is 0.
+    """
+
+    def page(self, number: Any) -> Page:
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger("That page number is not an integer.") from None
+        if number < 1:
+            raise EmptyPage("That page number is less than 1.")
+        bottom = (number - 1) * self.per_page
+        queryset: Any = self.object_list
+        rows = list(queryset.annotate(matching=Window(Count("*")))[bottom : bottom + self.per_page])
+        if not rows and number > 1:
+            raise EmptyPage("That page contains no results.")
+        self.__dict__["count"] = rows[0].matching if rows else 0  # the cached_property
+        return Page(rows, number, self)
 
 
 class SearchPagination(PageNumberPagination):
+    django_paginator_class = CountingPaginator
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
@@ -223,16 +231,17 @@ class PropertySearchView(generics.ListAPIView[Property]):
             guests=data["guests"],
             today=today,
         )
-        page = self.paginate_queryset(queryset)
+        page = self.paginate_queryset(queryset)  # one query: the page and the total
         assert page is not None  # pagination_class is set
         _attach_quotes(page, check_in=check_in, check_out=check_out, guests=data["guests"])
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        # PropertySearchResultSerializer's output (the schema's), without DRF's per-field cost.
+        return self.get_paginated_response([property_search_representation(p) for p in page])
 
 
 def _attach_quotes(
     properties: list[Property], *, check_in: date | None, check_out: date | None, guests: int
 ) -> None:
-    """Give each property its ``search_quote`` (None without dates): three queries in all."""
+    """Give each property its ``search_quote`` (None without dates): one query in all."""
     quotes = (
         quote_many(properties, check_in=check_in, check_out=check_out, guests=guests)
         if check_in is not None and check_out is not None
@@ -242,7 +251,7 @@ def _attach_quotes(
         quote = quotes.get(prop.pk)
         # Only properties that can take the stay are listed: each is available.
         prop.search_quote = (  # type: ignore[attr-defined]
-            _quote_data(quote, available=True) if quote else None
+            quote_representation(quote, available=True) if quote else None
         )
 
 

@@ -1,7 +1,7 @@
 """Properties of the one calculation, for random rules and stays (hypothesis).
 
-``price_stay`` is pure: the rules are unsaved model instances, so thousands of
-combinations run without the database. The season-minimum refusal runs against the
+``price_stay`` is pure: the rules are plain values, so hundreds of combinations
+run without the database. The season-minimum refusal runs against the
 database, through the quote API and through booking creation.
 """
 
@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 
 from bookings.choices import TaxKind
 from bookings.errors import BookingError
-from bookings.models import PropertyTax, RateOverride, Season
-from bookings.pricing import PricingRules, price_stay
+from bookings.models import Season
+from bookings.pricing import OverrideRule, PricingRules, SeasonRule, TaxRule, price_stay
 from bookings.services import booking_create
 from pms.models import Property
 from tests.factories import PropertyFactory
@@ -41,12 +41,13 @@ def rules(draw: st.DrawFn) -> PricingRules:
         weekly_discount_percent=draw(percent),
         monthly_discount_percent=draw(percent),
     )
-    seasons, cursor = [], START
+    seasons: list[SeasonRule] = []
+    cursor = START
     for _ in range(draw(st.integers(0, 3))):
         start = cursor + timedelta(days=draw(st.integers(0, 20)))
         end = start + timedelta(days=draw(st.integers(1, 30)))
         seasons.append(
-            Season(
+            SeasonRule(
                 name=f"S{len(seasons)}",
                 start=start,
                 end=end,
@@ -56,13 +57,11 @@ def rules(draw: st.DrawFn) -> PricingRules:
         )
         cursor = end
     overrides = {
-        START + timedelta(days=offset): RateOverride(
-            date=START + timedelta(days=offset), nightly_rate=draw(money)
-        )
+        START + timedelta(days=offset): OverrideRule(nightly_rate=draw(money))
         for offset in draw(st.sets(st.integers(0, 60), max_size=5))
     }
     taxes = [
-        PropertyTax(name=f"T{i}", kind=draw(st.sampled_from(TaxKind.values)), rate=draw(money))
+        TaxRule(name=f"T{i}", kind=draw(st.sampled_from(TaxKind.values)), rate=draw(money))
         for i in range(draw(st.integers(0, 3)))
     ]
     return PricingRules(property=prop, overrides=overrides, seasons=seasons, taxes=taxes)
