@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
 .PHONY: messages
 .PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
-	bench-pipeline bench-latency bench-api bench-growth
+	bench-pipeline bench-latency bench-api bench-growth bench-search
 
 install: $(STAMP)
 
@@ -80,7 +80,11 @@ bench-api: $(STAMP)
 bench-growth: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/growth.py $(BENCH_GROWTH_ARGS)
 
-bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth
+## Booking-engine search of 200 priced properties vs one availability call (target ratio <= 2).
+bench-search: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/search.py $(BENCH_SEARCH_ARGS)
+
+bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth bench-search
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
 ## On RabbitMQ: FAULTS_BROKER=amqp://guest:guest@127.0.0.1:5672/pms_faults make faults-chaos

@@ -96,3 +96,9 @@ CANCELLATION_TIERS: dict[str, tuple[tuple[int, int], ...]] = {
     "moderate": ((5, 100), (0, 50)),
     "strict": ((14, 100), (7, 50), (0, 0)),
 }
+
+
+class TaxKind(models.TextChoices):
+    PERCENT = "percent", "Percent of accommodation and cleaning"
+    PER_NIGHT = "per_night", "Fixed amount per night"
+    PER_GUEST_NIGHT = "per_guest_night", "Amount per guest per night (city tax)"

@@ -53,12 +53,20 @@ ERRORS: dict[str, StrPromise] = {
     "message_too_long": _("The message is too long."),
 }
 
-# Price lines by code (bookings.pricing); a code not listed shows the line's own label.
+# Price lines by code (bookings.pricing.QuoteLine); a code not listed shows its own label.
 LINES: dict[str, StrPromise] = {
-    "accommodation": _("Accommodation"),
+    "nights": _("Nights"),
+    "weekend_nights": _("Weekend nights"),
+    "override_nights": _("Nights at a special rate"),
+    "extra_guests": _("Extra guests"),
+    "weekly_discount": _("Weekly discount"),
+    "monthly_discount": _("Monthly discount"),
     "cleaning": _("Cleaning"),
+    "tax": _("Tax"),
+    "accommodation": _("Accommodation"),
     "taxes": _("Taxes"),
 }
+COUNTED = {"nights", "weekend_nights", "override_nights", "extra_guests"}
 
 
 def error_text(exc: DomainError) -> str:
@@ -67,21 +75,40 @@ def error_text(exc: DomainError) -> str:
     return str(text) if text is not None else exc.message
 
 
-def price_lines(booking: Booking) -> list[dict[str, Any]]:
-    """The stay's price lines as the booking stored them: label and amount."""
-    stored = getattr(booking, "price_lines", None)
-    if stored:
-        return [
+def line_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Price lines (``Quote.lines_json`` or ``Booking.price_lines``) as a guest reads them:
+    the kind in their language, the season's or tax's name, the count times the unit."""
+    rows = []
+    for line in lines:
+        code = line.get("code", "")
+        label = LINES.get(code)
+        name = line.get("name", "")
+        if label is None:
+            title, detail = line.get("label", ""), ""
+        elif code == "tax" and name:
+            title, detail = name, ""
+        else:
+            title, detail = label, name
+        unit, quantity = Decimal(str(line.get("unit_amount", "0"))), int(line.get("quantity", 1))
+        rows.append(
             {
-                "label": LINES.get(line.get("code", ""), line.get("label", "")),
-                "detail": line.get("label", "") if line.get("code") not in LINES else "",
+                "label": title,
+                "detail": detail,
+                "quantity": quantity if code in COUNTED or (code == "tax" and quantity > 1) else 0,
+                "unit": unit,
                 "amount": Decimal(str(line["amount"])),
             }
-            for line in stored
-        ]
-    lines = [
-        {"label": LINES["accommodation"], "detail": "", "amount": booking.accommodation_amount},
-        {"label": LINES["cleaning"], "detail": "", "amount": booking.cleaning_amount},
-        {"label": LINES["taxes"], "detail": "", "amount": booking.tax_amount},
+        )
+    return rows
+
+
+def price_lines(booking: Booking) -> list[dict[str, Any]]:
+    """The stay's price lines as the booking stored them when it was priced."""
+    if booking.price_lines:
+        return line_rows(booking.price_lines)
+    older = [  # priced before bookings kept their lines
+        {"code": "accommodation", "amount": booking.accommodation_amount},
+        {"code": "cleaning", "amount": booking.cleaning_amount},
+        {"code": "taxes", "amount": booking.tax_amount},
     ]
-    return [line for line in lines if line["amount"]]
+    return line_rows([line for line in older if line["amount"]])

@@ -30,6 +30,7 @@ from bookings.choices import (
 )
 from bookings.errors import BookingError
 from bookings.models import Booking
+from bookings.pricing import Quote
 from bookings.services import (
     booking_cancel,
     booking_cancel_preview,
@@ -282,20 +283,5 @@ def _form_field(exc: BookingError) -> str | None:
     return fields.get(exc.field or "")
 
 
-def _quote_lines(quote: Any) -> list[dict[str, Any]]:
-    lines = getattr(quote, "lines", None)
-    if lines:
-        return [
-            {
-                "label": texts.LINES.get(getattr(line, "code", ""), getattr(line, "label", "")),
-                "detail": "",
-                "amount": line.amount,
-            }
-            for line in lines
-        ]
-    rows = [
-        (texts.LINES["accommodation"], quote.accommodation),
-        (texts.LINES["cleaning"], quote.cleaning_fee),
-        (texts.LINES["taxes"], quote.taxes),
-    ]
-    return [{"label": label, "detail": "", "amount": amount} for label, amount in rows if amount]
+def _quote_lines(quote: Quote) -> list[dict[str, Any]]:
+    return texts.line_rows(quote.lines_json())

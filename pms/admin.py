@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from pms import fair_work_admin  # noqa: F401  (registers its admins)
-from pms.admin_helpers import ReadOnlyAdminMixin
+from pms.admin_helpers import ExtensibleAdminMixin, ReadOnlyAdminMixin
 from pms.choices import FailedTaskStatus
 from pms.models import DomainEvent, EventDelivery, FailedTask, FailedTaskAction, Guest, Property
 from pms.monitoring import admin as monitoring_admin  # noqa: F401  (registers its admins)
@@ -32,7 +32,8 @@ def pretty_json(value: Any) -> SafeString:
 
 
 @admin.register(Property)
-class PropertyAdmin(TenantScopedAdmin):
+class PropertyAdmin(ExtensibleAdminMixin, TenantScopedAdmin):
+    # bookings adds its pricing rules (seasons, taxes) as inlines: admin_extend.
     list_display = [
         "name",
         "tenant",

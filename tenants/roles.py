@@ -31,6 +31,8 @@ BOOKINGS_MONEY_MANAGE: dict[str, tuple[str, ...]] = {
     "bookings.refund": ("view", "change"),
     "bookings.ledgerentry": VIEW,
     "bookings.rateoverride": ALL,
+    "bookings.season": ALL,
+    "bookings.propertytax": ALL,
     "bookings.guestmessage": ("view", "add"),
     "automation.outboundmessage": VIEW,
 }

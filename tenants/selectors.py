@@ -44,3 +44,8 @@ def tenants_for_user(user: Any) -> QuerySet[Tenant]:
     if getattr(user, "is_superuser", False):
         return Tenant.objects.all()
     return Tenant.objects.filter(id__in=tenant_ids_for_user(user))
+
+
+def tenant_by_slug(slug: str) -> Tenant | None:
+    """The tenant a public URL names (the booking engine's search), or None."""
+    return Tenant.objects.filter(slug=slug).first()

@@ -1,3 +1,3 @@
 """Bookings admin, split by domain. Importing the modules registers the admins."""
 
-from bookings.admin import booking, money  # noqa: F401
+from bookings.admin import booking, money, pricing  # noqa: F401

@@ -9,6 +9,8 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from bookings import services
 from bookings.admin.money import LedgerEntryInline, PaymentInline, RefundInline
@@ -169,6 +171,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
         "currency",
         "cancellation_reason",
         "cancellation_fee",
+        "price_lines_table",
         "created_at",
         "updated_at",
     ]
@@ -181,6 +184,24 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
         "cancel_selected",
         "no_show_selected",
     ]
+
+    @admin.display(description="Price")
+    def price_lines_table(self, obj: Booking) -> SafeString:
+        """The quote's lines when the stay was last priced, and their total."""
+        if not obj.price_lines:
+            return format_html("{}", "-")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>",
+            ((line["label"], line["amount"]) for line in obj.price_lines),
+        )
+        return format_html(
+            "<table><tbody>{}</tbody><tfoot><tr><th>Total</th>"
+            "<th style='text-align:right'>{} {}</th></tr></tfoot></table>",
+            rows,
+            obj.total,
+            obj.currency,
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Booking | None = None) -> list[str]:
         fields = list(self.readonly_fields)

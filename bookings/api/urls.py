@@ -7,6 +7,11 @@ from bookings.api import views
 # Included by config.urls under api/v1/, in the guest API's one namespace.
 
 urlpatterns = [
+    path(
+        "tenants/<slug:slug>/properties/",
+        views.PropertySearchView.as_view(),
+        name="property-search",
+    ),
     path("properties/<uuid:public_id>/", views.PropertyDetailView.as_view(), name="property"),
     path(
         "properties/<uuid:public_id>/availability/",

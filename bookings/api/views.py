@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import transaction
+from django.db.models import Count, QuerySet, Window
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions, status
+from rest_framework import generics, permissions, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,14 +31,18 @@ from bookings.api.serializers import (
     MessageCreateSerializer,
     MessageSerializer,
     PropertyPublicSerializer,
+    PropertySearchQuerySerializer,
+    PropertySearchResultSerializer,
     QuoteQuerySerializer,
     QuoteSerializer,
     StayChangeSerializer,
+    property_search_representation,
+    quote_representation,
 )
 from bookings.choices import BookingSource, MessageSender
 from bookings.errors import BookingError
-from bookings.pricing import quote_stay
-from bookings.selectors import property_availability
+from bookings.pricing import check_stay_length, quote_many, quote_stay, season_of_night
+from bookings.selectors import bookable_properties, property_availability
 from bookings.services import (
     ChangePreview,
     booking_cancel,
@@ -50,6 +59,7 @@ from pms.api.schemas import ErrorSerializer
 from pms.models import Property
 from pms.pipeline.log_context import bind_tenant
 from pms.services import guest_get_or_create
+from tenants.selectors import tenant_by_slug
 
 
 class PublicAPIView(APIView):
@@ -102,7 +112,12 @@ class QuoteView(PublicAPIView):
         tags=["properties"],
     )
     def get(self, request: Request, public_id: str) -> Response:
-        """The price of a stay: nightly rates (with the manager's overrides), cleaning, taxes."""
+        """The price of a stay, line by line: nights (seasons, weekends, the manager's
+        per-date overrides), extra guests, the weekly or monthly discount, cleaning, taxes.
+
+        A stay shorter or longer than the property (or the check-in night's season)
+        takes is refused with ``too_few_nights`` / ``too_many_nights``.
+        """
         query = QuoteQuerySerializer(data=request.query_params)
         if not query.is_valid():
             return invalid_response(query)
@@ -115,23 +130,140 @@ class QuoteView(PublicAPIView):
                 400,
                 {"guests": [f"At most {prop.max_guests}."]},
             )
-        quote = quote_stay(property=prop, check_in=data["check_in"], check_out=data["check_out"])
-        days = property_availability(property=prop, start=data["check_in"], end=data["check_out"])
-        return Response(
-            QuoteSerializer(
-                {
-                    "check_in": quote.check_in,
-                    "check_out": quote.check_out,
-                    "nights": quote.nights,
-                    "nightly": [{"date": day, "rate": rate} for day, rate in quote.nightly],
-                    "accommodation": quote.accommodation,
-                    "cleaning_fee": quote.cleaning_fee,
-                    "taxes": quote.taxes,
-                    "total": quote.total,
-                    "currency": quote.currency,
-                    "available": all(free for _, free in days),
-                }
-            ).data
+        check_in, check_out = data["check_in"], data["check_out"]
+        try:
+            check_stay_length(
+                property=prop,
+                season=season_of_night(property=prop, night=check_in),
+                nights=(check_out - check_in).days,
+            )
+        except BookingError as exc:
+            return domain_error_response(exc)
+        quote = quote_stay(
+            property=prop, check_in=check_in, check_out=check_out, guests=data["guests"]
+        )
+        days = property_availability(property=prop, start=check_in, end=check_out)
+        return Response(quote_representation(quote, available=all(free for _, free in days)))
+
+
+class CountingPaginator(Paginator):
+    """One query a page: its rows, each carrying the total (``COUNT(*) OVER ()``).
+
+    Django's paginator runs a COUNT and then the page: the search's availability SQL
+    twice. Past the last page there are no rows, hence no total: that page is empty
+    (a 404), the first page of nothing is 0.
+    """
+
+    def page(self, number: Any) -> Page:
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger("That page number is not an integer.") from None
+        if number < 1:
+            raise EmptyPage("That page number is less than 1.")
+        bottom = (number - 1) * self.per_page
+        queryset: Any = self.object_list
+        rows = list(queryset.annotate(matching=Window(Count("*")))[bottom : bottom + self.per_page])
+        if not rows and number > 1:
+            raise EmptyPage("That page contains no results.")
+        self.__dict__["count"] = rows[0].matching if rows else 0  # the cached_property
+        return Page(rows, number, self)
+
+
+class SearchPagination(PageNumberPagination):
+    django_paginator_class = CountingPaginator
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class PropertySearchView(generics.ListAPIView[Property]):
+    """The booking engine's search: one tenant's properties, and what a stay costs at each."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [AnonymousClientThrottle]
+    serializer_class = PropertySearchResultSerializer
+    pagination_class = SearchPagination
+
+    @extend_schema(
+        parameters=[PropertySearchQuerySerializer],
+        responses={200: PropertySearchResultSerializer(many=True), **ERRORS},
+        tags=["properties"],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A tenant's active properties, by name, paginated (``page``, ``page_size`` up to 100).
+
+        With ``check_in`` and ``check_out`` (both or neither), only the properties that
+        can take the stay for ``guests`` (free, long and short enough, within the
+        horizon), each with its quote. Booking checks availability again. Errors:
+        ``incomplete_dates``, ``invalid_dates``, ``past_date``, ``invalid`` (400),
+        ``not_found`` (404: no such tenant, or no such page).
+        """
+        return self.list(request, *args, **kwargs)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        query = PropertySearchQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            return invalid_response(query)
+        data = query.validated_data
+        check_in, check_out = data.get("check_in"), data.get("check_out")
+        if (check_in is None) != (check_out is None):
+            missing = "check_out" if check_out is None else "check_in"
+            return error_response(
+                "incomplete_dates",
+                "Give both check_in and check_out, or neither.",
+                400,
+                {missing: ["Required with the other date."]},
+            )
+        today = timezone.localdate()
+        if check_in is not None and check_out is not None:
+            if check_out <= check_in:
+                return error_response(
+                    "invalid_dates",
+                    "Check-out must be after check-in.",
+                    400,
+                    {"check_out": ["Must be after check-in."]},
+                )
+            if check_in < today:
+                return error_response(
+                    "past_date",
+                    "Check-in cannot be in the past.",
+                    400,
+                    {"check_in": ["In the past."]},
+                )
+        tenant = tenant_by_slug(self.kwargs["slug"])
+        if tenant is None:
+            return error_response("not_found", "No such tenant.", 404)
+        bind_tenant(tenant.pk)
+        queryset: QuerySet[Property] = bookable_properties(
+            tenant=tenant,
+            check_in=check_in,
+            check_out=check_out,
+            guests=data["guests"],
+            today=today,
+        )
+        page = self.paginate_queryset(queryset)  # one query: the page and the total
+        assert page is not None  # pagination_class is set
+        _attach_quotes(page, check_in=check_in, check_out=check_out, guests=data["guests"])
+        # PropertySearchResultSerializer's output (the schema's), without DRF's per-field cost.
+        return self.get_paginated_response([property_search_representation(p) for p in page])
+
+
+def _attach_quotes(
+    properties: list[Property], *, check_in: date | None, check_out: date | None, guests: int
+) -> None:
+    """Give each property its ``search_quote`` (None without dates): one query in all."""
+    quotes = (
+        quote_many(properties, check_in=check_in, check_out=check_out, guests=guests)
+        if check_in is not None and check_out is not None
+        else {}
+    )
+    for prop in properties:
+        quote = quotes.get(prop.pk)
+        # Only properties that can take the stay are listed: each is available.
+        prop.search_quote = (  # type: ignore[attr-defined]
+            quote_representation(quote, available=True) if quote else None
         )
 
 
@@ -294,6 +426,7 @@ def _change_preview_data(preview: ChangePreview) -> Any:
             "check_out": preview.check_out,
             "nights": quote.nights,
             "guests_count": preview.guests_count,
+            "lines": quote.lines_json(),
             "accommodation": quote.accommodation,
             "cleaning_fee": quote.cleaning_fee,
             "taxes": quote.taxes,

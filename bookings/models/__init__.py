@@ -4,6 +4,7 @@ from bookings.models.booking import Booking, DateRange, RateOverride
 from bookings.models.calendar import Block, CalendarEntry
 from bookings.models.guest import GuestAccessToken, GuestMessage, IdempotencyKey
 from bookings.models.money import LedgerEntry, Payment, Refund
+from bookings.models.pricing import PropertyTax, Season
 
 __all__ = [
     "Block",
@@ -15,6 +16,8 @@ __all__ = [
     "IdempotencyKey",
     "LedgerEntry",
     "Payment",
+    "PropertyTax",
     "RateOverride",
     "Refund",
+    "Season",
 ]

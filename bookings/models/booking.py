@@ -49,6 +49,9 @@ class Booking(TenantOwned):
     cancellation_fee = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, editable=False
     )
+    # The quote's lines when the stay was priced (bookings.pricing.Quote.lines_json):
+    # [{"code", "label", "quantity", "unit_amount", "amount"}], amounts as strings.
+    price_lines = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -47,7 +47,13 @@ from bookings.events import (
     booking_snapshot,
 )
 from bookings.models import Booking
-from bookings.pricing import Quote, cancellation_terms, quote_stay
+from bookings.pricing import (
+    Quote,
+    cancellation_terms,
+    check_stay_length,
+    quote_stay,
+    season_of_night,
+)
 from bookings.selectors import block_conflicts, booking_conflicts
 from pms.models import Guest, Property
 from pms.pipeline.publishing import emit_event
@@ -68,6 +74,7 @@ def _apply_quote(booking: Booking, quote: Quote) -> None:
     booking.tax_amount = quote.taxes
     booking.total = quote.total
     booking.currency = quote.currency
+    booking.price_lines = quote.lines_json()
 
 
 def _emit(booking: Booking, event_type: str, payload: BookingSnapshot, actor: str) -> None:
@@ -108,19 +115,12 @@ def booking_validate_stay(
             f"{property.name} takes bookings up to {horizon} days ahead.",
             field="check_out",
         )
-    nights = (check_out - check_in).days
-    if nights < property.min_nights:
-        raise BookingError(
-            "too_few_nights",
-            f"{property.name} takes stays of at least {property.min_nights} nights.",
-            field="check_out",
-        )
-    if nights > property.max_nights:
-        raise BookingError(
-            "too_many_nights",
-            f"{property.name} takes stays of at most {property.max_nights} nights.",
-            field="check_out",
-        )
+    # The stay-length rules of the check-in night's season (else the property's).
+    check_stay_length(
+        property=property,
+        season=season_of_night(property=property, night=check_in),
+        nights=(check_out - check_in).days,
+    )
     if guests_count < 1 or guests_count > property.max_guests:
         raise BookingError(
             "too_many_guests",
@@ -260,7 +260,12 @@ def booking_create(
             source=source,
             external_reference=external_reference,
         )
-        _apply_quote(booking, quote_stay(property=locked, check_in=check_in, check_out=check_out))
+        _apply_quote(
+            booking,
+            quote_stay(
+                property=locked, check_in=check_in, check_out=check_out, guests=guests_count
+            ),
+        )
         _save_checked(booking)
         _emit(booking, BOOKING_CREATED, booking_created_payload(booking), actor)
     logger.info(
@@ -306,7 +311,13 @@ def booking_modify(
         locked.property = locked_property
         locked.check_in, locked.check_out, locked.guests_count = check_in, check_out, new_guests
         _apply_quote(
-            locked, quote_stay(property=locked_property, check_in=check_in, check_out=check_out)
+            locked,
+            quote_stay(
+                property=locked_property,
+                check_in=check_in,
+                check_out=check_out,
+                guests=new_guests,
+            ),
         )
         _save_checked(
             locked,
@@ -320,6 +331,7 @@ def booking_modify(
                 "tax_amount",
                 "total",
                 "currency",
+                "price_lines",
                 "updated_at",
             ],
         )

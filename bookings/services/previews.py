@@ -109,7 +109,7 @@ def booking_change_preview(
         or block_conflicts(property_id=prop.pk, start=check_in, end=check_out).exists()
     ):
         raise BookingError("unavailable", "The property is not free on these dates.")
-    quote = quote_stay(property=prop, check_in=check_in, check_out=check_out)
+    quote = quote_stay(property=prop, check_in=check_in, check_out=check_out, guests=guests_count)
     paid = booking_paid(booking) if booking.source in PAID_HERE_SOURCES else ZERO
     return ChangePreview(
         check_in=check_in,

@@ -38,6 +38,42 @@ class Property(TenantOwned):
     nightly_rate = models.DecimalField(
         max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )
+    # Pricing rules (bookings.pricing applies them; seasons, taxes and per-date
+    # overrides are bookings' rows beside the property).
+    weekend_rate = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Friday and Saturday nights outside seasons. Empty: the nightly rate.",
+    )
+    base_occupancy = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="Guests included in the nightly rate; each guest above pays the extra-guest fee.",
+    )
+    extra_guest_fee = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Per guest above the base occupancy, per night.",
+    )
+    weekly_discount_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Off accommodation for stays of 7 nights or more.",
+    )
+    monthly_discount_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Off accommodation for stays of 28 nights or more (instead of the weekly one).",
+    )
     cleaning_fee = models.DecimalField(
         max_digits=10, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(0)]
     )

@@ -18,7 +18,8 @@ from django.db import models
 from django.utils import timezone
 from model_bakery import baker
 
-from bookings.models import RateOverride
+from bookings.choices import TaxKind
+from bookings.models import PropertyTax, RateOverride, Season
 from bookings.services import (
     block_create,
     booking_cancel,
@@ -82,6 +83,22 @@ def build_world(tenant: Tenant, marker: str) -> dict[str, Any]:
     )
     RateOverride.objects.create(
         tenant=tenant, property=prop, date=start, nightly_rate=Decimal("321.00"), note=marker
+    )
+    Season.objects.create(
+        tenant=tenant,
+        property=prop,
+        name=f"{marker} high season",
+        start=start + timedelta(days=30),
+        end=start + timedelta(days=60),
+        nightly_rate=Decimal("222.00"),
+        min_nights=3,
+    )
+    PropertyTax.objects.create(
+        tenant=tenant,
+        property=prop,
+        name=f"{marker} city tax",
+        kind=TaxKind.PER_GUEST_NIGHT,
+        rate=Decimal("2.50"),
     )
     guest_token_issue(booking=kept)
     guest_message_post(booking=kept, sender="guest", body=f"{marker} asks about parking")

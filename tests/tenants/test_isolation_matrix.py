@@ -49,7 +49,9 @@ GLOBAL_MODELS = {
     "pms.queuesample",
 }
 # API routes by what identifies the object; a new kind of route must be classified here.
-PUBLIC_API_KWARGS = {"public_id"}  # property details, availability and quotes are public
+# Property details, availability and quotes are public; so is a tenant's search (by slug),
+# which tests/bookings/test_property_search.py checks shows nothing of another tenant.
+PUBLIC_API_KWARGS = {"public_id", "slug"}
 TOKEN_API_KWARGS = {"reference"}
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pms', '0009_fair_lanes_and_endpoint_circuits'),
+        ('pms', '0010_property_pricing_rules'),
     ]
 
     operations = [
