@@ -60,8 +60,8 @@ def _movements(
     rows = [
         DashboardRow(
             label=f"{booking.guest.name} · {booking.property.name}",
-            detail=f"{_when(getattr(booking, field), dash)} · {booking.nights} nights · "
-            f"{booking.guests_count} guests"
+            detail=f"{_when(getattr(booking, field), dash)} · {_count(booking.nights, 'night')} · "
+            f"{_count(booking.guests_count, 'guest')}"
             + (" · awaiting your answer" if booking.status == BookingStatus.REQUESTED else ""),
             url=_booking_url(booking.pk),
             tone="warn" if booking.status == BookingStatus.REQUESTED else "",
@@ -161,6 +161,10 @@ def overdue_payments(request: HttpRequest, dash: DashboardDay) -> DashboardPanel
         tone="bad",
         empty="Nobody owes a late payment.",
     )
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _age(delta: timedelta) -> str:

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -55,7 +55,8 @@ def _day(world, n_properties: int = 1, *, new_homes: bool = False) -> list:
             check_in=today,
             check_out=today + timedelta(days=3),
         )
-        cleaning_task_reconcile(booking_id=leaving.pk)
+        with transaction.atomic():  # as in its handler
+            cleaning_task_reconcile(booking_id=leaving.pk)
         guest_message_post(booking=arriving, sender=MessageSender.GUEST, body="Parking?")
         payment_request(booking=arriving, amount=arriving.total)
         made.append((leaving, arriving))

@@ -1,0 +1,50 @@
+"""Real Chromium: the manager's dashboard on a desktop, the cleaner's on a phone."""
+
+from __future__ import annotations
+
+import pytest
+
+from automation.models import CleaningTask
+from tenants.choices import Role
+from tenants.services import membership_grant
+from tests.factories import PASSWORD, UserFactory
+from tests.monitoring.browser import browser_page
+from tests.pms.test_dashboard import _day
+from tests.support.servers import ARTIFACTS
+
+pytestmark = [pytest.mark.needs("browser"), pytest.mark.django_db(transaction=True)]
+
+
+def _login(page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+
+
+def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, bob):
+    ARTIFACTS.mkdir(exist_ok=True)
+    _day(alice, n_properties=3)
+    _day(bob)
+    cleaner = UserFactory.create(username="alice-cleaner")
+    membership_grant(user=cleaner, tenant=alice.tenant, role=Role.CLEANER)
+    CleaningTask.objects.filter(tenant=alice.tenant).update(assignee=cleaner)
+
+    with browser_page() as page:
+        _login(page, live_server, alice.manager.username)
+        page.wait_for_selector("#dashboard")
+        assert page.locator("#panel-arrivals .count").inner_text() == "3"
+        assert page.locator("#panel-conflicts .count").inner_text() == "1"
+        assert "Bob" not in page.locator("#dashboard").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "dashboard-manager.png"), full_page=True)
+        page.click("#panel-turnovers a.count")
+        page.wait_for_selector("#result_list")
+        assert page.locator("#result_list tbody tr").count() == 3
+
+    with browser_page(viewport={"width": 390, "height": 844}) as page:
+        _login(page, live_server, cleaner.username)
+        page.wait_for_selector("#dashboard")
+        assert page.locator("#dashboard article").count() == 1
+        assert page.locator("#panel-turnovers .count").inner_text() == "3"
+        page.screenshot(path=str(ARTIFACTS / "dashboard-cleaner.png"), full_page=True)
