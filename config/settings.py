@@ -365,7 +365,8 @@ FAIR_INFLIGHT_PER_TENANT = env.int("FAIR_INFLIGHT_PER_TENANT", default=4)
 # An admitted item not finished after this many seconds is admitted again.
 FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
 # Per kind of work, instead of FAIR_INFLIGHT_PER_TENANT, e.g. "messages=8,webhooks=2".
-# Kinds: sync (imports, resyncs), push, webhooks, messages (batch messages), maintenance.
+# Kinds: sync (imports, resyncs), push, webhooks, messages (batch messages), maintenance,
+# requests (automatic declines of expired requests to book).
 # Imports parse and write a whole feed each (CPU): 2 per tenant unless set here.
 FAIR_INFLIGHT_PER_SCOPE = {
     "sync": 2,

@@ -40,6 +40,7 @@ from bookings.services.previews import (
     booking_change_preview,
     booking_paid,
 )
+from bookings.services.requests import booking_request_expire, booking_requests_submit_expired
 
 __all__ = [
     "CancellationPreview",
@@ -59,6 +60,8 @@ __all__ = [
     "booking_mark_no_show",
     "booking_modify",
     "booking_paid",
+    "booking_request_expire",
+    "booking_requests_submit_expired",
     "booking_set_external_reference",
     "booking_validate_stay",
     "guest_booking_status",
