@@ -15,7 +15,11 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from automation.handlers import email_guest_their_booking, email_managers_about_booking
+from automation.handlers import (
+    email_guest_their_booking,
+    email_guest_their_changed_stay,
+    email_managers_about_booking,
+)
 from automation.models import OutboundMessage
 from bookings.choices import BookingStatus, DeclineReason
 from bookings.errors import BookingError
@@ -24,6 +28,7 @@ from bookings.handlers import request_payment_for_the_stay
 from bookings.models import Booking, Payment
 from bookings.services import (
     booking_cancel,
+    booking_cancel_preview,
     booking_confirm,
     booking_create,
     booking_decline,
@@ -222,6 +227,23 @@ def test_a_declined_request_tells_the_guest(alice, future, reason, subject_end):
         email_guest_their_booking(_event(booking, BOOKING_CANCELLED))
     told = OutboundMessage.objects.get(booking=booking, kind="guest_request_declined")
     assert told.subject.endswith(subject_end) and "you owe nothing" in told.body
+
+
+def test_a_declined_request_gets_no_cancellation_terms_email(alice, future):
+    guest = GuestFactory.create(tenant=alice.tenant, email="ana@example.test")
+    booking = booking_decline(booking=_request(alice, future, guest=guest))
+    with transaction.atomic():
+        email_guest_their_changed_stay(_event(booking, BOOKING_CANCELLED))
+    assert not OutboundMessage.objects.filter(booking=booking, kind="stay_change").exists()
+
+
+def test_the_cancel_preview_of_a_request_shows_no_fee(alice):
+    alice.property.cancellation_policy = "strict"
+    alice.property.save()
+    booking = _request(alice, timezone.localdate() + timedelta(days=2))
+    preview = booking_cancel_preview(booking=booking)
+    assert preview.fee == Decimal("0") and preview.refund_percent == 100
+    assert booking_cancel(booking=booking).cancellation_fee == preview.fee
 
 
 def test_a_plain_cancellation_sends_no_declined_email(alice, future):
