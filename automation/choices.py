@@ -34,6 +34,9 @@ class TemplateTrigger(models.TextChoices):
 TIME_CRITICAL_KINDS = frozenset(
     {
         "guest_access",  # the booking confirmation with the guest's private link
+        "guest_request_received",  # a request to book, held while the host answers
+        "guest_request_declined",  # the host declined it, or it expired unanswered
+        "manager_booking_request",  # a request the host must answer before it expires
         "payment_instructions",
         "stay_change",  # the guest's stay changed or was cancelled
         "thread_message",  # a conversation between guest and host

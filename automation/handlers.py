@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import cast
 
+from django.utils import timezone
+
 from automation.choices import MaintenancePriority, TemplateTrigger
 from automation.events import MAINTENANCE_ASSIGNED, MAINTENANCE_REPORTED, MaintenanceSnapshot
 from automation.models import MaintenanceRequest
@@ -16,6 +18,7 @@ from automation.services import (
     outbound_message_queue,
 )
 from automation.services.cleaning import refresh_turnovers
+from bookings.choices import BookingStatus, DeclineReason
 from bookings.events import (
     BOOKING_CANCELLED,
     BOOKING_CONFIRMED,
@@ -24,8 +27,8 @@ from bookings.events import (
     BOOKING_NO_SHOW,
     MESSAGE_POSTED,
     PAYMENT_REQUESTED,
+    BookingCancelled,
     BookingChange,
-    BookingCreated,
     MessagePosted,
     PaymentRequested,
 )
@@ -38,27 +41,97 @@ def _booking(booking_id: int) -> Booking:
     return Booking.objects.select_related("guest", "property").get(pk=booking_id)
 
 
-@event_handler(BOOKING_CREATED, queue="messaging", name="automation.guest_booking_email")
+def _answer_by(booking: Booking) -> str:
+    """When a request to book is declined unless the host answers, property-local."""
+    moment = timezone.localtime(
+        booking.created_at + booking.property.request_expiry, booking.property.timezone
+    )
+    return f"{moment:%Y-%m-%d %H:%M} ({booking.property.timezone})"
+
+
+def _stay(booking: Booking) -> str:
+    return (
+        f"your stay at {booking.property.name} from {booking.check_in} to "
+        f"{booking.check_out} ({booking.nights} nights, {booking.guests_count} guests)"
+    )
+
+
+LINK_LINES = (
+    "See, cancel or message us about your booking here (keep this link private):\n{guest_link}\n"
+)
+
+
+@event_handler(
+    BOOKING_CREATED,
+    BOOKING_CONFIRMED,
+    BOOKING_CANCELLED,
+    queue="messaging",
+    name="automation.guest_booking_email",
+)
 def email_guest_their_booking(event: DomainEvent) -> None:
-    booking = _booking(cast(BookingCreated, event.payload)["booking_id"])
+    """The guest hears of their booking: confirmed, or a request received, then accepted
+    (``booking.confirmed``) or not (a declined ``booking.cancelled``).
+
+    What the email says follows the event's payload, not the booking's current state, so
+    a late delivery of ``booking.created`` still says "request received", not a second
+    confirmation.
+    """
+    payload = cast(BookingChange, event.payload)
+    cancellation = payload.get("cancellation")
+    declined = cancellation.get("declined", "") if cancellation else ""
+    if event.event_type == BOOKING_CANCELLED and not declined:
+        return  # a cancellation: the guest did it, or a template tells them
+    booking = _booking(payload["booking_id"])
     if not booking.guest.email or booking.source not in ("direct", "admin"):
         return
+    hello = f"Hello {booking.guest.name},\n\n"
+    where = f"{booking.reference} at {booking.property.name}"
+    if event.event_type == BOOKING_CANCELLED:
+        kind = "guest_request_declined"
+        if declined == DeclineReason.EXPIRED:
+            subject = f"Your booking request {where} was not accepted in time"
+            news = "the host did not answer in time, so your request was not accepted"
+        else:
+            subject = f"Your booking request {where} was not accepted"
+            news = "the host could not accept your request"
+        body = (
+            f"{hello}{_stay(booking)}: {news}. The dates are free again and you owe "
+            "nothing: no payment was taken.\n"
+        )
+    elif payload["status"] == BookingStatus.REQUESTED:
+        kind = "guest_request_received"
+        subject = f"Your booking request {where}"
+        body = (
+            f"{hello}we received your request for {_stay(booking)}. "
+            f"Total: {booking.total} {booking.currency}. The dates are held for you while "
+            f"the host answers, by {_answer_by(booking)} at the latest. You pay nothing "
+            "until the host accepts: then you receive the confirmation and the payment "
+            f"instructions.\n\n{LINK_LINES}"
+        )
+    else:
+        kind = "guest_access"
+        subject = f"Your booking {where}"
+        accepted = (
+            "The host accepted your request: " if event.event_type == BOOKING_CONFIRMED else ""
+        )
+        body = (
+            f"{hello}{accepted}{_stay(booking)} is confirmed. "
+            f"Total: {booking.total} {booking.currency}."
+            + (
+                " The payment instructions follow in a separate email."
+                if event.event_type == BOOKING_CONFIRMED
+                else ""
+            )
+            + f"\n\n{LINK_LINES}"
+        )
     outbound_message_queue(
         tenant_id=event.tenant_id,
         idempotency_key=f"{event.id}:guest_booking",
-        kind="guest_access",
+        kind=kind,
         booking=booking,
         recipient=booking.guest.email,
-        subject=f"Your booking {booking.reference} at {booking.property.name}",
-        body=(
-            f"Hello {booking.guest.name},\n\n"
-            f"your stay at {booking.property.name} from {booking.check_in} to "
-            f"{booking.check_out} ({booking.nights} nights, {booking.guests_count} guests) "
-            f"is {booking.get_status_display().lower()}. "
-            f"Total: {booking.total} {booking.currency}.\n\n"
-            "See, cancel or message us about your booking here (keep this link private):\n"
-            "{guest_link}\n"
-        ),
+        subject=subject,
+        body=body,
     )
 
 
@@ -97,10 +170,17 @@ def email_guest_their_changed_stay(event: DomainEvent) -> None:
         news = (
             f"your stay at {booking.property.name} is now from {booking.check_in} to "
             f"{booking.check_out} ({booking.nights} nights, {booking.guests_count} guests). "
-            f"New total: {booking.total} {booking.currency}. If you paid more than that, "
-            "the difference is refunded; if less, we ask you for the rest.\n\n"
+            f"New total: {booking.total} {booking.currency}. "
+            + (
+                "You pay nothing until the host accepts your request.\n\n"
+                if payload["status"] == BookingStatus.REQUESTED
+                else "If you paid more than that, the difference is refunded; if less, we "
+                "ask you for the rest.\n\n"
+            )
         )
     elif cancellation is not None:
+        if cancellation.get("declined"):
+            return  # a request not accepted: email_guest_their_booking says so, no fee to tell
         if guest_template_exists(booking=booking, trigger=TemplateTrigger.BOOKING_CANCELLED):
             return
         subject = f"Your booking {booking.reference} is cancelled"
@@ -209,16 +289,32 @@ def schedule_cleaning(event: DomainEvent) -> None:
     name="automation.manager_booking_email",
 )
 def email_managers_about_booking(event: DomainEvent) -> None:
+    """Managers hear of every new booking (a request to answer, flagged) and cancellation."""
     payload = cast(BookingChange, event.payload)
     booking = _booking(payload["booking_id"])
-    if event.event_type == BOOKING_CREATED:
-        subject = f"New booking {booking.reference} at {booking.property.name}"
+    kind = "manager_notification"
+    where = f"{booking.reference} at {booking.property.name}"
+    if event.event_type == BOOKING_CREATED and payload["status"] == BookingStatus.REQUESTED:
+        # Someone waits for this answer: sent at once, not as batch work.
+        kind = "manager_booking_request"
+        subject = f"Booking request {where}: please accept or decline"
+        intro = (
+            "A guest asks to book; the dates are held until you answer. Accept or decline it "
+            "in the admin (Bookings, filter: awaiting your answer) by "
+            f"{_answer_by(booking)}, or it is declined automatically"
+        )
+    elif event.event_type == BOOKING_CREATED:
+        subject = f"New booking {where}"
         intro = "A new booking arrived"
     else:
-        subject = f"Booking {booking.reference} at {booking.property.name} cancelled"
-        cancellation = payload.get("cancellation")
-        reason = (cancellation["reason"] if cancellation else "") or "no reason given"
-        intro = f"A booking was cancelled ({reason})"
+        cancellation = cast(BookingCancelled, payload)["cancellation"]
+        reason = cancellation["reason"] or "no reason given"
+        if cancellation.get("declined"):
+            subject = f"Booking request {where} declined ({reason})"
+            intro = f"A request to book was declined ({reason})"
+        else:
+            subject = f"Booking {where} cancelled"
+            intro = f"A booking was cancelled ({reason})"
     body = (
         f"{intro}:\n\n"
         f"Guest: {booking.guest.name} {booking.guest.email}\n"
@@ -230,7 +326,7 @@ def email_managers_about_booking(event: DomainEvent) -> None:
         outbound_message_queue(
             tenant_id=event.tenant_id,
             idempotency_key=f"{event.id}:manager:{recipient}",
-            kind="manager_notification",
+            kind=kind,
             booking=booking,
             recipient=recipient,
             subject=subject,

@@ -37,6 +37,13 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 MODIFIABLE_STATUSES = (BookingStatus.REQUESTED, BookingStatus.CONFIRMED)
 
 
+class DeclineReason(models.TextChoices):
+    """Why a request to book ended without being accepted (its cancellation reason)."""
+
+    HOST = "host", "declined by the host"
+    EXPIRED = "expired", "request expired"
+
+
 class BookingSource(models.TextChoices):
     DIRECT = "direct", "Direct (API)"
     ADMIN = "admin", "Admin"

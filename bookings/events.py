@@ -97,6 +97,9 @@ class Cancellation(TypedDict):
     refund_percent: int
     fee: str  # decimal: what the guest still owes of the total (also Booking.cancellation_fee)
     reason: str
+    # A request to book that was not accepted: DeclineReason ("host", "expired"); "" for
+    # any other cancellation. Events stored before request to book lack it: read with .get.
+    declined: str
 
 
 class BookingCreated(BookingSnapshot):
@@ -240,7 +243,7 @@ def booking_modified_payload(booking: Booking, *, previous: BookingSnapshot) -> 
 
 
 def booking_cancelled_payload(
-    booking: Booking, *, policy: str, days_before: int, refund_percent: int
+    booking: Booking, *, policy: str, days_before: int, refund_percent: int, declined: str = ""
 ) -> BookingCancelled:
     """After the cancel service wrote the fee and the reason on the booking."""
     if booking.cancellation_fee is None:
@@ -253,6 +256,7 @@ def booking_cancelled_payload(
             "refund_percent": refund_percent,
             "fee": str(booking.cancellation_fee),
             "reason": booking.cancellation_reason,
+            "declined": declined,
         },
     )
 

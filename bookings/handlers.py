@@ -12,6 +12,7 @@ from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, LedgerKind
 from bookings.events import (
     BLOCK_EVENTS,
     BOOKING_CANCELLED,
+    BOOKING_CONFIRMED,
     BOOKING_CREATED,
     BOOKING_EVENTS,
     BOOKING_MODIFIED,
@@ -19,6 +20,7 @@ from bookings.events import (
     REFUND_COMPLETED,
     BlockSnapshot,
     BookingCancelled,
+    BookingConfirmed,
     BookingCreated,
     BookingModified,
     BookingSnapshot,
@@ -89,11 +91,20 @@ def calendar_apply_block_event(event: DomainEvent) -> None:
 # --- Payments (queue: payments) ------------------------------------------------------
 
 
-@event_handler(BOOKING_CREATED, BOOKING_MODIFIED, queue="payments", name="bookings.payment_request")
+@event_handler(
+    BOOKING_CREATED,
+    BOOKING_CONFIRMED,
+    BOOKING_MODIFIED,
+    queue="payments",
+    name="bookings.payment_request",
+)
 def request_payment_for_the_stay(event: DomainEvent) -> None:
     """A booking made with us (API or admin) asks the guest for its total; a change of dates
-    or guests asks for the difference, or cancels and re-asks, or refunds (the service)."""
-    payload = cast(BookingCreated | BookingModified, event.payload)
+    or guests asks for the difference, or cancels and re-asks, or refunds (the service).
+    A request to book asks nothing until it is accepted (``booking.confirmed``); the
+    service settles from the current state, so the total is asked once whichever of
+    the two events is handled first."""
+    payload = cast(BookingCreated | BookingConfirmed | BookingModified, event.payload)
     payments_settle(booking_id=payload["booking_id"])
 
 

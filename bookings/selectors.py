@@ -4,15 +4,35 @@ import calendar
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import (
+    BooleanField,
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from bookings.choices import OCCUPYING_STATUSES, CalendarEntryKind, DayStatus, MessageSender
+from bookings.choices import (
+    OCCUPYING_STATUSES,
+    BookingStatus,
+    CalendarEntryKind,
+    DayStatus,
+    MessageSender,
+)
 from bookings.events import (
     BOOKING_AGGREGATE,
     BOOKING_THREAD_AGGREGATE,
@@ -30,6 +50,31 @@ def booking_get(*, tenant: Tenant, booking_id: int) -> Booking:
 
 def booking_list(*, tenant: Tenant) -> QuerySet[Booking]:
     return Booking.objects.filter(tenant=tenant).select_related("property", "guest")
+
+
+def booking_requests_expired(*, now: datetime | None = None) -> QuerySet[Booking]:
+    """Requests to book that waited longer than their property's expiry, every tenant's.
+
+    The expiry is the property's ``booking_request_expiry_hours`` or, when empty,
+    ``BOOKING_REQUEST_EXPIRY_HOURS``; computed in the query, so a sweep finds every due
+    request in one statement (partial index ``booking_requests_by_age``).
+    """
+    hours = Coalesce(
+        F("property__booking_request_expiry_hours"), Value(settings.BOOKING_REQUEST_EXPIRY_HOURS)
+    )
+    expires_at = ExpressionWrapper(
+        F("created_at")
+        + ExpressionWrapper(
+            hours * Value(timedelta(hours=1), output_field=DurationField()),
+            output_field=DurationField(),
+        ),
+        output_field=DateTimeField(),
+    )
+    return (
+        Booking.objects.filter(status=BookingStatus.REQUESTED)
+        .alias(expires_at=expires_at)
+        .filter(expires_at__lte=now or timezone.now())
+    )
 
 
 def booking_conflicts(

@@ -43,6 +43,14 @@ DEFAULT_PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
         "Forget Idempotency-Key answers older than IDEMPOTENCY_KEY_TTL_HOURS (24 h).",
     ),
     PeriodicSpec(
+        "expire booking requests",
+        "bookings.tasks.sweep_expired_requests",
+        300,
+        240,
+        "Decline requests to book nobody answered within their expiry "
+        "(BOOKING_REQUEST_EXPIRY_HOURS or the property's own); the guest is told.",
+    ),
+    PeriodicSpec(
         "failed-task staff alerts",
         "pms.tasks.alert_staff_of_failures",
         60,

@@ -351,6 +351,9 @@ API_BOOKINGS_PER_PROPERTY_PER_HOUR = env.int("API_BOOKINGS_PER_PROPERTY_PER_HOUR
 API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY = env.int("API_BOOKINGS_PER_GUEST_EMAIL_PER_DAY", default=3)
 # How far ahead a stay may end, in days, unless the property sets its own horizon.
 BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=730)
+# Request to book: hours a request waits for the host's answer before it is declined
+# automatically, unless the property sets its own.
+BOOKING_REQUEST_EXPIRY_HOURS = env.int("BOOKING_REQUEST_EXPIRY_HOURS", default=24)
 PAYMENT_BANK_ACCOUNT = env.str(
     "PAYMENT_BANK_ACCOUNT", default="IBAN XX00 DEMO 0000 0000 (demo account)"
 )
@@ -362,7 +365,8 @@ FAIR_INFLIGHT_PER_TENANT = env.int("FAIR_INFLIGHT_PER_TENANT", default=4)
 # An admitted item not finished after this many seconds is admitted again.
 FAIR_INFLIGHT_DEADLINE = env.int("FAIR_INFLIGHT_DEADLINE", default=300)
 # Per kind of work, instead of FAIR_INFLIGHT_PER_TENANT, e.g. "messages=8,webhooks=2".
-# Kinds: sync (imports, resyncs), push, webhooks, messages (batch messages), maintenance.
+# Kinds: sync (imports, resyncs), push, webhooks, messages (batch messages), maintenance,
+# requests (automatic declines of expired requests to book).
 # Imports parse and write a whole feed each (CPU): 2 per tenant unless set here.
 FAIR_INFLIGHT_PER_SCOPE = {
     "sync": 2,

@@ -41,10 +41,11 @@ class PropertyAdmin(ExtensibleAdminMixin, TenantScopedAdmin):
         "max_guests",
         "nightly_rate",
         "currency",
+        "booking_mode",
         "is_active",
         "calendar_link",
     ]
-    list_filter = ["tenant", "is_active", "currency"]
+    list_filter = ["tenant", "is_active", "booking_mode", "currency"]
     search_fields = ["name", "slug", "address"]
     list_select_related = ["tenant"]
     prepopulated_fields = {"slug": ("name",)}

@@ -5,17 +5,26 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from bookings import services
 from bookings.admin.money import LedgerEntryInline, PaymentInline, RefundInline
 from bookings.admin.months import month_from_query
-from bookings.choices import BookingStatus, MessageSender
+from bookings.choices import BookingStatus, DeclineReason, MessageSender
 from bookings.errors import BookingError
 from bookings.models import Block, Booking, CalendarEntry, GuestMessage
 from bookings.selectors import (
@@ -135,6 +144,21 @@ class AwaitingReplyFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AwaitingAnswerFilter(admin.SimpleListFilter):
+    """Requests to book the host has not answered yet (declined automatically at expiry)."""
+
+    title = "your answer"
+    parameter_name = "awaiting"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Awaiting your answer")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Booking]) -> QuerySet[Booking]:
+        if self.value() == "yes":
+            return queryset.filter(status=BookingStatus.REQUESTED).order_by("created_at")
+        return queryset
+
+
 @admin.register(Booking)
 class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantScopedAdmin):
     service_refusals = (BookingError,)
@@ -151,9 +175,18 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
         "total",
         "currency",
         "source",
+        "answer_by",
         "tenant",
     ]
-    list_filter = ["status", AwaitingReplyFilter, "source", "tenant", "property", "check_in"]
+    list_filter = [
+        AwaitingAnswerFilter,
+        "status",
+        AwaitingReplyFilter,
+        "source",
+        "tenant",
+        "property",
+        "check_in",
+    ]
     search_fields = [
         "reference",
         "external_reference",
@@ -172,6 +205,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
         "cancellation_reason",
         "cancellation_fee",
         "price_lines_table",
+        "answer_by",
         "created_at",
         "updated_at",
     ]
@@ -179,6 +213,7 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
         "send_guest_link",  # automation's admin adds it (the email is one of its messages)
         "revoke_guest_links",
         "confirm_selected",
+        "decline_selected",
         "check_in_selected",
         "check_out_selected",
         "cancel_selected",
@@ -291,9 +326,25 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
             done_message=f"{verb} {{count}} booking(s).",
         )
 
-    @admin.action(description="Confirm selected bookings", permissions=["change"])
+    @admin.display(description="Answer by")
+    def answer_by(self, obj: Booking) -> str:
+        """A request's deadline, property-local: unanswered by then, it is declined."""
+        if obj.status != BookingStatus.REQUESTED or obj.created_at is None:
+            return "-"
+        moment = timezone.localtime(
+            obj.created_at + obj.property.request_expiry, obj.property.timezone
+        )
+        return f"{moment:%Y-%m-%d %H:%M}"
+
+    # Accepting a request is confirming it (requested -> confirmed): the guest is sent
+    # the confirmation, and the payment is asked for then.
+    @admin.action(description="Accept selected requests (confirm)", permissions=["change"])
     def confirm_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
         self._act(request, queryset, services.booking_confirm, "Confirmed")
+
+    @admin.action(description="Decline selected requests", permissions=["change"])
+    def decline_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
+        self._act(request, queryset, services.booking_decline, "Declined")
 
     @admin.action(description="Check in selected bookings", permissions=["change"])
     def check_in_selected(self, request: HttpRequest, queryset: QuerySet[Booking]) -> None:
@@ -320,8 +371,57 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
                 self.admin_site.admin_view(self.calendar_view),
                 name="bookings_property_calendar",
             ),
+            path(
+                "<path:object_id>/answer/",
+                self.admin_site.admin_view(self.answer_view),
+                name="bookings_booking_answer",
+            ),
             *super().get_urls(),
         ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The Accept / Decline buttons (change_form.html), for a request the role may answer.
+        booking = self.get_object(request, unquote(object_id))
+        answerable = (
+            booking is not None
+            and booking.status == BookingStatus.REQUESTED
+            and self.has_change_permission(request, booking)
+        )
+        context = {**(extra_context or {}), "request_to_answer": answerable}
+        return super().change_view(request, object_id, form_url, context)
+
+    def answer_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST ``decision=accept|decline``: the host's answer to a request to book."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        # Rows of the tenants where the role sees bookings: another tenant's answers 404.
+        booking = self.get_object(request, unquote(object_id))
+        if booking is None:
+            raise Http404("No such booking.")
+        if not self.has_change_permission(request, booking):
+            raise PermissionDenied
+        actor = f"admin:{request.user.get_username()}"
+        decision = request.POST.get("decision")
+        try:
+            if decision == "accept":
+                services.booking_confirm(booking=booking, actor=actor)
+                done = "Request accepted: the guest is sent the confirmation and the payment."
+            elif decision == "decline":
+                services.booking_decline(booking=booking, reason=DeclineReason.HOST, actor=actor)
+                done = "Request declined: the guest is told, the dates are free again."
+            else:
+                raise Http404("Unknown decision.")
+        except BookingError as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:bookings_booking_change", args=[booking.pk]))
 
     def calendar_view(self, request: HttpRequest, property_id: int) -> HttpResponse:
         # The grid shows bookings: only properties of the tenants where the role sees them.

@@ -36,6 +36,7 @@ class PropertyPublicSerializer(serializers.ModelSerializer):
             "tax_rate",
             "currency",
             "cancellation_policy",
+            "booking_mode",  # "request": a booking is a request the host accepts or declines
         ]
 
 

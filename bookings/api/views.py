@@ -50,6 +50,7 @@ from bookings.services import (
     booking_change_preview,
     booking_create,
     booking_modify,
+    guest_booking_status,
     guest_message_post,
     guest_token_issue,
 )
@@ -286,7 +287,11 @@ class BookingCreateView(PublicAPIView):
         tags=["bookings"],
     )
     def post(self, request: Request) -> Response:
-        """Book a stay. The answer carries the secret token that opens the booking."""
+        """Book a stay. The answer carries the secret token that opens the booking.
+
+        On a property in request-to-book mode the booking is ``requested``: the dates are
+        held, and the host accepts (``confirmed``, payment is asked then) or declines it.
+        """
         return idempotent(
             request,
             serializer=BookingCreateSerializer(data=request.data),
@@ -313,6 +318,7 @@ class BookingCreateView(PublicAPIView):
                     check_in=data["check_in"],
                     check_out=data["check_out"],
                     guests_count=data["guests"],
+                    status=guest_booking_status(property=prop),
                     source=BookingSource.DIRECT,
                     actor=f"api:{data['guest']['email']}",
                     public_limits=True,

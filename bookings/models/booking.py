@@ -60,6 +60,12 @@ class Booking(TenantOwned):
         indexes = [
             models.Index(fields=["tenant", "status", "check_in"]),
             models.Index(fields=["property", "check_in"]),
+            # The request-expiry sweep: requests to book, oldest first (a small index).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status=BookingStatus.REQUESTED),
+                name="booking_requests_by_age",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -19,10 +19,12 @@ from bookings.services.lifecycle import (
     booking_check_out,
     booking_confirm,
     booking_create,
+    booking_decline,
     booking_mark_no_show,
     booking_modify,
     booking_set_external_reference,
     booking_validate_stay,
+    guest_booking_status,
 )
 from bookings.services.payments import (
     payment_mark_received,
@@ -38,6 +40,7 @@ from bookings.services.previews import (
     booking_change_preview,
     booking_paid,
 )
+from bookings.services.requests import booking_request_expire, booking_requests_submit_expired
 
 __all__ = [
     "CancellationPreview",
@@ -53,11 +56,15 @@ __all__ = [
     "booking_check_out",
     "booking_confirm",
     "booking_create",
+    "booking_decline",
     "booking_mark_no_show",
     "booking_modify",
     "booking_paid",
+    "booking_request_expire",
+    "booking_requests_submit_expired",
     "booking_set_external_reference",
     "booking_validate_stay",
+    "guest_booking_status",
     "guest_message_post",
     "guest_token_issue",
     "guest_token_live",

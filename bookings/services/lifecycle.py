@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +26,7 @@ from bookings.choices import (
     TRANSITIONS,
     BookingSource,
     BookingStatus,
+    DeclineReason,
     PaymentStatus,
 )
 from bookings.errors import BookingError
@@ -48,6 +51,7 @@ from bookings.events import (
 )
 from bookings.models import Booking
 from bookings.pricing import (
+    CancellationTerms,
     Quote,
     cancellation_terms,
     check_stay_length,
@@ -214,6 +218,15 @@ def _save_checked(booking: Booking, **save_kwargs: Any) -> None:
                 "unavailable", "These dates overlap another booking of this property."
             ) from exc
         raise
+
+
+def guest_booking_status(*, property: Property) -> str:
+    """The status a guest's online booking of ``property`` starts in: its booking mode's.
+
+    Instant: confirmed at once. Request to book: requested (the dates are held; the host
+    accepts with ``booking_confirm`` or declines with ``booking_decline``).
+    """
+    return BookingStatus.REQUESTED if property.takes_requests else BookingStatus.CONFIRMED
 
 
 def booking_create(
@@ -399,19 +412,55 @@ def booking_confirm(*, booking: Booking, actor: str = "") -> Booking:
     )
 
 
+def booking_cancellation_terms(*, booking: Booking, on: date | None = None) -> CancellationTerms:
+    """The terms cancelling ``booking`` on ``on`` (default: today, property-local) fixes.
+
+    The property's policy; but a request to book that was never accepted owes nothing
+    (no fee, all refunded): nobody was asked to pay for it.
+    """
+    today = on or timezone.localdate(timezone=booking.property.timezone)
+    terms = cancellation_terms(
+        property=booking.property, check_in=booking.check_in, total=booking.total, on=today
+    )
+    if booking.status == BookingStatus.REQUESTED:
+        return replace(terms, fee=Decimal("0.00"), refund_percent=100)
+    return terms
+
+
 def booking_cancel(*, booking: Booking, reason: str = "", actor: str = "") -> Booking:
     """Cancel; the policy's terms are fixed now, written on the booking and carried in the event.
 
     The fee is a column of the booking (``cancellation_fee``) and in the event's
     payload; handlers (refund, accounting) read the terms from the payload, so they
-    give the same result whenever they run.
+    give the same result whenever they run. A request to book that was never accepted
+    owes no fee, whatever the policy: nothing was asked to be paid for it.
     """
+    return _cancel(booking, reason=reason, declined="", actor=actor)
+
+
+def booking_decline(
+    *, booking: Booking, reason: str = DeclineReason.HOST, actor: str = ""
+) -> Booking:
+    """Do not accept a request to book: the host's answer, or its expiry (``DeclineReason``).
+
+    A ``booking.cancelled`` event whose cancellation carries ``declined`` (the guest is
+    told their request was not accepted) and no fee; the reason is recorded on the
+    booking. Only a requested booking can be declined (a confirmed one is cancelled).
+    """
+    why = DeclineReason(reason)
+    return _cancel(booking, reason=why.label, declined=why.value, actor=actor)
+
+
+def _cancel(booking: Booking, *, reason: str, declined: str, actor: str) -> Booking:
     with transaction.atomic():
         locked = _lock_for_transition(booking, BookingStatus.CANCELLED)
-        today = timezone.localdate(timezone=locked.property.timezone)
-        terms = cancellation_terms(
-            property=locked.property, check_in=locked.check_in, total=locked.total, on=today
-        )
+        if declined and locked.status != BookingStatus.REQUESTED:
+            raise BookingError(
+                "not_a_request",
+                f"Only a request can be declined; this booking is "
+                f"{locked.get_status_display().lower()}.",
+            )
+        terms = booking_cancellation_terms(booking=locked)
         locked.status = BookingStatus.CANCELLED
         locked.cancellation_reason = reason
         locked.cancellation_fee = terms.fee
@@ -423,6 +472,7 @@ def booking_cancel(*, booking: Booking, reason: str = "", actor: str = "") -> Bo
             policy=terms.policy,
             days_before=terms.days_before,
             refund_percent=terms.refund_percent,
+            declined=declined,
         )
         _emit(locked, BOOKING_CANCELLED, payload, actor)
     return locked

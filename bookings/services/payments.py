@@ -117,7 +117,9 @@ def payments_settle(*, booking_id: int) -> None:
       ask for less, the difference is requested (a stay made longer or dearer). If they
       ask for more (a stay made shorter), they are cancelled and ``due`` is requested
       afresh, or, when more was received than the total, the excess is refunded;
-    - a cancelled booking refunds what was received above its fee (``refunds_reconcile``).
+    - a cancelled booking refunds what was received above its fee (``refunds_reconcile``);
+    - a request to book owes nothing until the host accepts it (``booking.confirmed``
+      settles it then; a declined request never asks).
 
     Call inside a transaction (handlers run in one).
     """
@@ -125,7 +127,7 @@ def payments_settle(*, booking_id: int) -> None:
     if booking.status == BookingStatus.CANCELLED:
         refunds_reconcile(booking_id=booking_id)
         return
-    if booking.source not in PAID_HERE_SOURCES:
+    if booking.source not in PAID_HERE_SOURCES or booking.status == BookingStatus.REQUESTED:
         return
     received = _sum(booking.payments.filter(status=PaymentStatus.RECEIVED))
     refunded = _sum(booking.refunds.all())

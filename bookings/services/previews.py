@@ -12,14 +12,13 @@ from datetime import date
 from decimal import Decimal
 
 from django.db.models import Sum
-from django.utils import timezone
 
 from bookings.choices import MODIFIABLE_STATUSES, TRANSITIONS, BookingStatus, PaymentStatus
 from bookings.errors import BookingError
 from bookings.models import Booking
-from bookings.pricing import Quote, cancellation_terms, quote_stay
+from bookings.pricing import Quote, quote_stay
 from bookings.selectors import block_conflicts, booking_conflicts
-from bookings.services.lifecycle import booking_validate_stay
+from bookings.services.lifecycle import booking_cancellation_terms, booking_validate_stay
 from bookings.services.payments import PAID_HERE_SOURCES
 
 ZERO = Decimal("0.00")
@@ -51,10 +50,7 @@ def booking_cancel_preview(*, booking: Booking, on: date | None = None) -> Cance
             "invalid_transition",
             f"A {booking.get_status_display().lower()} booking cannot be cancelled.",
         )
-    today = on or timezone.localdate(timezone=booking.property.timezone)
-    terms = cancellation_terms(
-        property=booking.property, check_in=booking.check_in, total=booking.total, on=today
-    )
+    terms = booking_cancellation_terms(booking=booking, on=on)
     paid_here = booking.source in PAID_HERE_SOURCES  # a channel collects its own bookings' money
     paid = booking_paid(booking) if paid_here else ZERO
     return CancellationPreview(

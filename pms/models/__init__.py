@@ -13,6 +13,8 @@ from pms.models.pipeline import (
 from pms.models.properties import (
     MAX_HORIZON_DAYS,
     MAX_NIGHTS_LIMIT,
+    MAX_REQUEST_EXPIRY_HOURS,
+    BookingMode,
     CancellationPolicy,
     Guest,
     Property,
@@ -22,10 +24,12 @@ from pms.models.properties import (
 __all__ = [
     "MAX_HORIZON_DAYS",
     "MAX_NIGHTS_LIMIT",
+    "MAX_REQUEST_EXPIRY_HOURS",
     "AggregateSequence",
     "AlertIncident",
     "AlertKind",
     "AlertRule",
+    "BookingMode",
     "CancellationPolicy",
     "DomainEvent",
     "EndpointCircuit",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from tenants.models import TenantOwned
 # Upper bounds for the per-property stay rules: a year's stay, ten years ahead.
 MAX_NIGHTS_LIMIT = 366
 MAX_HORIZON_DAYS = 3660
+# A request to book waits at most a month for the host's answer.
+MAX_REQUEST_EXPIRY_HOURS = 720
 
 currency_code = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. EUR.")
 
@@ -24,6 +27,11 @@ class CancellationPolicy(models.TextChoices):
     FLEXIBLE = "flexible", "Flexible: full refund up to 1 day before check-in"
     MODERATE = "moderate", "Moderate: full refund up to 5 days before, then 50%"
     STRICT = "strict", "Strict: full refund up to 14 days before, 50% up to 7 days, then none"
+
+
+class BookingMode(models.TextChoices):
+    INSTANT = "instant", "Instant: online bookings are confirmed at once"
+    REQUEST = "request", "Request to book: the host accepts or declines each online booking"
 
 
 class Property(TenantOwned):
@@ -109,6 +117,19 @@ class Property(TenantOwned):
         help_text="How many days ahead a stay may end. Empty: the installation's default "
         "(BOOKING_HORIZON_DAYS, two years).",
     )
+    # How the public API books: confirmed at once, or a request the host answers
+    # (the dates are held meanwhile; no payment is asked until it is accepted).
+    booking_mode = models.CharField(
+        max_length=10, choices=BookingMode.choices, default=BookingMode.INSTANT
+    )
+    booking_request_expiry_hours = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUEST_EXPIRY_HOURS)],
+        help_text="Request to book: hours a request waits for an answer before it is "
+        "declined automatically. Empty: the installation's default "
+        "(BOOKING_REQUEST_EXPIRY_HOURS, 24).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -131,6 +152,17 @@ class Property(TenantOwned):
     @property
     def horizon_days(self) -> int:
         return self.booking_horizon_days or settings.BOOKING_HORIZON_DAYS
+
+    @property
+    def takes_requests(self) -> bool:
+        return self.booking_mode == BookingMode.REQUEST
+
+    @property
+    def request_expiry(self) -> timedelta:
+        """How long a request to book waits for the host's answer."""
+        return timedelta(
+            hours=self.booking_request_expiry_hours or settings.BOOKING_REQUEST_EXPIRY_HOURS
+        )
 
 
 class Guest(TenantOwned):
