@@ -29,6 +29,7 @@ from bookings.events import (
     PAYMENT_REQUESTED,
     BookingCancelled,
     BookingChange,
+    BookingModified,
     MessagePosted,
     PaymentRequested,
 )
@@ -284,13 +285,19 @@ def schedule_cleaning(event: DomainEvent) -> None:
 
 @event_handler(
     BOOKING_CREATED,
+    BOOKING_MODIFIED,
     BOOKING_CANCELLED,
     queue="messaging",
     name="automation.manager_booking_email",
 )
 def email_managers_about_booking(event: DomainEvent) -> None:
-    """Managers hear of every new booking (a request to answer, flagged) and cancellation."""
+    """Managers hear of every new booking (a request to answer, flagged), every cancellation,
+    and every change a guest made to their stay (their own changes they know of)."""
     payload = cast(BookingChange, event.payload)
+    if event.event_type == BOOKING_MODIFIED and not (
+        event.actor.startswith("guest:") and _stay_changed(payload)
+    ):
+        return
     booking = _booking(payload["booking_id"])
     kind = "manager_notification"
     where = f"{booking.reference} at {booking.property.name}"
@@ -306,6 +313,14 @@ def email_managers_about_booking(event: DomainEvent) -> None:
     elif event.event_type == BOOKING_CREATED:
         subject = f"New booking {where}"
         intro = "A new booking arrived"
+    elif event.event_type == BOOKING_MODIFIED:
+        previous = cast(BookingModified, payload)["previous"]
+        subject = f"Guest changed booking {where}"
+        intro = (
+            f"The guest changed their stay (it was {previous['check_in']} to "
+            f"{previous['check_out']}, {previous['guests_count']} guests, total "
+            f"{previous['total']} {previous['currency']})"
+        )
     else:
         cancellation = cast(BookingCancelled, payload)["cancellation"]
         reason = cancellation["reason"] or "no reason given"

@@ -29,11 +29,13 @@ from bookings.errors import BookingError
 from bookings.models import Block, Booking, CalendarEntry, GuestMessage
 from bookings.selectors import (
     booking_conflicts,
+    booking_story_events,
     guest_messages_unanswered,
     property_calendar_month,
 )
 from pms.admin_helpers import ExtensibleAdminMixin, ServiceRefusalsAsMessagesMixin, run_for_each
 from pms.models import Property
+from pms.story import StorySubject, story
 from tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, filter_to_tenants
 
 # Changing one of these is a booking_modify (new price, availability checked again).
@@ -394,6 +396,15 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
             and self.has_change_permission(request, booking)
         )
         context = {**(extra_context or {}), "request_to_answer": answerable}
+        if booking is not None and self.has_view_permission(request, booking):
+            # What happened: every event of the booking and everything it caused.
+            context["story"] = story(
+                StorySubject(
+                    model="bookings.booking",
+                    object_id=booking.pk,
+                    events=booking_story_events(booking),
+                )
+            )
         return super().change_view(request, object_id, form_url, context)
 
     def answer_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -106,3 +106,45 @@ def test_channel_bookings_are_the_channels_to_tell(alice, future):
     booking_cancel(booking=airbnb)
     _deliver()
     assert _emails(airbnb) == []
+
+
+def _manager_emails(booking):
+    return list(
+        OutboundMessage.objects.filter(booking=booking, kind="manager_notification")
+        .order_by("pk")
+        .values_list("subject", "body")
+    )
+
+
+def _deliver_manager() -> None:
+    handler = get_handler("automation.manager_booking_email")
+    assert handler is not None
+    pending = EventDelivery.objects.filter(
+        handler="automation.manager_booking_email", status=DeliveryStatus.PENDING
+    )
+    for delivery_id in list(pending.values_list("pk", flat=True)) * 2:
+        run_delivery(handler, delivery_id)
+
+
+def test_managers_hear_when_a_guest_changes_the_stay_not_when_they_do(booking):
+    _deliver_manager()  # the new booking's email
+    before = len(_manager_emails(booking))
+    booking_modify(
+        booking=booking,
+        check_in=booking.check_in,
+        check_out=booking.check_in + timedelta(days=4),
+        actor="admin:alice-manager",
+    )
+    _deliver_manager()
+    assert len(_manager_emails(booking)) == before
+    old_out = booking.check_in + timedelta(days=4)
+    booking_modify(
+        booking=booking,
+        check_in=booking.check_in,
+        check_out=booking.check_in + timedelta(days=6),
+        actor=f"guest:{booking.reference}",
+    )
+    _deliver_manager()
+    subject, body = _manager_emails(booking)[-1]
+    assert subject.startswith(f"Guest changed booking {booking.reference}")
+    assert f"it was {booking.check_in} to {old_out}" in body

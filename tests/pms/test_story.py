@@ -128,3 +128,13 @@ def test_the_story_costs_the_same_queries_for_few_or_many_events(stay):
         lines = _story(stay)
     assert len([line for line in lines if line.title == "booking.modified"]) == 8
     assert len(many) == len(few), [q["sql"][:100] for q in many.captured_queries]
+
+
+def test_the_booking_page_tells_its_story_to_the_manager_only(client, stay, alice, bob):
+    client.force_login(alice.manager)
+    page = client.get(f"/admin/bookings/booking/{stay.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200 and 'id="story"' in html
+    assert "booking.created" in html and "bookings.accounting" in html
+    client.force_login(bob.manager)
+    assert client.get(f"/admin/bookings/booking/{stay.pk}/change/").status_code in (302, 404)
