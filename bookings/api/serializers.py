@@ -167,6 +167,7 @@ def property_search_representation(prop: Property) -> dict[str, Any]:
         "tax_rate": f"{prop.tax_rate:.2f}",
         "currency": prop.currency,
         "cancellation_policy": prop.get_cancellation_policy_display(),
+        "booking_mode": prop.booking_mode,
         "quote": getattr(prop, "search_quote", None),
     }
 
