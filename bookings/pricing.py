@@ -405,6 +405,28 @@ def price_stay(rules: PricingRules, *, check_in: date, check_out: date, guests: 
     )
 
 
+RETAINED_CODE = "retained"
+
+
+def retained_line_json(retained: Decimal) -> dict[str, Any]:
+    """The price line of what the policy kept when the guest made the stay cheaper."""
+    amount = _money(retained)
+    return {
+        "code": RETAINED_CODE,
+        "label": "Kept under the cancellation policy for the nights given up",
+        "name": "",
+        "quantity": 1,
+        "unit_amount": amount,
+        "amount": amount,
+    }
+
+
+def lines_with_retained(quote: Quote, retained: Decimal) -> list[dict[str, Any]]:
+    """A stay's stored lines: the quote's, then what earlier reductions kept (if anything)."""
+    lines = quote.lines_json()
+    return [*lines, retained_line_json(retained)] if retained else lines
+
+
 # --- Cancellation --------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ LINES: dict[str, StrPromise] = {
     "monthly_discount": _("Monthly discount"),
     "cleaning": _("Cleaning"),
     "tax": _("Tax"),
+    "retained": _("Kept under the cancellation policy"),
     "accommodation": _("Accommodation"),
     "taxes": _("Taxes"),
 }

@@ -30,7 +30,7 @@ from bookings.choices import (
 )
 from bookings.errors import BookingError
 from bookings.models import Booking
-from bookings.pricing import Quote
+from bookings.pricing import lines_with_retained
 from bookings.services import (
     booking_cancel,
     booking_cancel_preview,
@@ -205,9 +205,11 @@ class ChangePage(GuestPage):
             form.add_error(_form_field(exc), texts.error_text(exc))
             return self.page(request, form=form, status=400)
         confirmed = "confirm" in request.POST
-        if confirmed and request.POST.get("expected_total") == str(preview.quote.total):
+        if confirmed and request.POST.get("expected_total") == str(preview.total):
             try:
-                booking_modify(booking=self.booking, actor=f"guest:{reference}", **stay)
+                booking_modify(
+                    booking=self.booking, actor=f"guest:{reference}", under_policy=True, **stay
+                )
             except BookingError as exc:
                 form.add_error(_form_field(exc), texts.error_text(exc))
                 return self.page(request, form=form, status=400)
@@ -217,7 +219,7 @@ class ChangePage(GuestPage):
             request,
             form=form,
             preview=preview,
-            lines=_quote_lines(preview.quote),
+            lines=texts.line_rows(lines_with_retained(preview.quote, preview.retained)),
             price_changed=confirmed,  # confirmed an older price: show the new one first
         )
 
@@ -281,7 +283,3 @@ class ReportPage(GuestPage):
 def _form_field(exc: BookingError) -> str | None:
     fields = {"check_in": "check_in", "check_out": "check_out", "guests_count": "guests"}
     return fields.get(exc.field or "")
-
-
-def _quote_lines(quote: Quote) -> list[dict[str, Any]]:
-    return texts.line_rows(quote.lines_json())

@@ -310,6 +310,12 @@ class ChangePreviewSerializer(serializers.Serializer):
     accommodation = _money()
     cleaning_fee = _money()
     taxes = _money()
+    retained = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        help_text="Kept under the cancellation policy for what the guest's changes gave up "
+        "(this change's and earlier ones'); part of accommodation and total.",
+    )
     total = _money()
     previous_total = _money()
     difference = _money()

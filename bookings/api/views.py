@@ -41,7 +41,13 @@ from bookings.api.serializers import (
 )
 from bookings.choices import BookingSource, MessageSender
 from bookings.errors import BookingError
-from bookings.pricing import check_stay_length, quote_many, quote_stay, season_of_night
+from bookings.pricing import (
+    check_stay_length,
+    lines_with_retained,
+    quote_many,
+    quote_stay,
+    season_of_night,
+)
 from bookings.selectors import bookable_properties, property_availability
 from bookings.services import (
     ChangePreview,
@@ -396,12 +402,12 @@ class GuestBookingChangeView(GuestBookingAPIView):
             with transaction.atomic():
                 preview = _change_preview(booking, data)
                 expected = data.get("expected_total")
-                if expected is not None and expected != preview.quote.total:
+                if expected is not None and expected != preview.total:
                     return error_response(
                         "price_changed",
-                        f"The price is now {preview.quote.total} {preview.quote.currency}.",
+                        f"The price is now {preview.total} {preview.quote.currency}.",
                         409,
-                        {"expected_total": [str(preview.quote.total)]},
+                        {"expected_total": [str(preview.total)]},
                     )
                 booking = booking_modify(
                     booking=booking,
@@ -409,6 +415,7 @@ class GuestBookingChangeView(GuestBookingAPIView):
                     check_out=data["check_out"],
                     guests_count=data["guests"],
                     actor=f"guest:{reference}",
+                    under_policy=True,
                 )
         except BookingError as exc:
             return domain_error_response(exc)
@@ -432,11 +439,12 @@ def _change_preview_data(preview: ChangePreview) -> Any:
             "check_out": preview.check_out,
             "nights": quote.nights,
             "guests_count": preview.guests_count,
-            "lines": quote.lines_json(),
-            "accommodation": quote.accommodation,
+            "lines": lines_with_retained(quote, preview.retained),
+            "accommodation": quote.accommodation + preview.retained,
             "cleaning_fee": quote.cleaning_fee,
             "taxes": quote.taxes,
-            "total": quote.total,
+            "retained": preview.retained,
+            "total": preview.total,
             "previous_total": preview.previous_total,
             "difference": preview.difference,
             "paid": preview.paid,

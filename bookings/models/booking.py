@@ -49,6 +49,12 @@ class Booking(TenantOwned):
     cancellation_fee = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, editable=False
     )
+    # Kept of the price under the cancellation policy when the guest made the stay cheaper
+    # (fewer nights, fewer guests): part of ``accommodation_amount`` and ``total``, and of
+    # the fee should the booking be cancelled later (bookings.services.lifecycle).
+    retained_amount = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0"), editable=False
+    )
     # The quote's lines when the stay was priced (bookings.pricing.Quote.lines_json):
     # [{"code", "label", "quantity", "unit_amount", "amount"}], amounts as strings.
     price_lines = models.JSONField(default=list, blank=True, editable=False)

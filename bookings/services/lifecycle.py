@@ -55,6 +55,7 @@ from bookings.pricing import (
     Quote,
     cancellation_terms,
     check_stay_length,
+    lines_with_retained,
     quote_stay,
     season_of_night,
 )
@@ -72,13 +73,34 @@ def _new_reference() -> str:
     return "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
 
 
-def _apply_quote(booking: Booking, quote: Quote) -> None:
-    booking.accommodation_amount = quote.accommodation
+def _apply_quote(booking: Booking, quote: Quote, retained: Decimal = Decimal("0.00")) -> None:
+    """The quote's price, plus what the policy kept of earlier reductions (``retained``):
+    booked as accommodation, so the ledger's split and the total stay one sum."""
+    booking.accommodation_amount = quote.accommodation + retained
     booking.cleaning_amount = quote.cleaning_fee
     booking.tax_amount = quote.taxes
-    booking.total = quote.total
+    booking.total = quote.total + retained
     booking.currency = quote.currency
-    booking.price_lines = quote.lines_json()
+    booking.retained_amount = retained
+    booking.price_lines = lines_with_retained(quote, retained)
+
+
+def booking_change_retention(
+    *, booking: Booking, new_price: Decimal, on: date | None = None
+) -> Decimal:
+    """What the policy keeps when the guest makes their stay cheaper, changing it on ``on``.
+
+    The reduction (the stay's price before, without what earlier changes kept, less the new
+    price) is treated as a cancellation of that part, on the stay's check-in as booked: the
+    fee the policy would charge for it is kept. A request never accepted keeps nothing.
+    """
+    reduction = booking.total - booking.retained_amount - new_price
+    if reduction <= 0 or booking.status == BookingStatus.REQUESTED:
+        return Decimal("0.00")
+    today = on or timezone.localdate(timezone=booking.property.timezone)
+    return cancellation_terms(
+        property=booking.property, check_in=booking.check_in, total=reduction, on=today
+    ).fee
 
 
 def _emit(booking: Booking, event_type: str, payload: BookingSnapshot, actor: str) -> None:
@@ -299,8 +321,14 @@ def booking_modify(
     property: Property | None = None,
     guests_count: int | None = None,
     actor: str = "",
+    under_policy: bool = False,
 ) -> Booking:
-    """Change dates, property or party size: a ``booking.modified`` event."""
+    """Change dates, property or party size: a ``booking.modified`` event.
+
+    ``under_policy``: the guest asked for the change (guest pages, guest API), so a cheaper
+    stay keeps what the cancellation policy charges for the part given up
+    (``booking_change_retention``). A manager's change re-prices without it.
+    """
     target = property or booking.property
     with transaction.atomic():
         locked = Booking.objects.select_for_update().get(pk=booking.pk)
@@ -321,17 +349,15 @@ def booking_modify(
             exclude_booking_id=locked.pk,
         )
         previous = booking_snapshot(locked)
+        quote = quote_stay(
+            property=locked_property, check_in=check_in, check_out=check_out, guests=new_guests
+        )
+        retained = locked.retained_amount
+        if under_policy:
+            retained += booking_change_retention(booking=locked, new_price=quote.total)
         locked.property = locked_property
         locked.check_in, locked.check_out, locked.guests_count = check_in, check_out, new_guests
-        _apply_quote(
-            locked,
-            quote_stay(
-                property=locked_property,
-                check_in=check_in,
-                check_out=check_out,
-                guests=new_guests,
-            ),
-        )
+        _apply_quote(locked, quote, retained)
         _save_checked(
             locked,
             update_fields=[
@@ -344,6 +370,7 @@ def booking_modify(
                 "tax_amount",
                 "total",
                 "currency",
+                "retained_amount",
                 "price_lines",
                 "updated_at",
             ],
@@ -420,11 +447,15 @@ def booking_cancellation_terms(*, booking: Booking, on: date | None = None) -> C
     """
     today = on or timezone.localdate(timezone=booking.property.timezone)
     terms = cancellation_terms(
-        property=booking.property, check_in=booking.check_in, total=booking.total, on=today
+        property=booking.property,
+        check_in=booking.check_in,
+        total=booking.total - booking.retained_amount,
+        on=today,
     )
     if booking.status == BookingStatus.REQUESTED:
         return replace(terms, fee=Decimal("0.00"), refund_percent=100)
-    return terms
+    # What earlier changes kept under the policy stays kept.
+    return replace(terms, fee=terms.fee + booking.retained_amount)
 
 
 def booking_cancel(*, booking: Booking, reason: str = "", actor: str = "") -> Booking:

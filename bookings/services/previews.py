@@ -18,7 +18,11 @@ from bookings.errors import BookingError
 from bookings.models import Booking
 from bookings.pricing import Quote, quote_stay
 from bookings.selectors import block_conflicts, booking_conflicts
-from bookings.services.lifecycle import booking_cancellation_terms, booking_validate_stay
+from bookings.services.lifecycle import (
+    booking_cancellation_terms,
+    booking_change_retention,
+    booking_validate_stay,
+)
 from bookings.services.payments import PAID_HERE_SOURCES
 
 ZERO = Decimal("0.00")
@@ -71,6 +75,9 @@ class ChangePreview:
     check_out: date
     guests_count: int
     quote: Quote
+    retained: Decimal  # kept under the policy, by earlier changes and by this one
+    retained_now: Decimal  # kept under the policy by this change
+    total: Decimal  # the stay's new total: the quote and what is retained
     previous_total: Decimal
     paid: Decimal
     difference: Decimal  # new total - previous total
@@ -79,12 +86,19 @@ class ChangePreview:
 
 
 def booking_change_preview(
-    *, booking: Booking, check_in: date, check_out: date, guests_count: int
+    *,
+    booking: Booking,
+    check_in: date,
+    check_out: date,
+    guests_count: int,
+    under_policy: bool = True,
 ) -> ChangePreview:
     """Re-price the stay for new dates or party size; raises BookingError as the change would.
 
     Availability is checked here so the guest learns early; ``booking_modify`` checks it
     again under the property's lock when they confirm (the exclusion constraint decides).
+    ``under_policy`` (a guest's change, the default): a cheaper stay keeps what the
+    cancellation policy charges for the part given up, as ``booking_modify`` will.
     """
     if booking.status not in MODIFIABLE_STATUSES:
         raise BookingError(
@@ -106,15 +120,23 @@ def booking_change_preview(
     ):
         raise BookingError("unavailable", "The property is not free on these dates.")
     quote = quote_stay(property=prop, check_in=check_in, check_out=check_out, guests=guests_count)
+    retained_now = (
+        booking_change_retention(booking=booking, new_price=quote.total) if under_policy else ZERO
+    )
+    retained = booking.retained_amount + retained_now
+    total = quote.total + retained
     paid = booking_paid(booking) if booking.source in PAID_HERE_SOURCES else ZERO
     return ChangePreview(
         check_in=check_in,
         check_out=check_out,
         guests_count=guests_count,
         quote=quote,
+        retained=retained,
+        retained_now=retained_now,
+        total=total,
         previous_total=booking.total,
         paid=paid,
-        difference=quote.total - booking.total,
-        to_pay=max(quote.total - paid, ZERO),
-        to_refund=max(paid - quote.total, ZERO),
+        difference=total - booking.total,
+        to_pay=max(total - paid, ZERO),
+        to_refund=max(paid - total, ZERO),
     )
