@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from bookings import services
+from bookings.admin.calendar import MultiCalendarMixin
 from bookings.admin.money import LedgerEntryInline, PaymentInline, RefundInline
 from bookings.admin.months import month_from_query
 from bookings.choices import BookingStatus, DeclineReason, MessageSender
@@ -162,7 +163,9 @@ class AwaitingAnswerFilter(admin.SimpleListFilter):
 
 
 @admin.register(Booking)
-class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantScopedAdmin):
+class BookingAdmin(
+    MultiCalendarMixin, ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantScopedAdmin
+):
     service_refusals = (BookingError,)
     form = BookingAdminForm
     inlines = [PaymentInline, RefundInline, LedgerEntryInline, MessageThreadInline, ReplyInline]
@@ -368,6 +371,11 @@ class BookingAdmin(ServiceRefusalsAsMessagesMixin, ExtensibleAdminMixin, TenantS
 
     def get_urls(self) -> list[Any]:
         return [
+            path(
+                "calendar/",
+                self.admin_site.admin_view(self.multi_calendar_view),
+                name="bookings_multi_calendar",
+            ),
             path(
                 "property/<int:property_id>/calendar/",
                 self.admin_site.admin_view(self.calendar_view),

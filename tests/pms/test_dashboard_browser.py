@@ -41,6 +41,12 @@ def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, b
         page.click("#panel-turnovers a.count")
         page.wait_for_selector("#result_list")
         assert page.locator("#result_list tbody tr").count() == 3
+        page.goto(f"{live_server.url}/admin/")
+        page.click("#open-calendar")
+        page.wait_for_selector("#multi-calendar")
+        assert page.locator('[role="rowheader"]').count() == 3
+        assert page.locator(".mc-bar.conflict").count() == 2
+        page.screenshot(path=str(ARTIFACTS / "calendar-manager.png"), full_page=True)
 
     with browser_page(viewport={"width": 390, "height": 844}) as page:
         _login(page, live_server, cleaner.username)
