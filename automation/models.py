@@ -154,6 +154,9 @@ class CleaningTask(TenantOwned):
     same_day_turnover = models.BooleanField(
         default=False, help_text="The next guest checks in the same day."
     )
+    notes = models.TextField(
+        blank=True, help_text="The cleaner's notes (what was missing, what needs a look)."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

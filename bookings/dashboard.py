@@ -81,6 +81,41 @@ def _movements(
     )
 
 
+@dashboard_panel("requests", order=5)
+def requests_to_answer(request: HttpRequest, dash: DashboardDay) -> DashboardPanel | None:
+    """Requests to book the host has not answered: declined automatically at their deadline."""
+    waiting = _scoped(
+        request,
+        Booking.objects.filter(status=BookingStatus.REQUESTED)
+        .select_related("guest", "property")
+        .order_by("created_at"),
+    )
+    if waiting is None:
+        return None
+    now = timezone.now()
+    rows = []
+    for booking in waiting[:ROWS_PER_PANEL]:
+        deadline = booking.created_at + booking.property.request_expiry
+        rows.append(
+            DashboardRow(
+                label=f"{booking.guest.name} · {booking.property.name}",
+                detail=f"{booking.check_in} to {booking.check_out} · answer within "
+                f"{_age(max(deadline - now, timedelta(0)))}",
+                url=_booking_url(booking.pk),
+                tone="bad" if deadline - now < timedelta(hours=2) else "warn",
+            )
+        )
+    return DashboardPanel(
+        key="requests",
+        title="Requests to answer",
+        count=waiting.count(),
+        rows=rows,
+        link=_changelist("booking", awaiting="yes"),
+        tone="warn",
+        empty="No request waits for your answer.",
+    )
+
+
 @dashboard_panel("arrivals", order=10)
 def arrivals(request: HttpRequest, dash: DashboardDay) -> DashboardPanel | None:
     return _movements(request, dash, field="check_in", key="arrivals", title="Arrivals")

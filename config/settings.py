@@ -117,6 +117,9 @@ TEMPLATES = [
     },
 ]
 
+# Pages for signed-in people outside the admin (the cleaner's) send them to its login.
+LOGIN_URL = "admin:login"
+
 # --- Login lockout (django-axes): admin login failures per username + address ----------
 # AXES_FAILURE_LIMIT failed logins for one username from one address lock that pair out
 # for AXES_COOLOFF_MINUTES (a 429 page); a success resets the count. Superusers see the

@@ -36,6 +36,8 @@ urlpatterns = [
     path("ical/", include("channelsync.api.urls")),
     # The guest's pages behind the emailed link, and the language switch they offer.
     path("stay/", include("guestportal.urls")),
+    # The cleaner's phone pages (signed in): today's tasks, start, done, notes, problems.
+    path("clean/", include("automation.cleaner.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     # Last: anything else under /api/ is a JSON 404, DEBUG or not (handler404 is not
     # called in DEBUG). A plain Django view, so it stays out of the OpenAPI schema.

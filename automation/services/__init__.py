@@ -5,6 +5,7 @@ from automation.services.cleaning import (
     cleaning_runs_claim_due,
     cleaning_runs_purge,
     cleaning_task_assign,
+    cleaning_task_note,
     cleaning_task_reconcile,
     cleaning_task_transition,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "cleaning_runs_claim_due",
     "cleaning_runs_purge",
     "cleaning_task_assign",
+    "cleaning_task_note",
     "cleaning_task_reconcile",
     "cleaning_task_transition",
     "guest_link_email",

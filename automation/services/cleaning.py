@@ -216,6 +216,21 @@ def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -
     return locked
 
 
+MAX_NOTES_LENGTH = 5000
+
+
+@transaction.atomic
+def cleaning_task_note(*, task: CleaningTask, notes: str, user: Any) -> CleaningTask:
+    """The cleaner's notes on their task (replacing the earlier ones)."""
+    notes = notes.strip()
+    if len(notes) > MAX_NOTES_LENGTH:
+        raise CleaningError("too_long", f"Notes are at most {MAX_NOTES_LENGTH} characters.")
+    locked = CleaningTask.objects.select_for_update().get(pk=task.pk)
+    locked.notes = notes
+    locked.save(update_fields=["notes", "updated_at"])
+    return locked
+
+
 @transaction.atomic
 def cleaning_task_assign(*, task: CleaningTask, assignee: Any) -> CleaningTask:
     """A manager gives the task to another cleaner of its tenant (or to nobody: None)."""

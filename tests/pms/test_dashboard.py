@@ -181,6 +181,25 @@ def test_a_cleaner_sees_only_their_own_cleaning(client, alice):
     assert _count(panels["turnovers"]) == 1 and task.property.name in panels["turnovers"]
 
 
+def test_requests_to_answer_link_to_the_awaiting_list(client, alice, future):
+    alice.property.booking_mode = "request"
+    alice.property.save(update_fields=["booking_mode"])
+    booking_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        guest=alice.guest,
+        check_in=future,
+        check_out=future + timedelta(days=2),
+        status="requested",
+    )
+    panels = _panels(client, alice.manager)
+    assert _count(panels["requests"]) == 1 and "answer within" in panels["requests"]
+    link = re.search(r'<a class="count" href="([^"]+)"', panels["requests"])
+    assert link is not None
+    listing = client.get(link.group(1).replace("&amp;", "&"))
+    assert listing.context["cl"].result_count == 1
+
+
 def test_someone_without_a_role_gets_no_panels(client, outsider, alice):
     _day(alice)
     assert _panels(client, outsider) == {}

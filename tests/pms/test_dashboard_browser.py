@@ -54,3 +54,15 @@ def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, b
         assert page.locator("#dashboard article").count() == 1
         assert page.locator("#panel-turnovers .count").inner_text() == "3"
         page.screenshot(path=str(ARTIFACTS / "dashboard-cleaner.png"), full_page=True)
+        page.click("#open-cleaning")
+        page.wait_for_selector(".card")
+        assert page.locator("a.card").count() == 3
+        page.screenshot(path=str(ARTIFACTS / "cleaner-today.png"), full_page=True)
+        page.locator("a.card").first.click()
+        page.click("#start")
+        page.wait_for_selector("text=Started.")
+        assert page.locator("#task-status").inner_text() == "Started"
+        page.fill("#id_notes", "Dishwasher tablets running low")
+        page.click("#save-notes")
+        page.wait_for_selector("text=Notes saved.")
+        page.screenshot(path=str(ARTIFACTS / "cleaner-task.png"), full_page=True)
