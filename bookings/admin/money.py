@@ -16,6 +16,7 @@ from django.urls import path
 
 from bookings import services
 from bookings.admin.months import month_from_query
+from bookings.admin.reports import ReportsMixin
 from bookings.errors import BookingError
 from bookings.models import LedgerEntry, Payment, RateOverride, Refund
 from bookings.selectors import Statement, ledger_statement
@@ -179,7 +180,7 @@ class RateOverrideAdmin(TenantScopedAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class LedgerEntryAdmin(ReportsMixin, ReadOnlyAdminMixin, TenantScopedAdmin):
     """Written only by the accounting handler."""
 
     list_display = [
@@ -203,6 +204,16 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
                 "statement/",
                 self.admin_site.admin_view(self.statement_view),
                 name="bookings_ledger_statement",
+            ),
+            path(
+                "reports/",
+                self.admin_site.admin_view(self.reports_view),
+                name="bookings_reports",
+            ),
+            path(
+                "reports/owner/",
+                self.admin_site.admin_view(self.owner_statement_view),
+                name="bookings_owner_statement",
             ),
             *super().get_urls(),
         ]

@@ -97,6 +97,13 @@ class Property(TenantOwned):
         max_length=20, choices=CancellationPolicy.choices, default=CancellationPolicy.MODERATE
     )
     is_active = models.BooleanField(default=True)
+    management_fee_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="What the manager keeps of the home's revenue (the owner statement's fee).",
+    )
     check_in_instructions = models.TextField(
         blank=True,
         help_text="Door code, key box, parking, Wi-Fi: shown on the guest's booking page from "

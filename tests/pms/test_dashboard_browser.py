@@ -47,6 +47,14 @@ def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, b
         assert page.locator('[role="rowheader"]').count() == 3
         assert page.locator(".mc-bar.conflict").count() == 2
         page.screenshot(path=str(ARTIFACTS / "calendar-manager.png"), full_page=True)
+        page.goto(f"{live_server.url}/admin/")
+        page.click("#open-reports")
+        page.wait_for_selector("#kpis")
+        assert page.locator(".rp-month").count() == 12
+        page.screenshot(path=str(ARTIFACTS / "reports-manager.png"), full_page=True)
+        page.locator("#report-table a", has_text="owner statement").first.click()
+        page.wait_for_selector("#owner-statement")
+        page.screenshot(path=str(ARTIFACTS / "owner-statement.png"), full_page=True)
 
     with browser_page(viewport={"width": 390, "height": 844}) as page:
         _login(page, live_server, cleaner.username)
