@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -26,7 +27,9 @@ from channelsync.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from channelsync.story import channel_story_events
 from pms.admin_helpers import ReadOnlyAdminMixin, mask_secret
+from pms.story import StorySubject, story
 from tenants.scoping import TenantScopedAdmin
 
 STATUS_COLOURS: dict[str, str] = {
@@ -107,6 +110,7 @@ class ChannelAdminForm(forms.ModelForm):
 @admin.register(Channel)
 class ChannelAdmin(TenantScopedAdmin):
     form = ChannelAdminForm
+    change_form_template = "admin/channelsync/channel/change_form.html"
     list_display = [
         "name",
         "property",
@@ -144,6 +148,26 @@ class ChannelAdmin(TenantScopedAdmin):
         "export_url": "export_url_masked",
         "import_url": "import_url_masked",
     }
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # What happened: the feed's blocks and their events, pushes, conflicts, failures.
+        channel = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if channel is not None and self.has_view_permission(request, channel):
+            context["story"] = story(
+                StorySubject(
+                    model="channelsync.channel",
+                    object_id=channel.pk,
+                    events=channel_story_events(channel.pk),
+                )
+            )
+        return super().change_view(request, object_id, form_url, context)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bookings.selectors import booking_story_events
-from bookings.services import booking_create, booking_modify
+from bookings.services import block_create, booking_create, booking_modify
+from channelsync.models import ChannelUpdate, Conflict, ImportedUid
+from channelsync.services import channel_create
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask, FailedTaskAction
 from pms.pipeline.delivery import run_delivery
@@ -138,3 +141,61 @@ def test_the_booking_page_tells_its_story_to_the_manager_only(client, stay, alic
     assert "booking.created" in html and "bookings.accounting" in html
     client.force_login(bob.manager)
     assert client.get(f"/admin/bookings/booking/{stay.pk}/change/").status_code in (302, 404)
+
+
+def test_a_channels_page_tells_its_story(client, alice, bob, future):
+    channel = channel_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        name="Alice Airbnb",
+        kind="airbnb",
+        poll_interval=timedelta(minutes=15),
+    )
+    block = block_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        start=future,
+        end=future + timedelta(days=2),
+        label="Reserved",
+        source="channel",
+        allow_overlap=True,
+    )
+    ImportedUid.objects.create(
+        tenant=alice.tenant, channel=channel, uid="uid-1", block=block, last_seen_at=timezone.now()
+    )
+    ChannelUpdate.objects.create(
+        tenant=alice.tenant,
+        channel=channel,
+        event_id=uuid.uuid4(),
+        aggregate_type="booking",
+        aggregate_id="1",
+        sequence=1,
+        payload={},
+        next_attempt_at=timezone.now(),
+    )
+    Conflict.objects.create(
+        tenant=alice.tenant,
+        property=alice.property,
+        channel=channel,
+        block=block,
+        start=block.start,
+        end=block.end,
+    )
+    now = timezone.now()
+    FailedTask.objects.create(
+        task_id="channel-story-1",
+        task_name="channelsync.tasks.import_channel",
+        args=[channel.pk],
+        tenant_id=alice.tenant.pk,
+        exception_class="ChannelFetchError",
+        exception_message="feed answered 503",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+    client.force_login(alice.manager)
+    html = client.get(f"/admin/channelsync/channel/{channel.pk}/change/").content.decode()
+    assert 'id="story"' in html and "block.created" in html
+    assert "Push of booking 1" in html and f"Conflict {block.start}" in html
+    assert "feed answered 503" in html
+    client.force_login(bob.manager)
+    assert client.get(f"/admin/channelsync/channel/{channel.pk}/change/").status_code in (302, 404)
