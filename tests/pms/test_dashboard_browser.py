@@ -42,6 +42,11 @@ def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, b
         page.wait_for_selector("#result_list")
         assert page.locator("#result_list tbody tr").count() == 3
         page.goto(f"{live_server.url}/admin/")
+        page.locator("#panel-arrivals li a").first.click()
+        page.wait_for_selector("#story")
+        assert "booking.created" in page.locator("#story").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "booking-story.png"), full_page=True)
+        page.goto(f"{live_server.url}/admin/")
         page.click("#open-calendar")
         page.wait_for_selector("#multi-calendar")
         assert page.locator('[role="rowheader"]').count() == 3
