@@ -50,6 +50,7 @@ ERRORS: dict[str, StrPromise] = {
     "not_modifiable": _("This booking can no longer be changed."),
     "invalid_transition": _("This booking can no longer be cancelled."),
     "empty_message": _("The message is empty."),
+    "booked_elsewhere": _("You booked this stay on another site: change or cancel it there."),
     "message_too_long": _("The message is too long."),
 }
 

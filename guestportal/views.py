@@ -36,8 +36,10 @@ from bookings.services import (
     booking_cancel_preview,
     booking_change_preview,
     booking_modify,
+    guest_may_change,
     guest_message_post,
 )
+from bookings.services.payments import PAID_HERE_SOURCES
 from guestportal import limits, texts
 from guestportal.access import link_open, session_booking
 from guestportal.forms import ChangeStayForm, MessageForm, ReportForm
@@ -91,6 +93,7 @@ class GuestPage(View):
         self, request: HttpRequest, status: int = 200, template: str = "", **context: Any
     ) -> HttpResponse:
         booking = self.booking
+        here = booking.source in PAID_HERE_SOURCES  # a channel's stay is changed there
         return render(
             request,
             template or self.template_name,
@@ -98,8 +101,8 @@ class GuestPage(View):
                 "booking": booking,
                 "property": booking.property,
                 "status_text": texts.STATUS.get(booking.status, booking.get_status_display()),
-                "can_change": booking.status in MODIFIABLE_STATUSES,
-                "can_cancel": BookingStatus.CANCELLED in TRANSITIONS[booking.status],
+                "can_change": here and booking.status in MODIFIABLE_STATUSES,
+                "can_cancel": here and BookingStatus.CANCELLED in TRANSITIONS[booking.status],
                 **context,
             },
             status=status,
@@ -161,6 +164,7 @@ class CancelPage(GuestPage):
 
     def post(self, request: HttpRequest, reference: str) -> HttpResponse:
         try:
+            guest_may_change(self.booking)
             booking_cancel(
                 booking=self.booking, reason="cancelled by the guest", actor=f"guest:{reference}"
             )
@@ -177,6 +181,11 @@ class ChangePage(GuestPage):
     template_name = "guestportal/change.html"
 
     def get(self, request: HttpRequest, reference: str) -> HttpResponse:
+        try:
+            guest_may_change(self.booking)
+        except BookingError as exc:
+            messages.error(request, texts.error_text(exc))
+            return self.back_to_booking()
         if self.booking.status not in MODIFIABLE_STATUSES:
             messages.error(request, str(texts.ERRORS["not_modifiable"]))
             return self.back_to_booking()

@@ -57,6 +57,7 @@ from bookings.services import (
     booking_create,
     booking_modify,
     guest_booking_status,
+    guest_may_change,
     guest_message_post,
     guest_token_issue,
 )
@@ -360,6 +361,7 @@ class GuestBookingCancelView(GuestBookingAPIView):
         """Cancel the booking; the property's cancellation policy decides the refund."""
         booking = self.booking(request, reference)
         try:
+            guest_may_change(booking)
             booking = booking_cancel(
                 booking=booking, reason="cancelled by the guest", actor=f"guest:{reference}"
             )

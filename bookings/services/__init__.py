@@ -39,6 +39,7 @@ from bookings.services.previews import (
     booking_cancel_preview,
     booking_change_preview,
     booking_paid,
+    guest_may_change,
 )
 from bookings.services.requests import booking_request_expire, booking_requests_submit_expired
 
@@ -65,6 +66,7 @@ __all__ = [
     "booking_set_external_reference",
     "booking_validate_stay",
     "guest_booking_status",
+    "guest_may_change",
     "guest_message_post",
     "guest_token_issue",
     "guest_token_live",

@@ -47,8 +47,19 @@ class CancellationPreview:
     currency: str
 
 
+def guest_may_change(booking: Booking) -> None:
+    """A guest changes or cancels here only what they booked here (the API, or the host for
+    them): a stay booked on a channel is changed there, or the channel would still hold it."""
+    if booking.source not in PAID_HERE_SOURCES:
+        raise BookingError(
+            "booked_elsewhere",
+            f"This stay was booked on {booking.get_source_display()}: change or cancel it there.",
+        )
+
+
 def booking_cancel_preview(*, booking: Booking, on: date | None = None) -> CancellationPreview:
-    """The policy's terms for cancelling today, as ``booking_cancel`` fixes them."""
+    """The policy's terms for a guest cancelling today, as ``booking_cancel`` fixes them."""
+    guest_may_change(booking)
     if BookingStatus.CANCELLED not in TRANSITIONS[booking.status]:
         raise BookingError(
             "invalid_transition",
@@ -100,6 +111,7 @@ def booking_change_preview(
     ``under_policy`` (a guest's change, the default): a cheaper stay keeps what the
     cancellation policy charges for the part given up, as ``booking_modify`` will.
     """
+    guest_may_change(booking)
     if booking.status not in MODIFIABLE_STATUSES:
         raise BookingError(
             "not_modifiable",

@@ -34,6 +34,8 @@ def _code_of(exc: exceptions.APIException) -> str:
 ERROR_STATUS = {
     "unavailable": status.HTTP_409_CONFLICT,
     "invalid_transition": status.HTTP_409_CONFLICT,
+    "not_modifiable": status.HTTP_409_CONFLICT,
+    "booked_elsewhere": status.HTTP_409_CONFLICT,
     "not_found": status.HTTP_404_NOT_FOUND,
     "booking_limit_property": status.HTTP_429_TOO_MANY_REQUESTS,
     "booking_limit_guest": status.HTTP_429_TOO_MANY_REQUESTS,

@@ -128,3 +128,27 @@ def test_another_bookings_token_previews_nothing(booking, alice, future):
     assert client.get(f"/api/v1/bookings/{booking.reference}/cancel/").status_code == 404
     response = client.get(f"/api/v1/bookings/{booking.reference}/change/", _stay(booking, 2))
     assert response.status_code == 404
+
+
+def test_a_stay_booked_on_a_channel_is_changed_there_not_here(alice, future):
+    airbnb = booking_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        guest=alice.guest,
+        check_in=future,
+        check_out=future + timedelta(days=3),
+        source="airbnb",
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {guest_token_issue(booking=airbnb)}")
+    base = f"/api/v1/bookings/{airbnb.reference}"
+    for response in (
+        client.get(f"{base}/cancel/"),
+        client.post(f"{base}/cancel/"),
+        client.get(f"{base}/change/", _stay(airbnb, 2)),
+        client.post(f"{base}/change/", _stay(airbnb, 2), format="json"),
+    ):
+        assert response.status_code == 409, response.content
+        assert response.json()["error"]["code"] == "booked_elsewhere"
+    airbnb.refresh_from_db()
+    assert airbnb.status == BookingStatus.CONFIRMED and airbnb.nights == 3

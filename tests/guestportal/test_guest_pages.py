@@ -383,3 +383,21 @@ def test_a_flood_of_posts_is_held_back_per_booking(client, stay, settings):
     ]
     assert codes[:3] == [302, 302, 302] and set(codes[3:]) == {429}
     assert GuestMessage.objects.filter(booking=stay).count() == 3
+
+
+def test_a_channel_stay_shows_no_change_or_cancel_and_refuses_them(client, alice, future):
+    airbnb = booking_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        guest=alice.guest,
+        check_in=future + timedelta(days=40),
+        check_out=future + timedelta(days=43),
+        source="airbnb",
+    )
+    html = _open(client, airbnb).content.decode()
+    assert f"/stay/{airbnb.reference}/cancel/" not in html
+    assert f"/stay/{airbnb.reference}/change/" not in html
+    refused = client.post(f"/stay/{airbnb.reference}/cancel/", follow=True)
+    assert "change or cancel it there" in refused.content.decode()
+    airbnb.refresh_from_db()
+    assert airbnb.status == BookingStatus.CONFIRMED
