@@ -99,6 +99,11 @@ class Command(BaseCommand):
                         "nightly_rate": Decimal(rate),
                         "cleaning_fee": Decimal("60.00"),
                         "address": f"{prop_name}, demo address",
+                        # What the guest pages and the owner statement show.
+                        "check_in_instructions": "Key box left of the door, code 2468. "
+                        "Wi-Fi: demo-guest / welcome2026.",
+                        "management_fee_percent": Decimal("20.00"),
+                        "weekly_discount_percent": Decimal("10.00"),
                     },
                 )
             for guest_name in GUEST_NAMES:
