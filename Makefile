@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
 .PHONY: messages
 .PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
-	bench-pipeline bench-latency bench-api bench-growth bench-search
+	bench-pipeline bench-latency bench-api bench-growth bench-search bench-dashboard
 
 install: $(STAMP)
 
@@ -84,7 +84,12 @@ bench-growth: $(STAMP)
 bench-search: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/search.py $(BENCH_SEARCH_ARGS)
 
-bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth bench-search
+## The dashboard and the calendar of all homes, 10 vs 200 homes, 100k bookings (target ratio <= 2).
+bench-dashboard: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/dashboard.py $(BENCH_DASHBOARD_ARGS)
+
+bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth bench-search \
+	bench-dashboard
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
 ## On RabbitMQ: FAULTS_BROKER=amqp://guest:guest@127.0.0.1:5672/pms_faults make faults-chaos

@@ -216,3 +216,21 @@ def test_the_dashboard_costs_the_same_queries_for_one_home_or_twenty(client, ali
         assert client.get("/admin/").status_code == 200
     assert len(large) == len(small), [q["sql"][:120] for q in large.captured_queries]
     assert len(small) <= 40
+
+
+def test_guests_awaiting_a_reply_are_found_once_for_the_count_and_the_rows(client, alice):
+    """The unanswered messages are one scan of every thread: not a COUNT and a LIMIT both."""
+    _day(alice, n_properties=10)  # ten unanswered questions, more than a panel shows
+    client.force_login(alice.manager)
+    client.get("/admin/")
+    with CaptureQueriesContext(connection) as page:
+        panels = _panels(client, alice.manager)
+    assert _count(panels["messages"]) == 10
+    assert panels["messages"].count("<li") == 8
+    assert "All 10" in panels["messages"]
+    scans = [
+        q["sql"]
+        for q in page.captured_queries
+        if 'NOT EXISTS(SELECT 1 AS "a" FROM "bookings_guestmessage"' in q["sql"]
+    ]
+    assert len(scans) == 1, scans
