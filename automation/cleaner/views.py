@@ -1,4 +1,6 @@
-"""The cleaner's pages. Only the tasks assigned to the signed-in user, in any tenant."""
+"""The cleaner's pages. Only the tasks assigned to the signed-in user, in the tenants where
+their role still lets them change cleaning tasks (an assignment outlives a removed or
+demoted membership: the pages follow the membership, as the admin does)."""
 
 from __future__ import annotations
 
@@ -26,13 +28,18 @@ from automation.services import (
     maintenance_request_create,
 )
 from pms.pipeline.log_context import bind_tenant
+from tenants.scoping import scope_queryset
 
 OPEN = (CleaningStatus.SCHEDULED, CleaningStatus.STARTED)
 
 
 def _my_tasks(request: HttpRequest) -> QuerySet[CleaningTask]:
-    return CleaningTask.objects.filter(assignee_id=request.user.pk).select_related(
-        "property", "booking"
+    return scope_queryset(
+        CleaningTask.objects.filter(assignee_id=request.user.pk).select_related(
+            "property", "booking"
+        ),
+        request.user,
+        perms=["automation.change_cleaningtask"],
     )
 
 
