@@ -48,12 +48,12 @@ WITH props AS (
 INSERT INTO bookings_booking (
     reference, check_in, check_out, status, guests_count, total, currency, source,
     external_reference, cancellation_reason, created_at, updated_at, guest_id, property_id,
-    tenant_id, accommodation_amount, cleaning_amount, tax_amount)
+    tenant_id, accommodation_amount, cleaning_amount, tax_amount, price_lines, retained_amount)
 SELECT 'G' || lpad(idx::text, 4, '0') || lpad(j::text, 7, '0'), check_in, check_in + 2,
        CASE WHEN check_in + 2 <= %(today)s THEN 'checked_out'
             WHEN check_in <= %(today)s THEN 'checked_in' ELSE 'confirmed' END,
        1, 230, 'EUR', 'direct', '', '', now(), now(), guest_id, property_id, tenant_id,
-       200, 30, 0
+       200, 30, 0, '[]'::jsonb, 0
 FROM spans
 """
 
@@ -61,10 +61,10 @@ FOLLOW_UP_SQL = (
     # Its cleaning task.
     """
     INSERT INTO automation_cleaningtask (
-        scheduled_for, window_start, window_end, status, same_day_turnover, started_at,
+        scheduled_for, window_start, window_end, status, same_day_turnover, notes, started_at,
         done_at, created_at, updated_at, assignee_id, booking_id, property_id, tenant_id)
     SELECT b.check_out, b.check_out + time '11:00', b.check_out + time '15:00',
-           CASE WHEN b.check_out < %(today)s THEN 'done' ELSE 'scheduled' END, false,
+           CASE WHEN b.check_out < %(today)s THEN 'done' ELSE 'scheduled' END, false, '',
            NULL, NULL, now(), now(), %(cleaner)s, b.id, b.property_id, b.tenant_id
     FROM bookings_booking b WHERE b.id > %(after)s
     """,
