@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -15,6 +13,7 @@ from pms.dashboard import (
     DashboardDay,
     DashboardPanel,
     DashboardRow,
+    changelist_url,
     dashboard_panel,
 )
 from tenants.choices import Role
@@ -27,11 +26,6 @@ OPEN_MAINTENANCE = (
     MaintenanceStatus.ASSIGNED,
     MaintenanceStatus.IN_PROGRESS,
 )
-
-
-def _changelist(model: str, **filters: object) -> str:
-    url = reverse(f"admin:automation_{model}_changelist")
-    return f"{url}?{urlencode(filters)}" if filters else url
 
 
 def _cleaning(request: HttpRequest) -> QuerySet[CleaningTask] | None:
@@ -77,8 +71,8 @@ def turnovers(request: HttpRequest, dash: DashboardDay) -> DashboardPanel | None
         title="Cleaning today and tomorrow",
         count=due.count(),
         rows=[_task_row(task, dash) for task in ordered[:ROWS_PER_PANEL]],
-        link=_changelist(
-            "cleaningtask",
+        link=changelist_url(
+            "automation.cleaningtask",
             scheduled_for__gte=dash.today.isoformat(),
             scheduled_for__lte=dash.tomorrow.isoformat(),
         ),
@@ -107,8 +101,10 @@ def unassigned_cleaning(request: HttpRequest, dash: DashboardDay) -> DashboardPa
         rows=[
             _task_row(task, dash) for task in unassigned.order_by("scheduled_for")[:ROWS_PER_PANEL]
         ],
-        link=_changelist(
-            "cleaningtask", assignee__isnull="True", scheduled_for__gte=dash.today.isoformat()
+        link=changelist_url(
+            "automation.cleaningtask",
+            assignee__isnull="True",
+            scheduled_for__gte=dash.today.isoformat(),
         ),
         tone="bad",
         empty="Every cleaning has a cleaner.",
@@ -142,7 +138,7 @@ def urgent_maintenance(request: HttpRequest, dash: DashboardDay) -> DashboardPan
         title="Urgent maintenance",
         count=urgent.count(),
         rows=rows,
-        link=_changelist("maintenancerequest", priority__in="high,urgent"),
+        link=changelist_url("automation.maintenancerequest", priority__in="high,urgent"),
         tone="bad",
         empty="Nothing urgent is broken.",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -19,16 +18,12 @@ from pms.dashboard import (
     DashboardDay,
     DashboardPanel,
     DashboardRow,
+    changelist_url,
     dashboard_panel,
 )
 from tenants.scoping import scope_queryset
 
 STAYING = (BookingStatus.REQUESTED, BookingStatus.CONFIRMED, BookingStatus.CHECKED_IN)
-
-
-def _changelist(model: str, **filters: object) -> str:
-    url = reverse(f"admin:bookings_{model}_changelist")
-    return f"{url}?{urlencode(filters)}" if filters else url
 
 
 def _booking_url(booking_id: int) -> str:
@@ -73,8 +68,8 @@ def _movements(
         title=title,
         count=bookings.count(),
         rows=rows,
-        link=_changelist(
-            "booking",
+        link=changelist_url(
+            "bookings.booking",
             **{f"{field}__gte": dash.today.isoformat(), f"{field}__lte": dash.tomorrow.isoformat()},
         ),
         empty="None today or tomorrow.",
@@ -110,7 +105,7 @@ def requests_to_answer(request: HttpRequest, dash: DashboardDay) -> DashboardPan
         title="Requests to answer",
         count=waiting.count(),
         rows=rows,
-        link=_changelist("booking", awaiting="yes"),
+        link=changelist_url("bookings.booking", awaiting="yes"),
         tone="warn",
         empty="No request waits for your answer.",
     )
@@ -156,7 +151,7 @@ def awaiting_reply(request: HttpRequest, dash: DashboardDay) -> DashboardPanel |
         title="Guests awaiting a reply",
         count=len(unanswered),
         rows=rows,
-        link=_changelist("booking", awaiting_reply="yes"),
+        link=changelist_url("bookings.booking", awaiting_reply="yes"),
         tone="warn",
         empty="Every guest has an answer.",
     )
@@ -195,7 +190,7 @@ def overdue_payments(request: HttpRequest, dash: DashboardDay) -> DashboardPanel
         title="Overdue payments",
         count=overdue.count(),
         rows=rows,
-        link=_changelist("payment", status=PaymentStatus.PENDING),
+        link=changelist_url("bookings.payment", status=PaymentStatus.PENDING),
         tone="bad",
         empty="Nobody owes a late payment.",
     )

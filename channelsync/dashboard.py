@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
@@ -15,14 +13,10 @@ from pms.dashboard import (
     DashboardDay,
     DashboardPanel,
     DashboardRow,
+    changelist_url,
     dashboard_panel,
 )
 from tenants.scoping import scope_queryset
-
-
-def _changelist(model: str, **filters: object) -> str:
-    url = reverse(f"admin:channelsync_{model}_changelist")
-    return f"{url}?{urlencode(filters)}" if filters else url
 
 
 def _channel_trouble(channel: Channel) -> str:
@@ -59,7 +53,7 @@ def open_conflicts(request: HttpRequest, dash: DashboardDay) -> DashboardPanel |
         title="Open conflicts",
         count=conflicts.count(),
         rows=rows,
-        link=_changelist("conflict", status=ConflictStatus.OPEN),
+        link=changelist_url("channelsync.conflict", status=ConflictStatus.OPEN),
         tone="bad",
         empty="No double bookings.",
     )
@@ -103,7 +97,9 @@ def channels_out_of_sync(request: HttpRequest, dash: DashboardDay) -> DashboardP
         title="Channels out of sync",
         count=troubled.count(),
         rows=rows,
-        link=_changelist("channel", status__in=f"{ChannelStatus.ERROR},{ChannelStatus.STALE}"),
+        link=changelist_url(
+            "channelsync.channel", status__in=f"{ChannelStatus.ERROR},{ChannelStatus.STALE}"
+        ),
         tone="warn",
         empty="Every channel is in sync.",
     )

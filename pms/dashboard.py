@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from urllib.parse import urlencode
 
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 
 ROWS_PER_PANEL = 8
@@ -61,6 +63,13 @@ def dashboard_panel(key: str, *, order: int) -> Callable[[PanelBuilder], PanelBu
     return register
 
 
+def changelist_url(model: str, **filters: object) -> str:
+    """The admin list of ``model`` ("app_label.model"), filtered by ``filters``."""
+    app_label, name = model.split(".")
+    url = reverse(f"admin:{app_label}_{name}_changelist")
+    return f"{url}?{urlencode(filters)}" if filters else url
+
+
 def dashboard_day() -> DashboardDay:
     today = timezone.localdate()
     return DashboardDay(today=today, tomorrow=date.fromordinal(today.toordinal() + 1))
@@ -77,8 +86,6 @@ def dashboard_panels(request: HttpRequest) -> list[DashboardPanel]:
 def open_failed_tasks(request: HttpRequest, dash: DashboardDay) -> DashboardPanel | None:
     """Work that failed and waits for a person (Admin > Failed tasks)."""
     # Imported here: this module is the registry every app imports at load time.
-    from django.urls import reverse
-
     from pms.choices import FailedTaskStatus
     from pms.models import FailedTask
     from tenants.scoping import scope_queryset
@@ -104,7 +111,7 @@ def open_failed_tasks(request: HttpRequest, dash: DashboardDay) -> DashboardPane
         title="Failed tasks to resolve",
         count=failed.count(),
         rows=rows,
-        link=f"{reverse('admin:pms_failedtask_changelist')}?status={FailedTaskStatus.OPEN}",
+        link=changelist_url("pms.failedtask", status=FailedTaskStatus.OPEN),
         tone="bad",
         empty="Nothing failed.",
     )
