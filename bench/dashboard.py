@@ -131,6 +131,12 @@ FOLLOW_UP_SQL = (
     FROM bookings_booking b
     WHERE NOT (b.check_in >= %(today)s AND b.check_in < %(today)s + 30 AND b.id %% 9 = 0)
     """,
+    # What guest_message_post stores beside those: the unanswered threads' wait.
+    """
+    UPDATE bookings_booking b
+    SET awaiting_reply_since = least(now() - interval '2 hours', b.check_in - interval '10 days')
+    WHERE b.check_in >= %(today)s AND b.check_in < %(today)s + 30 AND b.id %% 9 = 0
+    """,
     # A block on the free night after the stay that starts 5 to 7 days ahead.
     """
     INSERT INTO bookings_block (

@@ -31,21 +31,10 @@ class CalendarBar:
 
 
 @dataclass(frozen=True)
-class CalendarCell:
-    night: date
-    column: int
-    free: bool  # no booking or block that night
-
-    @property
-    def morning_after(self) -> date:
-        return self.night + timedelta(days=1)
-
-
-@dataclass(frozen=True)
 class CalendarRow:
     property: Property
     bars: Sequence[CalendarBar]
-    cells: Sequence[CalendarCell]  # one per night of the window
+    free: Sequence[bool]  # per night of the window: no booking or block holds it
 
 
 def calendar_days(start: date, days: int) -> list[date]:
@@ -82,74 +71,75 @@ def _bar(
 
 
 def calendar_rows(*, properties: Sequence[Property], start: date, days: int) -> list[CalendarRow]:
-    """One row per home in ``properties`` (order kept), for nights [start, start + days)."""
+    """One row per home in ``properties`` (order kept), for nights [start, start + days).
+
+    A page of 100 homes holds about 900 stays and blocks: they are read as tuples, not
+    model instances, which was most of the page's time (``make bench-dashboard``).
+    """
     end = start + timedelta(days=days)
     ids = [prop.pk for prop in properties]
-    bookings = list(
+    stays_of: dict[int, list[tuple[int, date, date, str, str, str]]] = {pk: [] for pk in ids}
+    closed_of: dict[int, list[tuple[int, date, date, str, str]]] = {pk: [] for pk in ids}
+    for property_id, *stay in (
         Booking.objects.filter(
             property_id__in=ids,
             status__in=OCCUPYING_STATUSES,
             check_in__lt=end,
             check_out__gt=start,
         )
-        .select_related("guest")
-        .only("pk", "property_id", "check_in", "check_out", "status", "source", "guest__name")
-    )
-    blocks = list(
-        Block.objects.filter(
-            property_id__in=ids, is_active=True, start__lt=end, end__gt=start
-        ).only("pk", "property_id", "start", "end", "label", "source")
-    )
-    by_property: dict[int, tuple[list[Booking], list[Block]]] = {pk: ([], []) for pk in ids}
-    for booking in bookings:
-        by_property[booking.property_id][0].append(booking)
-    for block in blocks:
-        by_property[block.property_id][1].append(block)
+        .order_by("check_in", "pk")
+        .values_list(
+            "property_id", "pk", "check_in", "check_out", "status", "source", "guest__name"
+        )
+    ):
+        stays_of[property_id].append(tuple(stay))  # type: ignore[arg-type]
+    for property_id, *block in (
+        Block.objects.filter(property_id__in=ids, is_active=True, start__lt=end, end__gt=start)
+        .order_by("start", "pk")
+        .values_list("property_id", "pk", "start", "end", "label", "source")
+    ):
+        closed_of[property_id].append(tuple(block))  # type: ignore[arg-type]
 
     rows = []
     for prop in properties:
-        stays, closed = by_property[prop.pk]
-        bars = []
-        for booking in sorted(stays, key=lambda b: b.check_in):
-            clash = any(b.start < booking.check_out and b.end > booking.check_in for b in closed)
-            bars.append(
-                _bar(
-                    kind="booking",
-                    object_id=booking.pk,
-                    label=booking.guest.name
-                    + (" (request)" if booking.status == BookingStatus.REQUESTED else ""),
-                    source=booking.source,
-                    status=booking.status,
-                    first=booking.check_in,
-                    end=booking.check_out,
-                    start=start,
-                    days=days,
-                    conflict=clash,
-                )
+        stays, closed = stays_of[prop.pk], closed_of[prop.pk]
+        bars = [
+            _bar(
+                kind="booking",
+                object_id=pk,
+                label=name + (" (request)" if status == BookingStatus.REQUESTED else ""),
+                source=source,
+                status=status,
+                first=check_in,
+                end=check_out,
+                start=start,
+                days=days,
+                conflict=bool(closed) and _overlaps(check_in, check_out, closed),
             )
-        for block in sorted(closed, key=lambda b: b.start):
-            clash = any(s.check_in < block.end and s.check_out > block.start for s in stays)
-            bars.append(
-                _bar(
-                    kind="block",
-                    object_id=block.pk,
-                    label=block.label or "Blocked",
-                    source=block.source,
-                    status="blocked",
-                    first=block.start,
-                    end=block.end,
-                    start=start,
-                    days=days,
-                    conflict=clash,
-                )
-            )
-        taken = [False] * days
-        for bar in bars:
-            for column in range(bar.column - 1, bar.column - 1 + bar.span):
-                taken[column] = True
-        cells = [
-            CalendarCell(night=start + timedelta(days=index), column=index + 1, free=not busy)
-            for index, busy in enumerate(taken)
+            for pk, check_in, check_out, status, source, name in stays
         ]
-        rows.append(CalendarRow(property=prop, bars=bars, cells=cells))
+        bars += [
+            _bar(
+                kind="block",
+                object_id=pk,
+                label=label or "Blocked",
+                source=source,
+                status="blocked",
+                first=block_start,
+                end=block_end,
+                start=start,
+                days=days,
+                conflict=bool(stays) and _overlaps(block_start, block_end, stays),
+            )
+            for pk, block_start, block_end, label, source in closed
+        ]
+        free = [True] * days
+        for bar in bars:
+            free[bar.column - 1 : bar.column - 1 + bar.span] = [False] * bar.span
+        rows.append(CalendarRow(property=prop, bars=bars, free=free))
     return rows
+
+
+def _overlaps(first: date, end: date, others: Sequence[tuple]) -> bool:  # type: ignore[type-arg]
+    """Whether [first, end) meets any of ``others`` (tuples of pk, start, end, ...)."""
+    return any(other[1] < end and other[2] > first for other in others)

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bookings.choices import BookingStatus, PaymentStatus
-from bookings.models import Booking, GuestMessage, Payment
-from bookings.selectors import guest_messages_unanswered
+from bookings.models import Booking, Payment
+from bookings.selectors import bookings_awaiting_reply
 from pms.dashboard import (
     ROWS_PER_PANEL,
     DashboardDay,
@@ -127,29 +127,25 @@ def awaiting_reply(request: HttpRequest, dash: DashboardDay) -> DashboardPanel |
     if not request.user.has_perm("bookings.view_guestmessage"):
         return None
     waiting = scope_queryset(
-        guest_messages_unanswered(), request.user, perms=["bookings.view_guestmessage"]
-    )
-    # Finding the unanswered messages reads every thread of the tenant's history: do it
-    # once, for the count and the rows' ids both (a COUNT and a LIMIT each did it again).
-    unanswered = list(waiting.order_by("created_at", "pk").values_list("pk", flat=True))
-    shown = unanswered[:ROWS_PER_PANEL]
-    by_pk = GuestMessage.objects.select_related("booking__guest", "booking__property").in_bulk(
-        shown
+        bookings_awaiting_reply().select_related("guest", "property"),
+        request.user,
+        perms=["bookings.view_guestmessage"],
     )
     now = timezone.now()
     rows = [
         DashboardRow(
-            label=f"{message.booking.guest.name} · {message.booking.property.name}",
-            detail=f"{_age(now - message.created_at)} ago: {message.body[:80]}",
-            url=_booking_url(message.booking_id),
-            tone="bad" if now - message.created_at > timedelta(hours=12) else "warn",
+            label=f"{booking.guest.name} · {booking.property.name}",
+            detail=f"waiting {_age(now - booking.awaiting_reply_since)}: "
+            f"{(booking.last_guest_message or '')[:80]}",
+            url=_booking_url(booking.pk),
+            tone="bad" if now - booking.awaiting_reply_since > timedelta(hours=12) else "warn",
         )
-        for message in (by_pk[pk] for pk in shown if pk in by_pk)
+        for booking in waiting[:ROWS_PER_PANEL]
     ]
     return DashboardPanel(
         key="messages",
         title="Guests awaiting a reply",
-        count=len(unanswered),
+        count=waiting.count(),
         rows=rows,
         link=changelist_url("bookings.booking", awaiting_reply="yes"),
         tone="warn",

@@ -13,12 +13,12 @@ from django.db.models import (
     BooleanField,
     DateTimeField,
     DurationField,
-    Exists,
     ExpressionWrapper,
     F,
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
 )
@@ -260,12 +260,21 @@ def ledger_statement(*, property: Property, month: date) -> Statement:
     return Statement(property=property, month=month, entries=entries, totals=totals, net=net)
 
 
-def guest_messages_unanswered() -> QuerySet[GuestMessage]:
-    """Guests' messages that are the last of their thread: nobody has answered them yet."""
-    later = GuestMessage.objects.filter(
-        booking=OuterRef("booking"), created_at__gt=OuterRef("created_at")
+def bookings_awaiting_reply() -> QuerySet[Booking]:
+    """Bookings whose guest wrote last: nobody has answered yet. Oldest wait first.
+
+    Each carries ``last_guest_message``, the body of the guest's latest message.
+    """
+    last_guest_message = (
+        GuestMessage.objects.filter(booking=OuterRef("pk"), sender=MessageSender.GUEST)
+        .order_by("-created_at", "-pk")
+        .values("body")[:1]
     )
-    return GuestMessage.objects.filter(sender=MessageSender.GUEST).filter(~Exists(later))
+    return (
+        Booking.objects.filter(awaiting_reply_since__isnull=False)
+        .annotate(last_guest_message=Subquery(last_guest_message))
+        .order_by("awaiting_reply_since", "pk")
+    )
 
 
 def booking_story_events(booking: Booking) -> list[DomainEvent]:

@@ -31,7 +31,6 @@ from bookings.models import Block, Booking, CalendarEntry, GuestMessage
 from bookings.selectors import (
     booking_conflicts,
     booking_story_events,
-    guest_messages_unanswered,
     property_calendar_month,
 )
 from pms.admin_helpers import ExtensibleAdminMixin, ServiceRefusalsAsMessagesMixin, run_for_each
@@ -143,7 +142,7 @@ class AwaitingReplyFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "yes":
-            return queryset.filter(pk__in=guest_messages_unanswered().values("booking_id"))
+            return queryset.filter(awaiting_reply_since__isnull=False)
         return queryset
 
 

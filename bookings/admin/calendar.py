@@ -12,7 +12,9 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
+from bookings.admin.calendar_html import calendar_rows_html
 from bookings.admin.months import FIRST_YEAR, LAST_YEAR
 from bookings.calendar_grid import calendar_days, calendar_rows
 from bookings.models import Booking
@@ -57,7 +59,7 @@ class MultiCalendarMixin:
     def multi_calendar_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
-        today = date.today()
+        today = timezone.localdate()
         start, days = _start_from_query(request, today), _days_from_query(request)
         homes = filter_to_tenants(
             Property.objects.filter(is_active=True).select_related("tenant"),
@@ -68,8 +70,7 @@ class MultiCalendarMixin:
             homes = homes.filter(name__icontains=search)
         page = Paginator(homes, HOMES_PER_PAGE).get_page(request.GET.get("page"))
         day_list = calendar_days(start, days)
-        add_booking = reverse("admin:bookings_booking_add")
-        add_block = reverse("admin:bookings_block_add")
+        rows = calendar_rows(properties=list(page.object_list), start=start, days=days)
 
         def query(**changes: Any) -> str:
             params = {"start": start.isoformat(), "days": days, "q": search, **changes}
@@ -82,7 +83,8 @@ class MultiCalendarMixin:
                 **self.admin_site.each_context(request),
                 "title": "Calendar of all homes",
                 "opts": Booking._meta,
-                "rows": calendar_rows(properties=list(page.object_list), start=start, days=days),
+                "rows": rows,
+                "rows_html": calendar_rows_html(rows, start),
                 "days": day_list,
                 "today": today,
                 "page": page,
@@ -93,8 +95,7 @@ class MultiCalendarMixin:
                 "later": query(start=(start + timedelta(days=days)).isoformat()),
                 "this_week": query(start=today.isoformat()),
                 "query": query,
-                "add_booking": add_booking,
-                "add_block": add_block,
+                "add_block": reverse("admin:bookings_block_add"),
                 "columns": days,
             },
         )

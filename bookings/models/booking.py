@@ -58,6 +58,10 @@ class Booking(TenantOwned):
     # The quote's lines when the stay was priced (bookings.pricing.Quote.lines_json):
     # [{"code", "label", "quantity", "unit_amount", "amount"}], amounts as strings.
     price_lines = models.JSONField(default=list, blank=True, editable=False)
+    # When the guest's oldest unanswered message arrived; cleared by the host's reply
+    # (bookings.services.guest_access.guest_message_post keeps it). Stored, so the
+    # dashboard and the "awaiting a reply" filter need not scan every thread.
+    awaiting_reply_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -71,6 +75,12 @@ class Booking(TenantOwned):
                 fields=["created_at"],
                 condition=Q(status=BookingStatus.REQUESTED),
                 name="booking_requests_by_age",
+            ),
+            # Threads waiting for the host, oldest first (the dashboard's panel).
+            models.Index(
+                fields=["tenant", "awaiting_reply_since"],
+                condition=Q(awaiting_reply_since__isnull=False),
+                name="booking_awaiting_reply",
             ),
         ]
         constraints = [

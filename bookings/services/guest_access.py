@@ -8,7 +8,8 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bookings.choices import MessageSender
@@ -107,6 +108,7 @@ def guest_message_post(
         message = GuestMessage.objects.create(
             tenant_id=booking.tenant_id, booking=booking, sender=sender, author=author, body=body
         )
+        _keep_awaiting_reply(booking, message)
         emit_event(
             tenant_id=booking.tenant_id,
             aggregate_type=BOOKING_THREAD_AGGREGATE,
@@ -116,3 +118,14 @@ def guest_message_post(
             actor=author or f"guest:{booking.reference}",
         )
     return message
+
+
+def _keep_awaiting_reply(booking: Booking, message: GuestMessage) -> None:
+    """A guest's message starts the wait (unless one already waits); the host's ends it."""
+    if message.sender == MessageSender.GUEST:
+        since = Coalesce(F("awaiting_reply_since"), Value(message.created_at))
+        Booking.objects.filter(pk=booking.pk).update(awaiting_reply_since=since)
+        booking.awaiting_reply_since = booking.awaiting_reply_since or message.created_at
+    else:
+        Booking.objects.filter(pk=booking.pk).update(awaiting_reply_since=None)
+        booking.awaiting_reply_since = None

@@ -77,16 +77,44 @@ def test_a_block_over_a_stay_marks_both_as_a_conflict(client, alice, future):
 
 def test_a_free_night_offers_a_booking_or_a_block_that_opens_prefilled(client, alice, future):
     html = _page(client, alice.manager, start=future.isoformat(), days=14)
-    book = re.search(r'class="mc-book" href="([^"]+)"', html)
-    block = re.search(r'class="mc-block" href="([^"]+)"', html)
-    assert book is not None and block is not None
-    form = client.get(book.group(1).replace("&amp;", "&"))
+    # The night is a link that starts a booking (no script needed); the page's one menu
+    # (multi_calendar.js) adds the block, from the link's property and nights.
+    free = re.search(
+        r'<a class="mc-cell mc-free[^"]*"[^>]* href="([^"]+)" data-day="([^"]+)"', html
+    )
+    menu = re.search(r'id="mc-menu"[^>]* data-add-block="([^"]+)"', html)
+    assert free is not None and menu is not None
+    assert free.group(2) == f"{future.day} {future:%b}"
+    form = client.get(free.group(1).replace("&amp;", "&"))
     assert form.status_code == 200
     initial = form.context["adminform"].form.initial
     assert str(initial["property"]) == str(alice.property.pk)
     assert initial["check_in"] == future.isoformat()
     assert initial["check_out"] == (future + timedelta(days=1)).isoformat()
-    assert client.get(block.group(1).replace("&amp;", "&")).status_code == 200
+    block = client.get(
+        menu.group(1),
+        {"property": alice.property.pk, "start": future, "end": future + timedelta(days=1)},
+    )
+    assert block.status_code == 200
+    assert block.context["adminform"].form.initial["start"] == future.isoformat()
+
+
+def test_names_and_labels_are_escaped(client, alice, future):
+    alice.property.name = '<img src=x onerror="alert(1)">'
+    alice.property.save(update_fields=["name"])
+    alice.guest.name = "<script>alert(2)</script>"
+    alice.guest.save(update_fields=["name"])
+    booking_create(
+        tenant=alice.tenant,
+        property=alice.property,
+        guest=alice.guest,
+        check_in=future,
+        check_out=future + timedelta(days=2),
+    )
+    html = _page(client, alice.manager, start=future.isoformat(), days=14)
+    assert "<img src=x" not in html and "<script>alert" not in html
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    assert 'aria-label="' + f"{(future + timedelta(days=2)).day}" in html
 
 
 def test_the_calendar_costs_the_same_queries_for_two_homes_or_forty(client, alice, future):

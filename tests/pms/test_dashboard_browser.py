@@ -51,7 +51,15 @@ def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, b
         page.wait_for_selector("#multi-calendar")
         assert page.locator('[role="rowheader"]').count() == 3
         assert page.locator(".mc-bar.conflict").count() == 2
+        page.locator("a.mc-free").first.click()  # the page's one menu opens beside it
+        page.wait_for_selector("#mc-menu:not([hidden])")
         page.screenshot(path=str(ARTIFACTS / "calendar-manager.png"), full_page=True)
+        page.keyboard.press("Escape")
+        assert page.locator("#mc-menu").is_hidden()
+        page.locator("a.mc-free").first.click()
+        page.click("#mc-menu .mc-block")
+        page.wait_for_selector("#block_form")
+        assert page.locator("#id_start").input_value() != ""
         page.goto(f"{live_server.url}/admin/")
         page.click("#open-reports")
         page.wait_for_selector("#kpis")
