@@ -235,6 +235,14 @@ def expect_status(url: str, status: int, **kwargs: Any) -> None:
         raise SmokeFailure(f"GET {url} answered {answer.status_code}, expected {status}")
 
 
+def flower_saw_tasks(stack: Stack) -> bool:
+    """Flower's API lists at least one task that a worker received (task events on)."""
+    answer = requests.get(
+        f"{stack.flower}/api/tasks", params={"limit": 5}, auth=flower_credentials(), timeout=10
+    )
+    return answer.status_code == 200 and bool(answer.json())
+
+
 def flower_credentials() -> tuple[str, str]:
     for line in (REPO / ".local" / "secrets.env").read_text().splitlines():
         if line.startswith("FLOWER_BASIC_AUTH="):
@@ -360,6 +368,10 @@ def run(env: dict[str, str]) -> None:
         references = [b["reference"] for b in first]
         wait_for("the bookings' deliveries", lambda: reconcile_settled(stack, references), 180, 5)
         say(f"first run: {len(first)} bookings reached every handler; reconcile ok")
+        # Workers send task events only while a monitor asks (CELERY_TASK_EVENTS off):
+        # Flower must have turned them on and seen the deliveries' tasks.
+        wait_for("Flower to list the deliveries' tasks", lambda: flower_saw_tasks(stack), 60, 3)
+        say("first run: Flower enabled task events and lists the tasks")
 
         # A worker's main process dies while a booking's deliveries are being handled:
         # it is restarted, the rest keeps serving, nothing is lost.

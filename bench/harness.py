@@ -99,12 +99,14 @@ def flush_broker() -> None:
 def workers(
     groups: dict[str, tuple[str, int]] | dict[str, tuple[str, int, int]],
     include: str | None = None,
+    app: str = "config",
 ) -> Iterator[None]:
     """Start one ``celery worker`` per group {name: (queues, concurrency[, nice])}; stop
     them after. ``nice``: the group's CPU priority, as the Procfile gives bulk groups.
 
     ``include``: extra modules the workers import (``celery worker --include``),
-    e.g. ``bench.bare_tasks`` for bench-only tasks and handlers.
+    e.g. ``bench.bare_tasks`` for bench-only tasks and handlers. ``app``: the Celery
+    application (``bench.plain_celery`` for the plain-Celery baseline).
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     processes = []
@@ -118,7 +120,7 @@ def workers(
                     "-m",
                     "celery",
                     "-A",
-                    "config",
+                    app,
                     "worker",
                     "-Q",
                     queues,

@@ -266,8 +266,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events (what Flower shows) cost a broker publish per task state, about a quarter
+# of a one-insert task's rate (bench/RESULTS.md, make bench-pipeline). Off, as in plain
+# Celery: Flower turns them on in the workers while it watches (its --enable-events,
+# the default, every few seconds) and off costs nothing when nobody does.
+# CELERY_TASK_EVENTS=true keeps them on for another monitor (e.g. celery-exporter) and
+# also sends task-sent events from publishers (one more publish per task sent).
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=False)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=6)

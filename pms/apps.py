@@ -1,17 +1,44 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.apps import AppConfig
 from django.db import connections
+
+# A connection a task used less than this long ago is not pinged again before the next.
+HEALTH_CHECK_AFTER_IDLE_SECONDS = 1.0
 
 
 def _refresh_db_connections(**kwargs: Any) -> None:
     # Workers keep connections across tasks (CELERY_DB_REUSE_MAX); this applies
     # Django's own per-request hygiene per task instead: drop a connection that
     # broke (e.g. PostgreSQL restarted) or outlived CONN_MAX_AGE.
+    #
+    # With CONN_HEALTH_CHECKS, Django then pings (SELECT 1) before the first query of
+    # each task: a second statement for a one-statement task. A connection the last
+    # task left healthy less than a second ago is not pinged; one that sat idle (the
+    # server may have restarted meanwhile) still is, and a task that meets a broken
+    # connection anyway fails with a transient error and retries.
+    now = time.monotonic()
     for conn in connections.all(initialized_only=True):
         conn.close_if_unusable_or_obsolete()
+        last_used = getattr(conn, "pms_task_ended_at", None)
+        if (
+            conn.connection is not None
+            and last_used is not None
+            and now - last_used < HEALTH_CHECK_AFTER_IDLE_SECONDS
+        ):
+            conn.health_check_done = True  # type: ignore[attr-defined]
+
+
+def _note_db_connections_used(**kwargs: Any) -> None:
+    now = time.monotonic()
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.errors_occurred:
+            conn.pms_task_ended_at = now  # type: ignore[attr-defined]
+        else:
+            conn.pms_task_ended_at = None  # type: ignore[attr-defined]
 
 
 class PmsConfig(AppConfig):
@@ -35,6 +62,7 @@ class PmsConfig(AppConfig):
             fairness.free_slot_on_return, dispatch_uid="pms.fair_free_slot"
         )
         signals.task_prerun.connect(_refresh_db_connections, dispatch_uid="pms.refresh_db")
+        signals.task_postrun.connect(_note_db_connections_used, dispatch_uid="pms.db_used")
         # Tenant ids on every log line and on follow-up task messages (pms.pipeline.log_context).
 
         signals.task_prerun.connect(log_context.bind_task_tenant, dispatch_uid="pms.log_tenant")

@@ -10,7 +10,8 @@
   it) the publish also goes into ``pms.pipeline.waiting``'s log.
 - ``task_received`` (worker main process, RabbitMQ only): the message left its
   queue; it leaves the log.
-- ``task_prerun`` / ``task_postrun``: per-queue outcome counts and runtimes.
+- ``task_prerun`` / ``task_postrun``: per-queue outcome counts and runtimes, summed in
+  memory and written once a second (``worker_process_shutdown`` writes the last ones).
 - ``post_migrate`` (Django): keep the "operators" group and its permissions.
 """
 
@@ -26,7 +27,7 @@ from django.db.models.signals import post_migrate
 
 from config.queues import queue_for_routing_key
 from pms.monitoring.operators import sync_after_migrate
-from pms.monitoring.task_stats import PREFIX, record_run
+from pms.monitoring.task_stats import PREFIX, run_counts
 from pms.pipeline import waiting
 from pms.pipeline.broker_stats import PUBLISHED_AT_HEADER
 from pms.pipeline.redis_client import redis_client
@@ -86,12 +87,18 @@ def task_finished(
     # the delay bits in front of its routing key: count it under its queue.
     routing_key = delivery_info.get("routing_key")
     queue = queue_for_routing_key(routing_key) or routing_key or "?"
-    record_run(
+    run_counts.add(
         queue=queue,
         task_name=task.name,
         outcome=outcome,
         runtime=time.monotonic() - started if started is not None else None,
+        now=time.time(),
     )
+
+
+def flush_counts(**kwargs: Any) -> None:
+    """A worker process ends: write its last counts (pms.monitoring.task_stats.RunCounts)."""
+    run_counts.flush()
 
 
 def connect() -> None:
@@ -99,4 +106,6 @@ def connect() -> None:
     signals.task_received.connect(message_received, dispatch_uid="pms.monitoring.received")
     signals.task_prerun.connect(task_started, dispatch_uid="pms.monitoring.prerun")
     signals.task_postrun.connect(task_finished, dispatch_uid="pms.monitoring.postrun")
+    signals.worker_process_shutdown.connect(flush_counts, dispatch_uid="pms.monitoring.flush")
+    signals.worker_shutdown.connect(flush_counts, dispatch_uid="pms.monitoring.flush_main")
     post_migrate.connect(sync_after_migrate, dispatch_uid="pms.monitoring.operators_group")

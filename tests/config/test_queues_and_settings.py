@@ -56,7 +56,8 @@ def test_celery_is_configured_for_reliability() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_create_missing_queues is False
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
-    assert conf.worker_send_task_events and conf.task_send_sent_event
+    # Off unless asked for (CELERY_TASK_EVENTS): Flower enables them while it watches.
+    assert not conf.worker_send_task_events and not conf.task_send_sent_event
     if broker_is_amqp(conf.broker_url):
         assert conf.broker_transport_options == {"confirm_publish": True}
         assert all(q.queue_arguments == {"x-queue-type": "quorum"} for q in conf.task_queues)
