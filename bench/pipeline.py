@@ -107,10 +107,8 @@ def drain_pipeline(timeout: float) -> dict[str, object]:
     """Wait until every delivery is done (workers running); the drain's rate."""
     from django.db import connection
 
-    from pms.models import EventDelivery
-
     from automation.models import OutboundMessage
-    from pms.models import FairWorkItem
+    from pms.models import EventDelivery, FairWorkItem
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

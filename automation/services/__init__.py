@@ -29,9 +29,11 @@ from automation.services.maintenance import (
 from automation.services.notify import manager_emails
 from automation.services.outbound import (
     guest_link_email,
+    outbound_message_draft,
     outbound_message_queue,
     outbound_message_send,
     outbound_messages_claim_due,
+    outbound_messages_queue,
 )
 
 __all__ = [
@@ -55,9 +57,11 @@ __all__ = [
     "maintenance_request_transition",
     "maintenance_request_update",
     "manager_emails",
+    "outbound_message_draft",
     "outbound_message_queue",
     "outbound_message_send",
     "outbound_messages_claim_due",
+    "outbound_messages_queue",
     "template_message_key",
     "template_send_at",
 ]

@@ -20,7 +20,11 @@ from django.utils import timezone
 from automation.choices import CLEANING_TRANSITIONS, CleaningStatus
 from automation.localtime import end_of_day, local_moment, local_now
 from automation.models import CleaningRun, CleaningTask
-from automation.services.outbound import outbound_message_queue
+from automation.services.outbound import (
+    outbound_message_draft,
+    outbound_message_queue,
+    outbound_messages_queue,
+)
 from bookings.choices import OCCUPYING_STATUSES, BookingStatus
 from bookings.models import Booking
 from pms.errors import DomainError
@@ -253,8 +257,9 @@ def cleaning_runs_claim_due(*, now: datetime | None = None) -> list[tuple[int, d
     One claim row per (property, local date), inserted with ON CONFLICT DO
     NOTHING RETURNING: two beats or an overlapping sweep never claim the same
     run. The lists are queued in the same transaction, so a claimed run always
-    has its messages. Queries: a fixed number plus two per cleaner messaged (the list
-    and its fair work item, pms.pipeline.fairness).
+    has its messages. Statements: a fixed number, whatever the number of properties,
+    tasks and cleaners (the turnover flags in at most two UPDATEs, every list in one
+    INSERT and their sends in one fair submission, pms.pipeline.fairness).
     """
     now = now or timezone.now()
     hour = settings.CLEANING_RUN_LOCAL_HOUR
@@ -300,14 +305,19 @@ def _send_daily_lists(runs: list[tuple[int, date]]) -> None:
         ).values_list("property_id", "check_in")
     )
     lists: dict[tuple[int, int, date], list[CleaningTask]] = defaultdict(list)
+    changed: dict[bool, list[int]] = {True: [], False: []}
     for task in tasks:
         turnover = (task.property_id, task.scheduled_for) in arrivals
         if turnover != task.same_day_turnover:
             task.same_day_turnover = turnover
-            CleaningTask.objects.filter(pk=task.pk).update(same_day_turnover=turnover)
+            changed[turnover].append(task.pk)
         assignee = task.assignee
         if assignee is not None and assignee.email:
             lists[(assignee.pk, task.property_id, task.scheduled_for)].append(task)
+    for turnover, pks in changed.items():
+        if pks:
+            CleaningTask.objects.filter(pk__in=pks).update(same_day_turnover=turnover)
+    drafts = []
     for (assignee_id, property_id, day), items in lists.items():
         prop, user = items[0].property, items[0].assignee
         assert user is not None  # grouped by assignee: every task here has one
@@ -318,15 +328,18 @@ def _send_daily_lists(runs: list[tuple[int, date]]) -> None:
             flag = "  SAME-DAY TURNOVER" if task.same_day_turnover else ""
             lines.append(f"- {start:%H:%M}-{end:%H:%M} after {task.booking.reference}{flag}")
         turnovers = sum(task.same_day_turnover for task in items)
-        outbound_message_queue(
-            tenant_id=prop.tenant_id,
-            idempotency_key=f"cleaning-list:{property_id}:{day}:{assignee_id}",
-            kind="cleaning_daily_list",
-            recipient=user.email,
-            subject=f"Cleaning today at {prop.name}: {len(items)} task(s)"
-            + (f", {turnovers} same-day turnover(s)" if turnovers else ""),
-            body=f"Your cleaning list for {prop.name} on {day}:\n" + "\n".join(lines) + "\n",
+        drafts.append(
+            outbound_message_draft(
+                tenant_id=prop.tenant_id,
+                idempotency_key=f"cleaning-list:{property_id}:{day}:{assignee_id}",
+                kind="cleaning_daily_list",
+                recipient=user.email,
+                subject=f"Cleaning today at {prop.name}: {len(items)} task(s)"
+                + (f", {turnovers} same-day turnover(s)" if turnovers else ""),
+                body=f"Your cleaning list for {prop.name} on {day}:\n" + "\n".join(lines) + "\n",
+            )
         )
+    outbound_messages_queue(drafts)
 
 
 def cleaning_runs_purge(*, keep_days: int = 14) -> int:

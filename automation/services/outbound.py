@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NotRequired, TypedDict, Unpack
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -25,6 +26,7 @@ from automation.models import MessageTemplate, OutboundMessage
 from automation.sms import get_sms_backend
 from bookings.models import Booking
 from bookings.services import guest_token_issue
+from pms.db_inserts import insert_new_only
 from pms.pipeline.enqueue import enqueue, enqueue_on_commit
 from pms.pipeline.errors import PermanentError
 from pms.pipeline.fairness import FairWork, fair_submit_many
@@ -41,48 +43,74 @@ def resend_deadline(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) + timedelta(seconds=settings.AUTOMATION_MESSAGE_RESEND_AFTER)
 
 
-def outbound_message_queue(
-    *,
-    tenant_id: int,
-    idempotency_key: str,
-    kind: str,
-    recipient: str,
-    subject: str,
-    body: str,
-    booking: Booking | None = None,
-    channel: str = MessageChannel.EMAIL,
-    send_after: datetime | None = None,
-    template: MessageTemplate | None = None,
-) -> tuple[OutboundMessage, bool]:
-    """Record a message to send (once per key). Returns it and whether it was created now.
+class MessageFields(TypedDict):
+    """What a message to send is made of (``outbound_message_draft``'s arguments)."""
+
+    tenant_id: int
+    idempotency_key: str
+    kind: str
+    recipient: str
+    subject: str
+    body: str
+    booking: NotRequired[Booking | None]
+    channel: NotRequired[str]  # MessageChannel; email by default
+    send_after: NotRequired[datetime | None]  # later than now: scheduled for then
+    template: NotRequired[MessageTemplate | None]
+
+
+def outbound_message_draft(**fields: Unpack[MessageFields]) -> OutboundMessage:
+    """A message to send, not stored yet (``outbound_messages_queue`` stores drafts)."""
+    now = timezone.now()
+    send_after = fields.get("send_after")
+    scheduled = send_after is not None and send_after > now
+    return OutboundMessage(
+        idempotency_key=fields["idempotency_key"],
+        tenant_id=fields["tenant_id"],
+        kind=fields["kind"],
+        channel=fields.get("channel", MessageChannel.EMAIL),
+        booking=fields.get("booking"),
+        template=fields.get("template"),
+        recipient=fields["recipient"],
+        subject=fields["subject"][:200],
+        body=fields["body"],
+        status=OutboundStatus.SCHEDULED if scheduled else OutboundStatus.PENDING,
+        send_after=send_after if scheduled else resend_deadline(now),
+    )
+
+
+def outbound_messages_queue(drafts: Sequence[OutboundMessage]) -> list[OutboundMessage]:
+    """Store the drafts whose key is new, in one statement; returns those stored.
 
     Due now: ``pending``, a send task is enqueued after commit (and the sweep
-    re-enqueues it if that publish is lost). Due later: ``scheduled``; the
-    reminder sweep claims it at ``send_after``.
+    re-enqueues it if that publish is lost); batch kinds go through the fair
+    dispatcher, all in one submission. Due later: ``scheduled``; the reminder sweep
+    claims it at ``send_after``. Handlers queue messages inside their delivery's
+    transaction, where every statement counts: this is one where ``get_or_create``
+    took four, and a sweep's many messages are one too.
     """
-    now = timezone.now()
-    scheduled = send_after is not None and send_after > now
-    message, created = OutboundMessage.objects.get_or_create(
-        idempotency_key=idempotency_key,
-        defaults={
-            "tenant_id": tenant_id,
-            "kind": kind,
-            "channel": channel,
-            "booking": booking,
-            "template": template,
-            "recipient": recipient,
-            "subject": subject[:200],
-            "body": body,
-            "status": OutboundStatus.SCHEDULED if scheduled else OutboundStatus.PENDING,
-            "send_after": send_after if scheduled else resend_deadline(now),
-        },
-    )
-    if created and not scheduled:
-        if kind in TIME_CRITICAL_KINDS:
-            enqueue_send_after_commit(message.pk, tenant_id)
+    created = insert_new_only(drafts, unique_field="idempotency_key")
+    batch = []
+    for message in created:
+        if message.status != OutboundStatus.PENDING:
+            continue
+        if message.kind in TIME_CRITICAL_KINDS:
+            enqueue_send_after_commit(message.pk, message.tenant_id)
         else:
-            submit_batch_sends([(message.pk, tenant_id)], new=True)
-    return message, created
+            batch.append((message.pk, message.tenant_id))
+    if batch:
+        submit_batch_sends(batch, new=True)
+    return created
+
+
+def outbound_message_queue(**fields: Unpack[MessageFields]) -> tuple[OutboundMessage, bool]:
+    """Record one message to send (once per key): it and whether it was created now.
+
+    See ``outbound_messages_queue``.
+    """
+    message = outbound_message_draft(**fields)
+    if outbound_messages_queue([message]):
+        return message, True
+    return OutboundMessage.objects.get(idempotency_key=message.idempotency_key), False
 
 
 def enqueue_send_after_commit(message_id: int, tenant_id: int) -> None:

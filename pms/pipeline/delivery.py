@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from config.celery import app
 from pms.choices import DeliveryStatus
-from pms.models import EventDelivery
+from pms.models import DomainEvent, EventDelivery
 from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.failures import failed_tasks_resolve_for_delivery
 from pms.pipeline.task_base import ReliableTask
@@ -47,27 +47,47 @@ class EventHandlerTask(ReliableTask):
         return super().retry(*args, **kwargs)
 
 
+def _claim_sql() -> str:
+    """Lock the delivery, mark it done and read its event: one statement, not three.
+
+    The sub-select locks the row and keeps its status from before the update
+    (PostgreSQL before 18 has no ``RETURNING OLD``); a concurrent copy waits on the
+    lock, then sees ``done`` and claims nothing. The handler's effect follows in the
+    same transaction: if it raises, the claim is rolled back with it.
+    """
+    delivery = EventDelivery._meta.db_table
+    event = DomainEvent._meta
+    columns = ", ".join(f'e."{field.column}"' for field in event.concrete_fields)
+    return (
+        f'UPDATE "{delivery}" AS d SET "status" = %s, "completed_at" = %s '
+        f'FROM (SELECT "id", "status" FROM "{delivery}" WHERE "id" = %s FOR UPDATE) AS before, '
+        f'"{event.db_table}" AS e '
+        f'WHERE d."id" = before."id" AND e."id" = d."event_id" AND before."status" <> %s '
+        f'RETURNING {columns}, before."status" AS "delivery_status_before"'
+    )
+
+
 def run_delivery(handler: Handler, delivery_id: int) -> str:
-    """Apply ``handler`` to the delivery's event once. Returns what happened."""
+    """Apply ``handler`` to the delivery's event once. Returns what happened.
+
+    Statements: the claim (``_claim_sql``), the handler's own, and the commit.
+    ``completed_at`` is when the worker applied it (its transaction's start).
+    """
     with transaction.atomic():
-        delivery = (
-            EventDelivery.objects.select_for_update()
-            .select_related("event")
-            .filter(pk=delivery_id)
-            .first()
+        claimed = list(
+            DomainEvent.objects.raw(
+                _claim_sql(),
+                [DeliveryStatus.DONE, timezone.now(), delivery_id, DeliveryStatus.DONE],
+            )
         )
-        if delivery is None:
-            return "gone"
-        if delivery.status == DeliveryStatus.DONE:
-            return "duplicate"
-        was_failed = delivery.status == DeliveryStatus.FAILED
-        handler.func(delivery.event)
-        delivery.status = DeliveryStatus.DONE
-        delivery.completed_at = timezone.now()
-        delivery.save(update_fields=["status", "completed_at"])
-        if was_failed:
+        if not claimed:
+            exists = EventDelivery.objects.filter(pk=delivery_id).exists()
+            return "duplicate" if exists else "gone"
+        (event,) = claimed
+        handler.func(event)
+        if getattr(event, "delivery_status_before", None) == DeliveryStatus.FAILED:
             # A late copy of a delivery staff had not acted on yet succeeded.
-            failed_tasks_resolve_for_delivery(delivery=delivery)
+            failed_tasks_resolve_for_delivery(delivery=EventDelivery.objects.get(pk=delivery_id))
     return "applied"
 
 
