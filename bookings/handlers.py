@@ -30,6 +30,7 @@ from bookings.events import (
 )
 from bookings.models import Booking, CalendarEntry, LedgerEntry
 from bookings.services import payments_settle
+from pms.db_inserts import insert_unless_exists
 from pms.models import DomainEvent
 from pms.pipeline.registry import event_handler
 
@@ -41,12 +42,16 @@ def _apply_span(event: DomainEvent, *, source_key: str, span: dict[str, Any]) ->
     events of one aggregate applied concurrently are serialised, and the
     sequence check makes the result independent of arrival order.
     """
-    entry, created = CalendarEntry.objects.select_for_update().get_or_create(
-        source_key=source_key,
-        defaults={"tenant_id": event.tenant_id, "sequence": event.sequence, **span},
-    )
-    if created or event.sequence <= entry.sequence:
-        return  # the new row already holds this event; or an older event arrived late
+    # The first event of an aggregate inserts its entry in one statement (a later one
+    # finds it and locks it); get_or_create took four inside the delivery's transaction.
+    new = CalendarEntry(tenant_id=event.tenant_id, source_key=source_key, sequence=event.sequence)
+    for name, value in span.items():
+        setattr(new, name, value)
+    if insert_unless_exists(new, unique_field="source_key"):
+        return  # the new row holds this event
+    entry = CalendarEntry.objects.select_for_update().get(source_key=source_key)
+    if event.sequence <= entry.sequence:
+        return  # an older event arrived late
     for name, value in span.items():
         setattr(entry, name, value)
     entry.sequence = event.sequence
