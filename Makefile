@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
 .PHONY: messages
 .PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
-	bench-pipeline bench-latency bench-api bench-growth bench-search bench-dashboard
+	bench-pipeline bench-latency bench-api bench-growth bench-search bench-dashboard bench-pools
 
 install: $(STAMP)
 
@@ -88,8 +88,11 @@ bench-search: $(STAMP)
 bench-dashboard: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/dashboard.py $(BENCH_DASHBOARD_ARGS)
 
+bench-pools: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/pools.py $(BENCH_POOLS_ARGS)
+
 bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth bench-search \
-	bench-dashboard
+	bench-dashboard bench-pools
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
 ## On RabbitMQ: FAULTS_BROKER=amqp://guest:guest@127.0.0.1:5672/pms_faults make faults-chaos

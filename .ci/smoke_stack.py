@@ -44,6 +44,7 @@ PROGRAMS = {
     "automation",
     "sync",
     "outbound",
+    "publisher",
     "beat",
     "flower",
     "watchdog",
@@ -391,6 +392,23 @@ def run(env: dict[str, str]) -> None:
         wait_for("the operational worker to be restarted", restarted, 120)
         wait_for("the bookings' deliveries", lambda: reconcile_settled(stack, references), 300, 5)
         say("first run: worker restarted, the web kept serving, every booking applied")
+
+        # The outbox publisher (OUTBOX_PUBLISH=notify) dies: bookings still commit, and
+        # what they emitted is sent by its restarted self (or, later, by beat's relay).
+        _state, publisher = stack.program_states()["publisher"]
+        assert publisher is not None
+        os.kill(publisher, signal.SIGKILL)
+        say(f"first run: kill -9 of the outbox publisher (pid {publisher})")
+        after = [book(stack, properties, n) for n in range(6, 8)]
+        references += [b["reference"] for b in after]
+
+        def publisher_restarted() -> bool:
+            state, pid = stack.program_states()["publisher"]
+            return state == "RUNNING" and pid not in (None, publisher)
+
+        wait_for("the outbox publisher to be restarted", publisher_restarted, 120)
+        wait_for("the bookings' deliveries", lambda: reconcile_settled(stack, references), 300, 5)
+        say("first run: publisher restarted, every booking applied")
         if not stack.alive():
             raise SmokeFailure("make run exited after the worker was killed")
 

@@ -45,6 +45,9 @@ def bench_environment() -> dict[str, str]:
         "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         "CHANNEL_FETCH_ALLOW_LOOPBACK": "true",
         "LOG_LEVEL": "WARNING",
+        # Benches start their own workers and no outbox publisher: publish after commit,
+        # unless a bench runs the publisher itself (bench/latency.py, bench/api.py).
+        "OUTBOX_PUBLISH": os.environ.get("BENCH_OUTBOX_PUBLISH", "commit"),
     }
     os.environ.update(env)
     RESULTS.mkdir(parents=True, exist_ok=True)  # logs and JSON; absent in a fresh clone
@@ -100,13 +103,15 @@ def workers(
     groups: dict[str, tuple[str, int]] | dict[str, tuple[str, int, int]],
     include: str | None = None,
     app: str = "config",
+    pool: str | None = None,
 ) -> Iterator[None]:
     """Start one ``celery worker`` per group {name: (queues, concurrency[, nice])}; stop
     them after. ``nice``: the group's CPU priority, as the Procfile gives bulk groups.
 
     ``include``: extra modules the workers import (``celery worker --include``),
     e.g. ``bench.bare_tasks`` for bench-only tasks and handlers. ``app``: the Celery
-    application (``bench.plain_celery`` for the plain-Celery baseline).
+    application (``bench.plain_celery`` for the plain-Celery baseline). ``pool``: the
+    worker pool (``celery worker -P``; Celery's default, prefork, when not given).
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     processes = []
@@ -128,6 +133,7 @@ def workers(
                     f"bench-{name}@%h",
                     "-c",
                     str(concurrency),
+                    *(["-P", pool] if pool else []),
                     "--without-gossip",
                     "--without-mingle",
                     "-l",
@@ -151,6 +157,39 @@ def workers(
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextmanager
+def outbox_publisher(include: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """The Procfile's ``publisher`` (``manage.py outbox_publisher``), for a bench that
+    emits with ``OUTBOX_PUBLISH=notify``; stopped (SIGTERM) after."""
+    log = open(RESULTS / "outbox-publisher.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "outbox_publisher",
+            *(["--include", include] if include else []),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "OUTBOX_PUBLISH": "notify", "CELERY_SKIP_CHECKS": "1"},
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        time.sleep(2)  # Django's start-up, then its LISTEN
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the outbox publisher exited; see {RESULTS / 'outbox-publisher.log'}"
+            )
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 def _wait_for_workers(count: int, timeout: float = 60) -> None:

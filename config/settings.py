@@ -399,6 +399,12 @@ OUTBOX_DELIVERY_DEADLINE = timedelta(seconds=env.int("OUTBOX_DELIVERY_DEADLINE",
 # `manage.py reconcile`: a pending delivery published this many times and still not
 # applied is reported (a queue no worker consumes), not counted as in flight.
 RECONCILE_MAX_PUBLISHES = env.int("RECONCILE_MAX_PUBLISHES", default=5)
+# Who sends a new delivery's message (pms.pipeline.publishing): "notify", the outbox
+# publisher process (Procfile `publisher`), woken by PostgreSQL when the emitting
+# transaction commits; or "commit", the emitting process itself after commit.
+OUTBOX_PUBLISH = env.str("OUTBOX_PUBLISH", default="notify")
+if OUTBOX_PUBLISH not in ("notify", "commit"):
+    raise ImproperlyConfigured(f"OUTBOX_PUBLISH must be notify or commit, not {OUTBOX_PUBLISH!r}")
 OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", default=5)
 OUTBOX_RELAY_BATCH = env.int("OUTBOX_RELAY_BATCH", default=500)
 # A message that starts this many times without finishing (the worker died each

@@ -36,6 +36,21 @@ pytest_plugins = ["tests.support.tenant_fixtures", "tests.support.http_peer"]
 # --- Broker and workers ------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _publish_after_commit() -> Iterator[None]:
+    """The suite publishes after commit in the committing process (OUTBOX_PUBLISH=commit):
+    its workers run without the outbox publisher process beside them, and a test that
+    emits an event sees its message sent when its transaction commits. The publisher
+    (OUTBOX_PUBLISH=notify, the Procfile's default) has its own tests
+    (tests/pms/test_outbox_publisher.py) and runs in the `make run` smoke test."""
+    from django.conf import settings
+
+    previous = settings.OUTBOX_PUBLISH
+    settings.OUTBOX_PUBLISH = "commit"
+    yield
+    settings.OUTBOX_PUBLISH = previous
+
+
 @dataclass
 class Broker:
     url: str
@@ -224,6 +239,7 @@ def worker_env(
         "CELERY_BROKER_URL": broker.url,
         "EMAIL_URL": smtp_server.url,
         "STAFF_ALERT_EMAILS": "ops@example.test",
+        "OUTBOX_PUBLISH": "commit",  # no publisher process beside the session worker
     }
 
 

@@ -88,6 +88,12 @@ class EventDelivery(models.Model):
                 name="delivery_pending_due",
                 condition=models.Q(status=DeliveryStatus.PENDING),
             ),
+            # The outbox publisher's work list: pending rows nobody has published yet.
+            models.Index(
+                fields=["id"],
+                name="delivery_unpublished",
+                condition=models.Q(status=DeliveryStatus.PENDING, last_published_at__isnull=True),
+            ),
             models.Index(fields=["tenant", "status"]),
         ]
 

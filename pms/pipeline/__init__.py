@@ -3,9 +3,11 @@
 Layers, each importing only the ones below it (checked by import-linter, see
 pyproject.toml ``[tool.importlinter]``)::
 
-    reconcile, relay      the truth about what was delivered; re-sending what was lost
-    publishing            emit_event inside a service's transaction; publish after commit;
-                          bulk_events (deliveries of events caused in bulk go to ``bulk``)
+    reconcile, relay,     the truth about what was delivered; re-sending what was lost;
+    publisher             the outbox publisher process, woken by PostgreSQL's NOTIFY
+    publishing            emit_event inside a service's transaction; its messages sent after
+                          commit (here, or by the publisher); bulk_events (deliveries of
+                          events caused in bulk go to ``bulk``)
     registry              @event_handler: which handler runs on which queue
     delivery              one (event, handler) delivery, applied exactly once
     endpoints             lanes (one remote endpoint of one tenant) and their circuit breakers

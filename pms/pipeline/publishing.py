@@ -1,9 +1,14 @@
-"""The outbox: emit an event inside a service's transaction, publish after commit.
+"""The outbox: emit an event inside a service's transaction; its messages follow commit.
 
 Invariant: a DomainEvent and one EventDelivery per subscribed handler are
 inserted in the caller's transaction. Publishing is only ever an optimisation
 on top of that: if it fails (broker down, process killed right after commit),
 the delivery stays ``pending`` and the relay sends it once ``due_at`` passes.
+
+Who publishes (``OUTBOX_PUBLISH``): ``"notify"``, the outbox publisher process
+(pms.pipeline.publisher), woken by a ``NOTIFY`` that PostgreSQL delivers when the
+transaction commits, so the committing request never waits for the broker; or
+``"commit"``, the committing process itself, in an on-commit hook.
 """
 
 from __future__ import annotations
@@ -55,6 +60,22 @@ def _next_sequence(aggregate_type: str, aggregate_id: str) -> int:
         return int(cursor.fetchone()[0])
 
 
+# The LISTEN/NOTIFY channel of the outbox publisher; OUTBOX_PUBLISH's values.
+CHANNEL = "pms_outbox"
+NOTIFY_MODE = "notify"
+COMMIT_MODE = "commit"
+PUBLISH_MODES = (NOTIFY_MODE, COMMIT_MODE)
+
+
+def notify_publisher() -> None:
+    """In the emitting transaction: wake the publisher when (and only if) it commits.
+
+    PostgreSQL folds identical notifications of one transaction into one.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+
+
 # Where the deliveries of events caused in bulk go (config.queues: the sync worker group).
 BULK_QUEUE = "bulk"
 _bulk = contextvars.ContextVar("pms_bulk_events", default=False)
@@ -83,7 +104,7 @@ def emit_event(
     payload: dict[str, Any],
     actor: str = "",
 ) -> DomainEvent:
-    """Record an event and its deliveries; publish them once the transaction commits.
+    """Record an event and its deliveries; they are published once the transaction commits.
 
     Must be called inside the service's ``transaction.atomic()`` block.
     """
@@ -115,7 +136,10 @@ def emit_event(
                 for handler in handlers
             ]
         )
-        transaction.on_commit(lambda: publish_deliveries(deliveries))
+        if settings.OUTBOX_PUBLISH == NOTIFY_MODE:
+            notify_publisher()
+        else:
+            transaction.on_commit(lambda: publish_deliveries(deliveries))
     return event
 
 

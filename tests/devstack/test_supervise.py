@@ -18,7 +18,17 @@ from supervisor.options import ServerOptions
 from devstack import cli, supervise
 from devstack import secrets as devstack_secrets
 
-PROGRAMS = ["web", "operational", "payments", "automation", "sync", "beat", "flower", "watchdog"]
+PROGRAMS = [
+    "web",
+    "operational",
+    "payments",
+    "automation",
+    "sync",
+    "publisher",
+    "beat",
+    "flower",
+    "watchdog",
+]
 
 
 def _realized(tmp_path: Path, scale: str = "") -> ServerOptions:
