@@ -36,7 +36,8 @@ from bench.harness import (
 )
 
 WORKER_GROUPS = {  # as the Procfile's defaults
-    "operational": ("bookings,messaging,accounting,default", 2, 0),
+    "operational": ("bookings,accounting,default", 2, 0),
+    "messaging": ("messaging", 16, 0, "threads"),
     "payments": ("payments,fallback", 1, 0),
     # The background group, niced: imports (bulk) run here.
     "automation": ("automation,messaging_batch,bulk", 4, 10),

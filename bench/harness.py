@@ -100,13 +100,16 @@ def flush_broker() -> None:
 
 @contextmanager
 def workers(
-    groups: dict[str, tuple[str, int]] | dict[str, tuple[str, int, int]],
+    groups: dict[str, tuple[str, int]]
+    | dict[str, tuple[str, int, int]]
+    | dict[str, tuple[str, int, int, str]],
     include: str | None = None,
     app: str = "config",
     pool: str | None = None,
 ) -> Iterator[None]:
-    """Start one ``celery worker`` per group {name: (queues, concurrency[, nice])}; stop
-    them after. ``nice``: the group's CPU priority, as the Procfile gives bulk groups.
+    """Start one ``celery worker`` per group {name: (queues, concurrency[, nice[, pool]])};
+    stop them after. ``nice``: the group's CPU priority, as the Procfile gives bulk groups;
+    ``pool``: the group's pool (``-P threads`` for the Procfile's I/O-bound groups).
 
     ``include``: extra modules the workers import (``celery worker --include``),
     e.g. ``bench.bare_tasks`` for bench-only tasks and handlers. ``app``: the Celery
@@ -115,7 +118,9 @@ def workers(
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     processes = []
-    for name, (queues, concurrency, *nice) in groups.items():
+    for name, (queues, concurrency, *extra) in groups.items():
+        nice = [extra[0]] if extra and extra[0] else []
+        group_pool = extra[1] if len(extra) > 1 else pool
         log = open(RESULTS / f"worker-{name}.log", "w")  # noqa: SIM115 - closed with the process
         processes.append(
             subprocess.Popen(
@@ -133,7 +138,7 @@ def workers(
                     f"bench-{name}@%h",
                     "-c",
                     str(concurrency),
-                    *(["-P", pool] if pool else []),
+                    *(["-P", group_pool] if group_pool else []),
                     "--without-gossip",
                     "--without-mingle",
                     "-l",

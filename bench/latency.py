@@ -42,7 +42,7 @@ from bench.harness import (
 )
 
 # The group that consumes the bookings queue, as in the Procfile.
-WORKER_GROUPS = {"operational": ("bookings,messaging,accounting,default", 2)}
+WORKER_GROUPS = {"operational": ("bookings,accounting,default", 2)}
 TARGET_P99_MS = 20.0
 TARGET_RATIO = 1.5  # ours' p99 over bare Celery's, in the same run (issue 18)
 

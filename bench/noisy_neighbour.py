@@ -54,7 +54,8 @@ from testkit.processes import free_port
 # As the Procfile's defaults; the background group at a lower CPU priority (BULK_NICE).
 def worker_groups(bulk_nice: int) -> dict[str, tuple[str, int, int]]:
     return {
-        "operational": ("bookings,messaging,accounting,default", 2, 0),
+        "operational": ("bookings,accounting,default", 2, 0),
+        "messaging": ("messaging", 16, 0, "threads"),
         "payments": ("payments,fallback", 1, 0),
         "automation": ("automation,messaging_batch,bulk", 4, bulk_nice),
         "sync": ("channelsync", 2, 0),

@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import bench_environment, django_setup, flush_broker, workers, write_result
 
-# As in the Procfile, with its default concurrencies.
+# The Procfile's groups and pools (automation and sync with one process each here).
 WORKER_GROUPS = {
-    "operational": ("bookings,messaging,accounting,default", 2),
+    "operational": ("bookings,accounting,default", 2),
+    "messaging": ("messaging", 16, 0, "threads"),
     "payments": ("payments,fallback", 1),
     "automation": ("automation,messaging_batch,bulk", 1),
     "sync": ("channelsync", 1),

@@ -13,8 +13,8 @@ production:
 Each run queues N tasks with no worker running, then starts one worker on that
 queue with the pool and concurrency under test (``celery worker -P prefork|threads
 -c N``) and drains them. Printed per run: tasks/s (first -> last send, from
-PostgreSQL timestamps), the worker's resident memory (its processes summed, sampled
-while it works) and the database sessions it opened (one per process, or per
+PostgreSQL timestamps), the worker's memory (PSS of its processes summed, the peak
+sampled while it works) and the database sessions it opened (one per process, or per
 thread: Django's connections are per thread).
 
 Run: make bench-pools (or .venv/bin/python -m devstack exec -- .venv/bin/python bench/pools.py)
@@ -176,23 +176,25 @@ def delivered_rate() -> tuple[int, float]:
 
 
 def worker_footprint(name: str) -> tuple[int, int]:
-    """Resident MiB of the worker's processes, and its database sessions now."""
+    """The worker's memory (MiB, PSS of its processes) and its database sessions now."""
     import psutil
     from django.db import connection
 
-    rss = 0
+    # PSS: each process's private pages plus its share of the pages it shares (a
+    # prefork child shares most of its parent's), so the sum is what the group costs.
+    pss = 0
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
         if f"bench-{name}@" in cmdline:
-            rss += process.memory_info().rss
-            rss += sum(child.memory_info().rss for child in process.children(recursive=True))
+            for member in [process, *process.children(recursive=True)]:
+                pss += member.memory_full_info().pss
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
         (sessions,) = cursor.fetchone()
-    return rss // (1024 * 1024), int(sessions)
+    return pss // (1024 * 1024), int(sessions)
 
 
 def drain(kind: str, pool: str, concurrency: int, count: int, timeout: float) -> dict[str, Any]:
@@ -214,7 +216,7 @@ def drain(kind: str, pool: str, concurrency: int, count: int, timeout: float) ->
         "done": done,
         "seconds": round(seconds, 2),
         "per_s": round((done - 1) / seconds, 1) if seconds else 0.0,
-        "rss_mib": peak[0],
+        "pss_mib": peak[0],
         "db_sessions": peak[1],
     }
 
@@ -265,13 +267,13 @@ def main() -> int:
         f"\nWorker pools, I/O-bound work: {args.tasks} tasks per run, the peer answers after "
         f"{args.latency_ms:g} ms"
     )
-    print(f"{'':28}{'done':>6}{'seconds':>9}{'per s':>8}{'RSS MiB':>9}{'DB sessions':>13}")
+    print(f"{'':28}{'done':>6}{'seconds':>9}{'per s':>8}{'PSS MiB':>9}{'DB sessions':>13}")
     for kind, runs in results.items():
         for run in runs:
             label = f"{kind}: {run['pool']} -c {run['concurrency']}"
             print(
                 f"{label:28}{run['done']:>6}{run['seconds']:>9}{run['per_s']:>8}"
-                f"{run['rss_mib']:>9}{run['db_sessions']:>13}"
+                f"{run['pss_mib']:>9}{run['db_sessions']:>13}"
             )
     path = write_result(
         "pools", {"tasks": args.tasks, "latency_ms": args.latency_ms, "results": results}

@@ -34,7 +34,9 @@ class QueueSpec:
 
 QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("bookings", "booking lifecycle, availability and calendar", "operational"),
-    QueueSpec("messaging", "guest email/SMS, manager notifications, threads", "operational"),
+    # Threads, not processes (the Procfile's -P threads): its work waits on SMTP and SMS
+    # gateways, and 16 threads cost one process's memory (bench/RESULTS.md, bench-pools).
+    QueueSpec("messaging", "guest email/SMS, manager notifications, threads", "messaging"),
     QueueSpec("accounting", "revenue and refund ledger entries", "operational"),
     QueueSpec("default", "housekeeping: outbox relay, queue sampling, purges", "operational"),
     QueueSpec("payments", "payments and refunds, never behind bulk work", "payments"),

@@ -21,6 +21,7 @@ from devstack import secrets as devstack_secrets
 PROGRAMS = [
     "web",
     "operational",
+    "messaging",
     "payments",
     "automation",
     "sync",

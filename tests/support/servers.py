@@ -27,11 +27,13 @@ class CeleryWorker:
         env: dict[str, str],
         concurrency: int = 2,
         name: str | None = None,
+        pool: str | None = None,
     ) -> None:
         self.name = f"{name or 'test'}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.queues = queues
         self.env = env
         self.concurrency = concurrency
+        self.pool = pool  # celery worker -P (prefork when None)
         self.process: subprocess.Popen[bytes] | None = None
         self.logfile = ARTIFACTS / f"worker-{self.name.split('@')[0]}.log"
 
@@ -56,6 +58,7 @@ class CeleryWorker:
                 self.name,
                 "-c",
                 str(self.concurrency),
+                *(["-P", self.pool] if self.pool else []),
                 "--include",
                 "tests.support.fault_handlers",
                 "--without-gossip",
