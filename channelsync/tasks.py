@@ -18,9 +18,9 @@ from celery import shared_task
 from django.conf import settings
 
 from channelsync.models import Channel
-from channelsync.selectors import channels_stale
 from channelsync.services import (
     ALERT_CONFLICT_TASK,
+    ALERT_STALE_TASK,
     ALERT_WEBHOOK_DISABLED_TASK,
     IMPORT_TASK,
     PUSH_TASK,
@@ -40,6 +40,7 @@ from channelsync.services import (
     conflict_unclaim_alert,
     push_followup_claim,
     stale_channel_alert_send,
+    stale_channel_alerts_submit,
     webhook_claim_disable_alert,
     webhook_deliveries_submit_due,
     webhook_delivery_attempt,
@@ -193,37 +194,31 @@ def sweep_outbound() -> dict[str, int]:
     return {"channels": len(heads), "webhooks": webhooks}
 
 
-@shared_task(
-    name="channelsync.tasks.check_stale_channels",
-    base=ReliableTask,
-    autoretry_for=MAIL_ERRORS,
-)
+@shared_task(name="channelsync.tasks.check_stale_channels", base=ReliableTask, max_retries=0)
 def check_stale_channels() -> int:
-    """Beat: alert the managers of channels with no success for 3 poll intervals (once).
+    """Beat: submit an alert per channel with no success for 3 poll intervals (once each).
 
-    One channel is claimed and mailed at a time: a failed mail un-claims only its
-    own channel, the others are still alerted, and the error is raised at the
-    end so the retry picks up the failed one (it is stale and unclaimed again).
+    Each alert is a task of its own (``alert_stale_channel``): a failed mail retries
+    that channel's alert only, and the check's statements do not grow with channels.
     """
-    alerted = 0
-    first_error: BaseException | None = None
-    for channel_id in list(channels_stale().values_list("pk", flat=True)):
-        if not channels_mark_stale(channel_ids=[channel_id]):
-            continue  # alerted meanwhile, or another run holds it
-        channel = Channel.objects.select_related("property").filter(pk=channel_id).first()
-        if channel is None:
-            continue
-        try:
-            stale_channel_alert_send(channel=channel)
-        except MAIL_ERRORS as exc:
-            channel_unmark_stale(channel_id=channel_id)
-            logger.warning("stale-channel alert for %s failed: %s", channel_id, exc)
-            first_error = first_error or exc
-            continue
-        alerted += 1
-    if first_error is not None:
-        raise first_error
-    return alerted
+    return stale_channel_alerts_submit()
+
+
+@shared_task(name=ALERT_STALE_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
+def alert_stale_channel(channel_id: int) -> bool:
+    """Claim one stale channel's alert and mail its managers; a failed mail un-claims it
+    and raises, so the retry claims it again."""
+    if not channels_mark_stale(channel_ids=[channel_id]):
+        return False  # alerted meanwhile, or another run holds it
+    channel = Channel.objects.select_related("property").filter(pk=channel_id).first()
+    if channel is None:
+        return False
+    try:
+        stale_channel_alert_send(channel=channel)
+    except MAIL_ERRORS:
+        channel_unmark_stale(channel_id=channel_id)
+        raise
+    return True
 
 
 @shared_task(name=ALERT_CONFLICT_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)

@@ -13,6 +13,7 @@ registers each task under its constant.
 """
 
 from channelsync.services.channels import (
+    ALERT_STALE_TASK,
     CHANNEL_EDITABLE_FIELDS,
     IMPORT_TASK,
     PUSH_TASK,
@@ -34,6 +35,7 @@ from channelsync.services.channels import (
     channels_push_submit,
     channels_sync_request,
     stale_channel_alert_send,
+    stale_channel_alerts_submit,
 )
 from channelsync.services.conflicts import (
     ALERT_CONFLICT_TASK,
@@ -73,6 +75,7 @@ from channelsync.services.webhooks import (
 
 __all__ = [
     "ALERT_CONFLICT_TASK",
+    "ALERT_STALE_TASK",
     "ALERT_WEBHOOK_DISABLED_TASK",
     "CHANNEL_EDITABLE_FIELDS",
     "IMPORT_TASK",
@@ -109,6 +112,7 @@ __all__ = [
     "conflict_unclaim_alert",
     "push_followup_claim",
     "stale_channel_alert_send",
+    "stale_channel_alerts_submit",
     "update_payload",
     "webhook_claim_disable_alert",
     "webhook_deliveries_due",

@@ -20,9 +20,11 @@ from bookings.models import Block
 from bookings.services import block_cancel
 from channelsync.choices import PUSH_KINDS, ChannelStatus, OutboundStatus
 from channelsync.models import Channel, ChannelUpdate, new_export_token
+from channelsync.selectors import channels_stale
 from channelsync.services.manager_mail import manager_mail_send
 from pms.models import Property
 from pms.pipeline.endpoints import endpoint_lane
+from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.fairness import FairWork, fair_submit_many
 from pms.pipeline.pending import claim
 from tenants.models import Tenant
@@ -357,6 +359,31 @@ def channels_mark_stale(*, channel_ids: list[int]) -> list[int]:
             channel.stale_alerted_at = now
         Channel.objects.bulk_update(claimed, ["status", "stale_alerted_at"])
     return [channel.pk for channel in claimed]
+
+
+ALERT_STALE_TASK = "channelsync.tasks.alert_stale_channel"
+
+
+def stale_channel_alerts_submit() -> int:
+    """Beat: an alert task per stale channel not alerted yet (the task claims and mails).
+
+    One query and one message per stale channel, sent after this block commits: the
+    mail, and what it costs, belongs to each channel's own task, so the sweep's
+    statements do not grow with the channels. A lost message is caught by the next
+    check (the channel is still stale and unalerted); a repeat claims nothing.
+    """
+    stale = list(channels_stale().values_list("pk", "tenant_id"))
+    with transaction.atomic():
+        for channel_id, tenant_id in stale:
+            enqueue_on_commit(
+                ALERT_STALE_TASK,
+                args=[channel_id],
+                headers={"tenant_id": tenant_id},
+                # One review per channel if the alert keeps failing (FailedTask.task_id).
+                task_id=f"stale-channel-alert-{channel_id}",
+                caught_up_by="the next stale-channel check",
+            )
+    return len(stale)
 
 
 def channel_unmark_stale(*, channel_id: int) -> None:

@@ -24,7 +24,7 @@ from channelsync.services.webhooks import (
     webhook_delivery_attempt,
     webhook_subscription_create,
 )
-from channelsync.tasks import alert_webhook_disabled, check_stale_channels
+from channelsync.tasks import alert_stale_channel, alert_webhook_disabled, check_stale_channels
 from pms.models import FairWorkItem
 from tests.support.http_peer import Reply
 
@@ -249,7 +249,9 @@ def test_a_stale_channel_alerts_the_manager_once(make_channel, mailoutbox, alice
     Channel.objects.filter(pk=stale.pk).update(
         last_success_at=now - timedelta(minutes=46), last_error="fetch: HTTP 503"
     )
-    assert check_stale_channels() == 1
+    assert check_stale_channels() == 1  # one alert submitted: its task claims and mails
+    assert alert_stale_channel(stale.pk) is True
+    assert alert_stale_channel(stale.pk) is False  # a repeat of the message claims nothing
     assert check_stale_channels() == 0
     assert len(mailoutbox) == 1 and "stale" in mailoutbox[0].subject
     stale.refresh_from_db()
@@ -452,11 +454,15 @@ def test_one_failing_stale_alert_does_not_lose_the_others(
     ]
     Channel.objects.update(last_success_at=long_ago)
     flaky_smtp.fail_next = 1
+    assert check_stale_channels() == 3  # one alert task each
+    first, *others = channels
     with pytest.raises(smtplib.SMTPException):
-        check_stale_channels()  # raised so the task retries; the others went out
+        alert_stale_channel(first.pk)  # raised so its task retries
+    assert [alert_stale_channel(channel.pk) for channel in others] == [True, True]
     assert len(flaky_smtp.messages) == 2
-    assert Channel.objects.filter(stale_alerted_at__isnull=True).count() == 1
-    assert check_stale_channels() == 1  # the retry sends the one that failed
+    assert list(Channel.objects.filter(stale_alerted_at__isnull=True)) == [first]
+    assert check_stale_channels() == 1  # still unalerted: submitted again
+    assert alert_stale_channel(first.pk) is True  # the retry sends the one that failed
     assert len(flaky_smtp.messages) == 3
     subjects = sorted(
         m["data"].split("Subject: ", 1)[1].split("\n", 1)[0] for m in flaky_smtp.messages
