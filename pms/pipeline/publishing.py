@@ -14,6 +14,7 @@ transaction commits, so the committing request never waits for the broker; or
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -42,22 +44,59 @@ def delivery_task_id(event_id: uuid.UUID | str, handler: str) -> str:
     return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{event_id}:{handler}"))
 
 
-def _next_sequence(aggregate_type: str, aggregate_id: str) -> int:
-    # One statement, atomic under concurrency: the row lock it takes is held
-    # until the caller's transaction ends, so sequences per aggregate are
-    # strictly increasing in commit order.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
+def _insert_event(event: DomainEvent, handlers: list[tuple[str, str]], due_at: Any) -> list[int]:
+    """The event, its sequence and one delivery per (handler, queue): one statement.
+
+    The sequence upsert takes a row lock held until the caller's transaction ends, so
+    sequences per aggregate are strictly increasing in commit order; the event takes
+    the sequence it returned and the deliveries the event's id. Returns the deliveries'
+    ids, in ``handlers`` order. (Django's ORM would send three statements.)
+    """
+    rows = ", ".join(["(%s::int, %s, %s)"] * len(handlers)) or "(NULL::int, NULL, NULL)"
+    sql = f"""
+        WITH seq AS (
             INSERT INTO pms_aggregatesequence (aggregate_type, aggregate_id, last_sequence)
             VALUES (%s, %s, 1)
             ON CONFLICT (aggregate_type, aggregate_id)
             DO UPDATE SET last_sequence = pms_aggregatesequence.last_sequence + 1
             RETURNING last_sequence
-            """,
-            [aggregate_type, aggregate_id],
+        ), ev AS (
+            INSERT INTO pms_domainevent (id, tenant_id, aggregate_type, aggregate_id, sequence,
+                                         event_type, payload, actor, created_at)
+            SELECT %s, %s, %s, %s, seq.last_sequence, %s, %s::jsonb, %s, %s FROM seq
+            RETURNING id, sequence
+        ), wanted (position, handler, queue) AS (VALUES {rows}), dl AS (
+            INSERT INTO pms_eventdelivery (event_id, tenant_id, handler, queue, status,
+                                           publish_count, due_at, created_at)
+            SELECT ev.id, %s, wanted.handler, wanted.queue, %s, 0, %s, %s
+            FROM ev, wanted WHERE wanted.handler IS NOT NULL ORDER BY wanted.position
+            RETURNING id, handler
         )
-        return int(cursor.fetchone()[0])
+        SELECT ev.sequence, dl.id, dl.handler FROM ev LEFT JOIN dl ON true
+    """
+    params: list[Any] = [
+        event.aggregate_type,
+        event.aggregate_id,
+        event.id,
+        event.tenant_id,
+        event.aggregate_type,
+        event.aggregate_id,
+        event.event_type,
+        json.dumps(event.payload, cls=DjangoJSONEncoder),
+        event.actor,
+        event.created_at,
+    ]
+    for position, (handler, queue) in enumerate(handlers):
+        params += [position, handler, queue]
+    params += [event.tenant_id, DeliveryStatus.PENDING, due_at, event.created_at]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+    event.sequence = int(returned[0][0])
+    event._state.adding = False
+    event._state.db = connection.alias
+    ids = {handler: delivery_id for _, delivery_id, handler in returned if handler}
+    return [ids[handler] for handler, _ in handlers]
 
 
 # The LISTEN/NOTIFY channel of the outbox publisher; OUTBOX_PUBLISH's values.
@@ -110,32 +149,37 @@ def emit_event(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("emit_event must run inside the service's transaction")
-    aggregate_id = str(aggregate_id)
-    event = DomainEvent.objects.create(
+    now = timezone.now()
+    event = DomainEvent(
+        id=uuid.uuid4(),
         tenant_id=tenant_id,
         aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        sequence=_next_sequence(aggregate_type, aggregate_id),
+        aggregate_id=str(aggregate_id),
         event_type=event_type,
         payload=payload,
         actor=actor[:150],
+        created_at=now,
     )
-    handlers = handlers_for(event_type)
+    bulk = _bulk.get()
+    handlers = [
+        (handler.name, BULK_QUEUE if bulk else handler.queue)
+        for handler in handlers_for(event_type)
+    ]
+    due_at = now + settings.OUTBOX_DELIVERY_DEADLINE
+    delivery_ids = _insert_event(event, handlers, due_at)
     if handlers:
-        bulk = _bulk.get()
-        due_at = timezone.now() + settings.OUTBOX_DELIVERY_DEADLINE
-        deliveries = EventDelivery.objects.bulk_create(
-            [
-                EventDelivery(
-                    event=event,
-                    tenant_id=tenant_id,
-                    handler=handler.name,
-                    queue=BULK_QUEUE if bulk else handler.queue,
-                    due_at=due_at,
-                )
-                for handler in handlers
-            ]
-        )
+        deliveries = [
+            EventDelivery(
+                pk=delivery_id,
+                event=event,
+                tenant_id=tenant_id,
+                handler=name,
+                queue=queue,
+                due_at=due_at,
+                created_at=now,
+            )
+            for delivery_id, (name, queue) in zip(delivery_ids, handlers, strict=True)
+        ]
         if settings.OUTBOX_PUBLISH == NOTIFY_MODE:
             notify_publisher()
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -11,6 +11,7 @@ from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
 from pms.pipeline.delivery import run_delivery
 from pms.pipeline.errors import PermanentError
+from pms.pipeline.publishing import emit_event
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.registry import Handler, get_handler
 from tests.support import fault_handlers
@@ -91,3 +92,33 @@ def test_a_late_copy_of_a_failed_delivery_resolves_its_review(alice):
     assert review.status == FailedTaskStatus.RESOLVED
     assert review.actions.filter(action="succeeded").exists()
     assert effects(event) == 1
+
+
+def test_an_event_its_sequence_and_its_deliveries_are_one_statement(alice, settings):
+    """emit_event: the sequence upsert, the event and a delivery per handler in one INSERT
+    (with OUTBOX_PUBLISH=notify, one more: the NOTIFY); sequences still count up."""
+
+    def emit(aggregate_id: str):  # type: ignore[no-untyped-def]
+        return emit_event(
+            tenant_id=alice.tenant.pk,
+            aggregate_type="probe",
+            aggregate_id=aggregate_id,
+            event_type=fault_handlers.PROBE_EVENT,
+            payload={"mode": "ok", "when": timezone.now()},
+        )
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        first = emit("one-statement")
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 1, statements
+    settings.OUTBOX_PUBLISH = "notify"
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        second = emit("one-statement")
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 2 and "pg_notify" in statements[1], statements
+    assert (first.sequence, second.sequence) == (1, 2)
+    stored = EventDelivery.objects.filter(event=second).order_by("pk")
+    assert [d.handler for d in stored] == ["tests.effect", "tests.second_effect"]
+    assert {d.queue for d in stored} == {"bookings", "accounting"}
+    second.refresh_from_db()
+    assert second.payload["mode"] == "ok" and isinstance(second.payload["when"], str)
