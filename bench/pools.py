@@ -118,19 +118,6 @@ def queue_emails(tenant: Any, count: int) -> None:
         app.send_task(SEND_TASK, args=[message.pk], queue="messaging")
 
 
-def sent_rate() -> tuple[int, float]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), extract(epoch FROM max(sent_at) - min(sent_at)) "
-            "FROM automation_outboundmessage WHERE status = 'sent'"
-        )
-        done, seconds = cursor.fetchone()
-        cursor.execute("DELETE FROM automation_outboundmessage")
-    return int(done), float(seconds or 0)
-
-
 def queue_webhooks(tenant: Any, url: str, count: int) -> None:
     """Due webhook deliveries, their sends queued straight on ``outbound`` (not through the
     fair dispatcher, whose per-endpoint cap would measure the cap, not the pool)."""
@@ -162,16 +149,17 @@ def queue_webhooks(tenant: Any, url: str, count: int) -> None:
         app.send_task(SEND_WEBHOOK_TASK, args=[delivery.pk], queue="outbound")
 
 
-def delivered_rate() -> tuple[int, float]:
+def drained_rate(table: str, done_at: str) -> tuple[int, float]:
+    """Rows done in ``table`` and the seconds from the first to the last; then empties it."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), extract(epoch FROM max(delivered_at) - min(delivered_at)) "
-            "FROM channelsync_webhookdelivery WHERE delivered_at IS NOT NULL"
+            f"SELECT count({done_at}), extract(epoch FROM max({done_at}) - min({done_at})) "
+            f"FROM {table}"
         )
         done, seconds = cursor.fetchone()
-        cursor.execute("DELETE FROM channelsync_webhookdelivery")
+        cursor.execute(f"DELETE FROM {table}")
     return int(done), float(seconds or 0)
 
 
@@ -199,7 +187,11 @@ def worker_footprint(name: str) -> tuple[int, int]:
 
 def drain(kind: str, pool: str, concurrency: int, count: int, timeout: float) -> dict[str, Any]:
     queue = "messaging" if kind == "messaging" else "outbound"
-    rate_of = sent_rate if kind == "messaging" else delivered_rate
+    table, done_at = (
+        ("automation_outboundmessage", "sent_at")
+        if kind == "messaging"
+        else ("channelsync_webhookdelivery", "delivered_at")
+    )
     group = f"{kind}-{pool}-{concurrency}"
     peak = (0, 0)
     with workers({group: (queue, concurrency)}, pool=pool):
@@ -209,7 +201,7 @@ def drain(kind: str, pool: str, concurrency: int, count: int, timeout: float) ->
             if _finished(kind) >= count:
                 break
             time.sleep(0.5)
-    done, seconds = rate_of()
+    done, seconds = drained_rate(table, done_at)
     return {
         "pool": pool,
         "concurrency": concurrency,

@@ -34,15 +34,16 @@ def test_a_new_key_is_inserted_with_its_defaults_and_an_existing_one_is_left_alo
 
 
 def test_queueing_a_message_inside_a_transaction_is_one_statement(alice):
+    fields = {
+        "tenant_id": alice.tenant.pk,
+        "idempotency_key": "guest:1",
+        "kind": "test",
+        "recipient": "g@example.test",
+        "subject": "Hi",
+        "body": "Welcome",
+    }
     with CaptureQueriesContext(connection) as queries:
-        message, created = outbound_message_queue(
-            tenant_id=alice.tenant.pk,
-            idempotency_key="guest:1",
-            kind="test",
-            recipient="g@example.test",
-            subject="Hi",
-            body="Welcome",
-        )
+        message, created = outbound_message_queue(**fields)
     assert created and message.pk
     inserts = [
         q["sql"] for q in queries.captured_queries if "automation_outboundmessage" in q["sql"]
@@ -50,12 +51,5 @@ def test_queueing_a_message_inside_a_transaction_is_one_statement(alice):
     assert len(inserts) == 1 and "ON CONFLICT" in inserts[0], inserts
     assert not any("SAVEPOINT" in q["sql"] for q in queries.captured_queries)
 
-    same, created = outbound_message_queue(
-        tenant_id=alice.tenant.pk,
-        idempotency_key="guest:1",
-        kind="test",
-        recipient="g@example.test",
-        subject="Hi",
-        body="Welcome",
-    )
+    same, created = outbound_message_queue(**fields)
     assert not created and same.pk == message.pk
