@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from bench.harness import (
     django_setup,
     flush_broker,
     outbox_publisher,
+    stop,
     write_result,
 )
 from testkit.processes import free_port
@@ -131,15 +131,6 @@ def start_gunicorn(
             time.sleep(0.3)
     stop(process)
     raise TimeoutError("gunicorn did not answer")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def run_wrk(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -204,44 +205,51 @@ def check_stale_channels() -> int:
     return stale_channel_alerts_submit()
 
 
-@shared_task(name=ALERT_STALE_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
-def alert_stale_channel(channel_id: int) -> bool:
-    """Claim one stale channel's alert and mail its managers; a failed mail un-claims it
-    and raises, so the retry claims it again."""
-    if not channels_mark_stale(channel_ids=[channel_id]):
-        return False  # alerted meanwhile, or another run holds it
-    channel = Channel.objects.select_related("property").filter(pk=channel_id).first()
-    if channel is None:
+def _alert_once(
+    claim: Callable[[], Any], send: Callable[[Any], object], unclaim: Callable[[], None]
+) -> bool:
+    """Claim one alert, mail it, and give the claim back if the mail fails (then raise,
+    so the task's retry claims it again). False: gone, or alerted already."""
+    claimed = claim()
+    if claimed is None:
         return False
     try:
-        stale_channel_alert_send(channel=channel)
+        send(claimed)
     except MAIL_ERRORS:
-        channel_unmark_stale(channel_id=channel_id)
+        unclaim()
         raise
     return True
+
+
+def _stale_channel_claim(channel_id: int) -> Channel | None:
+    if not channels_mark_stale(channel_ids=[channel_id]):
+        return None  # alerted meanwhile, or another run holds it
+    return Channel.objects.select_related("property").filter(pk=channel_id).first()
+
+
+@shared_task(name=ALERT_STALE_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
+def alert_stale_channel(channel_id: int) -> bool:
+    """Claim one stale channel's alert and mail its managers (once)."""
+    return _alert_once(
+        lambda: _stale_channel_claim(channel_id),
+        lambda channel: stale_channel_alert_send(channel=channel),
+        lambda: channel_unmark_stale(channel_id=channel_id),
+    )
 
 
 @shared_task(name=ALERT_CONFLICT_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
 def alert_conflict(conflict_id: int) -> bool:
-    conflict = conflict_claim_alert(conflict_id=conflict_id)
-    if conflict is None:
-        return False  # gone, or already alerted
-    try:
-        conflict_alert_send(conflict=conflict)
-    except MAIL_ERRORS:
-        conflict_unclaim_alert(conflict_id=conflict_id)
-        raise
-    return True
+    return _alert_once(
+        lambda: conflict_claim_alert(conflict_id=conflict_id),
+        lambda conflict: conflict_alert_send(conflict=conflict),
+        lambda: conflict_unclaim_alert(conflict_id=conflict_id),
+    )
 
 
 @shared_task(name=ALERT_WEBHOOK_DISABLED_TASK, base=ReliableTask, autoretry_for=MAIL_ERRORS)
 def alert_webhook_disabled(subscription_id: int) -> bool:
-    subscription = webhook_claim_disable_alert(subscription_id=subscription_id)
-    if subscription is None:
-        return False
-    try:
-        webhook_disabled_alert_send(subscription=subscription)
-    except MAIL_ERRORS:
-        webhook_unclaim_disable_alert(subscription_id=subscription_id)
-        raise
-    return True
+    return _alert_once(
+        lambda: webhook_claim_disable_alert(subscription_id=subscription_id),
+        lambda subscription: webhook_disabled_alert_send(subscription=subscription),
+        lambda: webhook_unclaim_disable_alert(subscription_id=subscription_id),
+    )
