@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from tests.automation.conftest import make_cleaner
 from tests.factories import GuestFactory
 from tests.pms.test_dashboard import _day
 from tests.support.pipeline import emit_probe
+from tests.support.quiesce import purge_task_queues
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +51,15 @@ COUNTED = {
     "automation.tasks.sweep_due_messages",
     "automation.tasks.sweep_cleaning_runs",
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_messages_left_behind() -> Iterator[None]:
+    """The sweeps publish (the relay, time-critical sends, fair admissions) about rows
+    this test rolls back: drop those messages, or the session worker's first tests
+    would wait behind hundreds of them."""
+    yield
+    purge_task_queues()
 
 
 def _busy(world: Any, homes: int, *, first: bool) -> None:
