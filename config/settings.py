@@ -10,13 +10,16 @@ works beside ``make run``.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.queues import DEFAULT_QUEUE, broker_settings, task_routes
+from config.redis_sentinel import is_sentinel_url, kombu_broker_url, parse_sentinel_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -149,14 +152,29 @@ DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="t
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache -------------------------------------------------------------
+# REDIS_URL is redis://... for one server, or redis+sentinel://h:p,h:p,h:p/<name>/<db>
+# for a primary watched by Sentinels (config.redis_sentinel): cache, counters, locks and,
+# when Redis is the broker, the queues then follow a failover on their own.
 REDIS_URL = required("REDIS_URL", env.str("REDIS_URL", default=""))
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "pms",
     }
 }
+if is_sentinel_url(REDIS_URL):
+    try:
+        parse_sentinel_url(REDIS_URL)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"REDIS_URL: {exc}") from None
+    # A list: Django splits a LOCATION string at commas (into read replicas).
+    CACHES["default"]["LOCATION"] = [REDIS_URL]
+    CACHES["default"]["OPTIONS"] = {
+        "pool_class": "config.redis_sentinel.SentinelPool",
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
 
 # --- Auth, i18n, static ---------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -248,6 +266,23 @@ CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# RabbitMQ: several nodes as one ;-separated list (Celery fails over round robin).
+# Redis through Sentinel: kombu's Sentinel transport, given the primary's name.
+# kombu's own Sentinel form (sentinel://h:p/db;sentinel://...) takes the primary's name
+# from CELERY_BROKER_SENTINEL_MASTER.
+_SENTINEL_OPTIONS: dict[str, str] = {}
+if is_sentinel_url(CELERY_BROKER_URL):
+    CELERY_BROKER_URL, _SENTINEL_OPTIONS = kombu_broker_url(CELERY_BROKER_URL)
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration, and
+    # child processes (workers started by this one) inherit it: kombu's form and the name.
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
+    os.environ["CELERY_BROKER_SENTINEL_MASTER"] = _SENTINEL_OPTIONS["master_name"]
+elif CELERY_BROKER_URL.startswith("sentinel://"):
+    _SENTINEL_OPTIONS = {
+        "master_name": required(
+            "CELERY_BROKER_SENTINEL_MASTER", env.str("CELERY_BROKER_SENTINEL_MASTER", default="")
+        )
+    }
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = timedelta(days=7)
@@ -289,12 +324,19 @@ _BROKER = broker_settings(
 )
 CELERY_TASK_QUEUES = _BROKER["task_queues"]
 CELERY_TASK_DEFAULT_QUEUE_TYPE = _BROKER["task_default_queue_type"]
-CELERY_BROKER_TRANSPORT_OPTIONS = _BROKER["broker_transport_options"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {**_BROKER["broker_transport_options"], **_SENTINEL_OPTIONS}
 if "worker_detect_quorum_queues" in _BROKER:
     CELERY_WORKER_DETECT_QUORUM_QUEUES = _BROKER["worker_detect_quorum_queues"]
     CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = _BROKER[
         "broker_native_delayed_delivery_queue_type"
     ]
+# A RabbitMQ cluster's management API, one URL per node (any node answers for all):
+# queue health shows the nodes and each quorum queue's leader and members from it.
+# Unset: each broker node's host on port 15672 with the broker's credentials.
+RABBITMQ_MANAGEMENT_URLS = env.list("RABBITMQ_MANAGEMENT_URLS", default=[])
+# Replicas every quorum queue should have online (at most the cluster's size); fewer is
+# the "under-replicated" alert. Quorum queues get one member per node when declared.
+BROKER_QUORUM_REPLICAS = env.int("BROKER_QUORUM_REPLICAS", default=3)
 # Publishing happens after commit in the request; a dead broker must cost the
 # request little: a short retry, then the relay takes over.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from config.queues import QUEUES, QUORUM, broker_is_amqp, broker_settings
+from config.redis_sentinel import is_sentinel_url, kombu_broker_url
 
 # A vhost of the tests' own: the tests purge its queues, and a vhost where the
 # queues once were declared classic cannot declare them quorum.
@@ -25,13 +26,17 @@ DEFAULT_RABBITMQ_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/pms_test"
 
 
 def configure_celery_for(app: Any, url: str) -> None:
+    """``url`` as the settings take it: one URL, a ;-list, or redis+sentinel://."""
+    sentinel_options: dict[str, Any] = {}
+    if is_sentinel_url(url):
+        url, sentinel_options = kombu_broker_url(url)
     os.environ["CELERY_BROKER_URL"] = url  # Celery prefers it to its configuration
     app.conf.broker_url = url
-    app.conf.update(
-        broker_settings(
-            url, visibility_timeout=int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
-        )
+    conf = broker_settings(
+        url, visibility_timeout=int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
     )
+    conf["broker_transport_options"] = {**conf["broker_transport_options"], **sentinel_options}
+    app.conf.update(conf)
     for cached in ("queues", "default_queue", "router"):
         app.amqp.__dict__.pop(cached, None)
     app._pool = None  # connections and producers of the previous broker
