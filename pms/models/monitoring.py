@@ -16,6 +16,8 @@ class AlertKind(models.TextChoices):
     BEAT_SILENT = "beat_silent", "Beat silent for more than N seconds"
     OUTBOX_OVERDUE = "outbox_overdue", "At least N outbox deliveries overdue"
     CHANNEL_STALE = "channel_stale", "At least N channels stale"
+    QUEUE_UNDER_REPLICATED = "under_replicated", "At least N quorum queues under-replicated"
+    SENTINEL_QUORUM = "sentinel_quorum", "Redis Sentinels without a quorum"
 
 
 def default_for_seconds() -> int:

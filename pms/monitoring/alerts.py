@@ -160,7 +160,45 @@ def _evaluate_rule(rule: AlertRule, overview: Overview) -> RuleResult:
             )
             firing["channels"] = Firing(len(stale), f"{len(stale)} channel(s) stale: {names}")
         return RuleResult({"channels"}, firing)
+    if rule.kind == AlertKind.QUEUE_UNDER_REPLICATED:
+        return _evaluate_replicas(rule, overview)
+    if rule.kind == AlertKind.SENTINEL_QUORUM:
+        sentinel = overview.sentinel
+        if not sentinel.configured:
+            return RuleResult(set(), {})
+        firing = {}
+        if sentinel.quorum_lost:
+            reachable = sum(1 for view in sentinel.sentinels if view.reachable)
+            details = "; ".join(f"{v.address}: {v.detail}" for v in sentinel.sentinels)
+            firing["sentinel"] = Firing(
+                reachable,
+                f"Redis Sentinels of {sentinel.master!r} have no quorum "
+                f"({reachable} of {len(sentinel.sentinels)} reachable): a failed primary "
+                f"would not be replaced. {details}",
+            )
+        return RuleResult({"sentinel"}, firing)
     return RuleResult(set(), {})
+
+
+def _evaluate_replicas(rule: AlertRule, overview: Overview) -> RuleResult:
+    """One subject for the whole broker: a node loss under-replicates every queue at once,
+    and operators need one message saying so, not one per queue."""
+    broker = overview.broker
+    if not broker.configured or broker.error:
+        return RuleResult(set(), {})  # not RabbitMQ, or not measured
+    short = broker.under_replicated
+    firing = {}
+    if short and len(short) >= max(rule.threshold, 1):
+        lost = broker.quorum_lost
+        offline = sorted({node for queue in short for node in queue.offline})
+        message = (
+            f"{len(short)} of {len(broker.queues)} quorum queues under-replicated "
+            f"(offline: {', '.join(offline) or 'members missing'})"
+        )
+        if lost:
+            message += f"; quorum lost, accepting nothing: {', '.join(q.queue for q in lost)}"
+        firing["quorum-queues"] = Firing(len(short), message)
+    return RuleResult({"quorum-queues"}, firing)
 
 
 def alert_rules_evaluate(*, overview: Overview | None = None) -> dict[str, int]:
@@ -436,6 +474,8 @@ def default_rules() -> list[tuple[str, float]]:
         (AlertKind.BEAT_SILENT, settings.OPS_ALERT_BEAT_SILENT_SECONDS),
         (AlertKind.OUTBOX_OVERDUE, settings.OPS_ALERT_OUTBOX_OVERDUE),
         (AlertKind.CHANNEL_STALE, settings.OPS_ALERT_CHANNELS_STALE),
+        (AlertKind.QUEUE_UNDER_REPLICATED, 1),
+        (AlertKind.SENTINEL_QUORUM, 1),
     ]
 
 

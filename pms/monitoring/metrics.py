@@ -26,6 +26,7 @@ from pms.monitoring.alerts import overdue_deliveries
 from pms.monitoring.channels import channel_health
 from pms.monitoring.overview import open_failed_tasks, queue_overview
 from pms.monitoring.signals import beat_last_tick
+from pms.monitoring.topology import broker_topology, sentinel_health
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ Metrics = list[GaugeMetricFamily]
 
 
 def _queue_metrics() -> Metrics:
-    overview = queue_overview()
+    overview = queue_overview(with_topology=False)  # read once, by _topology_metrics
     depth = GaugeMetricFamily("pms_queue_depth", "Messages waiting in the queue", labels=["queue"])
     age = GaugeMetricFamily(
         "pms_queue_oldest_message_age_seconds",
@@ -136,6 +137,40 @@ def _channel_metrics() -> Metrics:
     ]
 
 
+def _topology_metrics() -> Metrics:
+    """RabbitMQ: replicas online per quorum queue and nodes running; Sentinel: quorum."""
+    found: Metrics = []
+    broker = broker_topology()
+    if broker.configured and not broker.error:
+        online = GaugeMetricFamily(
+            "pms_queue_replicas_online", "Quorum queue members online", labels=["queue"]
+        )
+        expected = GaugeMetricFamily(
+            "pms_queue_replicas_expected",
+            "Quorum queue members that should be online",
+            labels=["queue"],
+        )
+        for queue in broker.queues:
+            online.add_metric([queue.queue], len(queue.online))
+            expected.add_metric([queue.queue], queue.expected)
+        nodes = GaugeMetricFamily(
+            "pms_broker_nodes_running",
+            "RabbitMQ cluster nodes running",
+            value=sum(1 for node in broker.nodes if node.running),
+        )
+        found += [online, expected, nodes]
+    sentinel = sentinel_health()
+    if sentinel.configured:
+        found.append(
+            GaugeMetricFamily(
+                "pms_redis_sentinel_quorum",
+                "1 when the Redis Sentinels can agree on a failover, 0 when they cannot",
+                value=0 if sentinel.quorum_lost else 1,
+            )
+        )
+    return found
+
+
 # collector name (the label of pms_collector_errors) -> what it yields.
 GAUGES: dict[str, Callable[[], Metrics]] = {
     "queues": _queue_metrics,
@@ -143,6 +178,7 @@ GAUGES: dict[str, Callable[[], Metrics]] = {
     "failed_tasks": _failed_task_metrics,
     "outbox": _outbox_metrics,
     "channels": _channel_metrics,
+    "topology": _topology_metrics,
 }
 
 

@@ -14,6 +14,12 @@ from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
 from pms.monitoring.signals import beat_last_tick
 from pms.monitoring.task_stats import QueueRates, TaskStats, read_task_stats
+from pms.monitoring.topology import (
+    BrokerTopology,
+    SentinelHealth,
+    broker_topology,
+    sentinel_health,
+)
 from pms.monitoring.workers import WorkerInfo, consumers_per_queue, workers_online
 from pms.pipeline.broker_stats import queue_depths
 
@@ -42,6 +48,9 @@ class Overview:
     workers: list[WorkerInfo] | None
     task_stats: TaskStats
     beat_last_tick: float | None
+    # The broker's nodes and queue replicas (RabbitMQ), Redis' Sentinels.
+    broker: BrokerTopology = field(default_factory=lambda: BrokerTopology(configured=False))
+    sentinel: SentinelHealth = field(default_factory=lambda: SentinelHealth(configured=False))
     taken_at: float = field(default_factory=time.time)
 
     @property
@@ -49,7 +58,10 @@ class Overview:
         return self.taken_at - self.beat_last_tick if self.beat_last_tick else None
 
 
-def queue_overview(*, app: Any = None, use_worker_cache: bool = True) -> Overview:
+def queue_overview(
+    *, app: Any = None, use_worker_cache: bool = True, with_topology: bool = True
+) -> Overview:
+    """``with_topology``: also read the broker's nodes and replicas and the Sentinels."""
     depths = {d.queue: d for d in queue_depths(app)}
     workers = workers_online(app, use_cache=use_worker_cache)
     consumers = consumers_per_queue(workers)
@@ -75,7 +87,12 @@ def queue_overview(*, app: Any = None, use_worker_cache: bool = True) -> Overvie
             )
         )
     return Overview(
-        queues=queues, workers=workers, task_stats=stats, beat_last_tick=beat_last_tick()
+        queues=queues,
+        workers=workers,
+        task_stats=stats,
+        beat_last_tick=beat_last_tick(),
+        broker=broker_topology() if with_topology else BrokerTopology(configured=False),
+        sentinel=sentinel_health() if with_topology else SentinelHealth(configured=False),
     )
 
 

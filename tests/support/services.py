@@ -30,6 +30,12 @@ def _rabbitmq_missing() -> str | None:
     return rabbitmq_unusable(rabbitmq_test_url())
 
 
+def _rabbitmq_cluster_missing() -> str | None:
+    from testkit.rabbitmq_cluster import rabbitmq_available
+
+    return rabbitmq_available()
+
+
 GROUPS = {
     group.name: group
     for group in (
@@ -42,6 +48,12 @@ GROUPS = {
                 'rabbitmqctl set_permissions -p pms_test guest ".*" ".*" ".*" '
                 "(or set RABBITMQ_TEST_URL)"
             ),
+        ),
+        ServiceGroup(
+            name="rabbitmq-cluster",
+            title="RabbitMQ cluster",
+            probe=_rabbitmq_cluster_missing,
+            enable="apt-get install rabbitmq-server (the tests start their own three nodes)",
         ),
         ServiceGroup(
             name="browser",
