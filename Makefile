@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 DEVSTACK := $(BIN)/python -m devstack exec --
 export PATH := $(BIN):$(PATH)
 
-.PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison
+.PHONY: faults faults-chaos faults-redis-restart faults-broker-down faults-postgres-restart faults-poison \
+	faults-broker-node faults-redis-failover
 .PHONY: messages
 .PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
 	bench-pipeline bench-latency bench-api bench-growth bench-search bench-dashboard bench-pools
@@ -96,7 +97,7 @@ bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api ben
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.
 ## On RabbitMQ: FAULTS_BROKER=amqp://guest:guest@127.0.0.1:5672/pms_faults make faults-chaos
-FAULT_RUNS := chaos redis-restart broker-down postgres-restart poison
+FAULT_RUNS := chaos redis-restart broker-down postgres-restart poison broker-node redis-failover
 faults: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/faults.py all $(FAULTS_ARGS)
 

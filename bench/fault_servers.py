@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -324,3 +325,113 @@ class Workers:
                 process.kill()
                 process.wait(10)
         self.processes.clear()
+
+
+class ClusterBroker:
+    """A three-node RabbitMQ cluster the run owns (testkit.rabbitmq_cluster).
+
+    Clients get every node (Celery's ;-separated failover list). ``kill()`` is ``kill -9``
+    of the node that leads the bookings queue; ``start()`` after it starts that node
+    again, which rejoins and lets its replicas catch up.
+    """
+
+    def __init__(self) -> None:
+        from testkit.rabbitmq_cluster import RabbitCluster
+
+        self.cluster = RabbitCluster(size=3, root=Path(tempfile.mkdtemp(prefix="pms-faults-rmq-")))
+        self.killed: Any = None
+        self.url = ""
+
+    def start(self) -> None:
+        if self.killed is None:
+            self.cluster.start()
+            self.url = self.cluster.broker_url()
+            return
+        self.cluster.start_node(self.killed)
+        self.killed = None
+
+    def kill(self) -> str:
+        leader = self.cluster.leader_of("bookings")
+        self.cluster.kill(leader)
+        self.killed = leader
+        return str(leader.name)
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def wipe(self) -> int:
+        return 0  # a new cluster: nothing from an earlier run
+
+
+class SentinelRedis:
+    """A Redis primary, two replicas and three Sentinels the run owns (testkit.redis_sentinel).
+
+    ``url(db)`` is the project's ``redis+sentinel://`` URL; ``kill()`` is ``kill -9`` of
+    the primary (a replica is promoted within seconds); ``start()`` after it starts the
+    old primary again, as a replica of the new one.
+    """
+
+    def __init__(self) -> None:
+        from testkit.redis_sentinel import RedisSentinelGroup
+
+        self.group = RedisSentinelGroup(root=Path(tempfile.mkdtemp(prefix="pms-faults-sentinel-")))
+        self.killed: Any = None
+
+    def url(self, db: int = 0) -> str:
+        return self.group.url(db)
+
+    def start(self) -> None:
+        if self.killed is None:
+            self.group.start()
+            return
+        self.group.start_server(self.killed)
+        self.killed = None
+
+    def kill(self) -> float:
+        """Kill the primary; returns the seconds until the Sentinels promoted a replica."""
+        old = self.group.primary()
+        began = time.monotonic()
+        self.group.kill(old)
+        self.killed = old
+        self.group.wait_for_new_primary(old, timeout=60)
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+class Publisher:
+    """``manage.py outbox_publisher`` (the Procfile's ``publisher``): with the default
+    ``OUTBOX_PUBLISH=notify`` it publishes what each commit wrote; the relay stays the
+    safety net (and alone would leave every delivery waiting for its deadline)."""
+
+    def __init__(self, run: str) -> None:
+        self.logfile = LOGS / f"publisher-{run}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "outbox_publisher",
+                "--include",
+                "bench.fault_handlers",
+            ],
+            cwd=ROOT,
+            env=dict(os.environ),
+            preexec_fn=die_with_parent,
+            stdout=self.logfile.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None

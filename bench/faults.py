@@ -9,6 +9,11 @@ Runs (each with its own database, its own private broker Redis and "state" Redis
   postgres-restart  a private PostgreSQL (temp dir, own port) restarted with
                     ``pg_ctl restart -m fast`` mid-run
   poison            1% poison events (their handler SIGKILLs its process every time)
+  broker-node       a three-node RabbitMQ cluster of the run's own; the node leading the
+                    bookings queue is killed with kill -9 mid-run and started again
+                    after --node-down-seconds; clients were given every node
+  redis-failover    Redis (cache, counters, locks and the broker) through Sentinel: the
+                    primary is killed with kill -9 mid-run and a replica promoted
   all               every run above, one subprocess each, then a summary table
 
 Bookings are made through bookings.services.booking_create (distinct properties
@@ -16,7 +21,9 @@ and dates). bench/fault_handlers.py adds a ``booking.created`` handler writing a
 plain effect table without a unique key, and the poison handler; workers load it
 with ``--include``. The outbox relay runs in this process: a thread calling
 pms.pipeline.publishing.relay_due_deliveries() every OUTBOX_RELAY_INTERVAL seconds (what the
-beat task does). After the fault the run waits for reconcile_until_settled and
+beat task does), beside ``manage.py outbox_publisher`` (the Procfile's publisher, which
+publishes each commit's deliveries under the default OUTBOX_PUBLISH=notify). After the
+fault the run waits for reconcile_until_settled and
 prints events, deliveries, applied, failed_for_review, lost, duplicated effects
 and wall time. Exit status 1 if anything is lost or duplicated (or, for poison,
 if a poison event is not in FailedTask as PoisonMessageError).
@@ -60,11 +67,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from bench.fault_servers import LOGS, PrivatePostgres, PrivateRedis, RabbitBroker, Workers
+from bench.fault_servers import (
+    LOGS,
+    ClusterBroker,
+    PrivatePostgres,
+    PrivateRedis,
+    Publisher,
+    RabbitBroker,
+    SentinelRedis,
+    Workers,
+)
 from bench.harness import RESULTS, machine
 from config.queues import broker_is_amqp
 
-RUNS = ("chaos", "redis-restart", "broker-down", "postgres-restart", "poison")
+RUNS = (
+    "chaos",
+    "redis-restart",
+    "broker-down",
+    "postgres-restart",
+    "poison",
+    "broker-node",
+    "redis-failover",
+)
 # Sized for ~20 minutes in all on a 2-core machine shared with other work (see RESULTS.md).
 DEFAULT_BOOKINGS = {
     "chaos": 1200,
@@ -72,10 +96,13 @@ DEFAULT_BOOKINGS = {
     "broker-down": 600,
     "postgres-restart": 600,
     "poison": 800,
+    "broker-node": 600,
+    "redis-failover": 600,
 }
 # Bookings per second (0: as fast as the service goes). broker-down is paced so the
 # outage falls in the middle of the bookings, which keep coming while the broker is away.
-DEFAULT_RATE = {"broker-down": 4.0}
+DEFAULT_RATE = {"broker-down": 4.0, "broker-node": 4.0, "redis-failover": 4.0}
+RECOVERY_TARGET_SECONDS = 30  # broker-node, redis-failover: deliveries flow again within
 FAULT_AT = 0.4  # the fault strikes when this share of the bookings is made
 PROPERTIES = 100
 WORKER_GROUPS = {
@@ -88,6 +115,16 @@ RABBITMQ_URL = os.environ.get("FAULTS_BROKER", "")
 if RABBITMQ_URL and not broker_is_amqp(RABBITMQ_URL):
     sys.exit(f"FAULTS_BROKER must be an amqp:// URL, not {RABBITMQ_URL!r}")
 BROKER_KIND = "rabbitmq" if RABBITMQ_URL else "redis"
+
+
+def broker_kind(run: str) -> str:
+    if run == "broker-node":
+        return "rabbitmq cluster (3 nodes)"
+    if run == "redis-failover":
+        return f"{BROKER_KIND}, Redis through Sentinel" if RABBITMQ_URL else "redis via sentinel"
+    return BROKER_KIND
+
+
 # Runs that cut the path to a shared RabbitMQ go through a proxy they can kill.
 PROXIED_RUNS = ("redis-restart", "broker-down")
 SUMMARY = RESULTS / ("faults-rabbitmq.json" if RABBITMQ_URL else "faults.json")
@@ -148,7 +185,7 @@ class Context:
     run: str
     args: argparse.Namespace
     total: int
-    broker: PrivateRedis | RabbitBroker
+    broker: PrivateRedis | RabbitBroker | ClusterBroker | SentinelRedis
     workers: Workers
     postgres: PrivatePostgres | None = None
     made: int = 0
@@ -180,6 +217,8 @@ def relay_loop(stop: threading.Event, stats: dict[str, int]) -> None:
 
 def produce(ctx: Context, tenant, properties, guest) -> None:  # type: ignore[no-untyped-def]
     from django.db import InterfaceError, OperationalError, connection
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis import RedisError
 
     from bench.fault_handlers import emit_poison
     from bookings.errors import BookingError
@@ -215,6 +254,10 @@ def produce(ctx: Context, tenant, properties, guest) -> None:  # type: ignore[no
                 # The database went away (postgres-restart): reconnect and try again.
                 error = type(exc).__name__
                 connection.close()
+                time.sleep(0.5)
+            except (RedisError, KombuOperationalError) as exc:
+                # Redis or the broker failing over: the call failed, the caller retries.
+                error = type(exc).__name__
                 time.sleep(0.5)
             except BookingError as exc:
                 # A retried call whose first attempt had committed after all.
@@ -290,6 +333,62 @@ def fault_postgres_restart(ctx: Context) -> None:
     ctx.info["restart_seconds"] = round(time.monotonic() - began, 1)
 
 
+def _seconds_until_flowing(since_wall: Any, since: float, timeout: float = 120) -> float | None:
+    """Until a delivery of an event committed after ``since`` is done: deliveries flow again."""
+    from django.db import connection
+
+    from pms.models import EventDelivery
+
+    try:
+        while time.monotonic() - since < timeout:
+            fresh = EventDelivery.objects.filter(created_at__gt=since_wall, status="done")
+            if fresh.exists():
+                return round(time.monotonic() - since, 1)
+            time.sleep(0.2)
+        return None
+    finally:
+        connection.close()
+
+
+def _calls_between(ctx: Context, began: float, ended: float, label: str) -> None:
+    """The booking calls made between ``began`` and ``ended``, and how many failed."""
+    during = [c for c in ctx.calls if began <= c[0] < ended]
+    ctx.info[f"bookings_during_{label}"] = len(during)
+    ctx.info[f"failed_calls_during_{label}"] = sum(1 for c in during if c[2])
+    ctx.info[f"error_rate_during_{label}"] = (
+        round(100 * ctx.info[f"failed_calls_during_{label}"] / len(during), 1) if during else 0.0
+    )
+
+
+def fault_broker_node(ctx: Context) -> None:
+    from django.utils import timezone
+
+    ctx.fault_time.wait()
+    ctx.info["fault_at_booking"] = ctx.made
+    since_wall, down = timezone.now(), time.monotonic()
+    ctx.info["killed_node"] = ctx.broker.kill()
+    ctx.info["recovered_seconds"] = _seconds_until_flowing(since_wall, down)
+    time.sleep(max(0.0, ctx.args.node_down_seconds - (time.monotonic() - down)))
+    up = time.monotonic()
+    ctx.broker.start()  # the node rejoins; its replicas catch up from the leaders
+    ctx.info["node_down_seconds"] = round(up - down, 1)
+    _calls_between(ctx, down, up, "node_loss")
+
+
+def fault_redis_failover(ctx: Context) -> None:
+    from django.utils import timezone
+
+    ctx.fault_time.wait()
+    ctx.info["fault_at_booking"] = ctx.made
+    since_wall, down = timezone.now(), time.monotonic()
+    assert isinstance(ctx.broker, SentinelRedis)
+    ctx.info["promoted_seconds"] = round(ctx.broker.kill(), 1)
+    ctx.info["recovered_seconds"] = _seconds_until_flowing(since_wall, down)
+    recovered = time.monotonic()
+    ctx.broker.start()  # the old primary back, as a replica
+    _calls_between(ctx, down, max(recovered, down + 1), "failover")
+
+
 def run_fault(fault, ctx: Context) -> None:  # type: ignore[no-untyped-def]
     try:
         fault(ctx)
@@ -304,6 +403,8 @@ FAULTS = {
     "broker-down": fault_broker_down,
     "postgres-restart": fault_postgres_restart,
     "poison": None,
+    "broker-node": fault_broker_node,
+    "redis-failover": fault_redis_failover,
 }
 
 
@@ -364,21 +465,30 @@ def poison_check() -> dict[str, int]:
 def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     args.bookings = args.bookings or DEFAULT_BOOKINGS[run]
     args.rate = DEFAULT_RATE.get(run, 0.0) if args.rate is None else args.rate
-    state = PrivateRedis(f"state-{run}")
-    broker: PrivateRedis | RabbitBroker = (
-        RabbitBroker(RABBITMQ_URL, proxied=run in PROXIED_RUNS)
-        if RABBITMQ_URL
-        else PrivateRedis(f"broker-{run}")
+    state: PrivateRedis | SentinelRedis = (
+        SentinelRedis() if run == "redis-failover" else PrivateRedis(f"state-{run}")
     )
+    broker: PrivateRedis | RabbitBroker | ClusterBroker | SentinelRedis
+    if run == "broker-node":
+        broker = ClusterBroker()
+    elif run == "redis-failover" and not RABBITMQ_URL:
+        assert isinstance(state, SentinelRedis)
+        broker = state  # one Sentinel group: the queues in database 1, the rest in 0
+    elif RABBITMQ_URL:
+        broker = RabbitBroker(RABBITMQ_URL, proxied=run in PROXIED_RUNS)
+    else:
+        broker = PrivateRedis(f"broker-{run}")
     postgres = None
     workers = Workers(run, WORKER_GROUPS)
+    publisher = Publisher(run)
     relay_stop = threading.Event()
     relay_stats = {"relayed": 0, "relay_errors": 0}
     relay = threading.Thread(target=relay_loop, args=(relay_stop, relay_stats), daemon=True)
     ctx: Context | None = None
     try:
         state.start()
-        broker.start()
+        if broker is not state:
+            broker.start()
         if isinstance(broker, RabbitBroker):
             broker.wipe()  # what an earlier run left in the vhost
         if run == "postgres-restart":
@@ -390,24 +500,30 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         _django(
             {
                 "DATABASE_URL": database_url,
-                "REDIS_URL": state.url,
-                "CELERY_BROKER_URL": broker.url,
+                "REDIS_URL": state.url(0) if isinstance(state, SentinelRedis) else state.url,
+                "CELERY_BROKER_URL": broker.url(1)
+                if isinstance(broker, SentinelRedis)
+                else broker.url,
                 "DJANGO_DEBUG": "false",
                 "DJANGO_SECRET_KEY": "bench-faults-only-not-a-secret-0123456789abcdef",
                 "CHANNEL_FETCH_ALLOW_LOOPBACK": "true",
                 "LOG_LEVEL": "WARNING",
             }
         )
+        from django.conf import settings
+
         from config.celery import app
         from pms.pipeline.reconcile import reconcile_until_settled
 
-        app.conf.broker_url = broker.url
+        app.conf.broker_url = settings.CELERY_BROKER_URL  # a Sentinel URL in kombu's form
         tenant, properties, guest = _world(args.bookings)
         print(
-            f"[{run}] broker {BROKER_KIND}; workers starting ({', '.join(WORKER_GROUPS)})",
+            f"[{run}] broker {broker_kind(run)}; workers starting ({', '.join(WORKER_GROUPS)})",
             flush=True,
         )
         workers.start(app)
+        if settings.OUTBOX_PUBLISH == "notify":
+            publisher.start()
         ctx = Context(run, args, args.bookings, broker, workers, postgres)
         ctx.producing.set()
         fault = FAULTS[run]
@@ -428,7 +544,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         wall = time.monotonic() - began
         result: dict[str, Any] = {
             "run": run,
-            "broker": BROKER_KIND,
+            "broker": broker_kind(run),
             "bookings": args.bookings,
             "rate": args.rate,
             **{k: v for k, v in report.as_dict().items() if k != "ok"},
@@ -444,8 +560,10 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         relay_stop.set()
         if ctx is not None:
             ctx.finished.set()
+        publisher.stop()
         workers.stop()
-        broker.stop()
+        if broker is not state:
+            broker.stop()
         state.stop()
         if postgres is not None:
             from django.db import connections
@@ -464,6 +582,12 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         failures.append(f"{result['in_flight']} still in flight after {args.settle_timeout}s")
     if run == "poison" and result["poison_in_failed_task"] != result["poison_deliveries"]:
         failures.append("poison messages not all in FailedTask as PoisonMessageError")
+    if run in ("broker-node", "redis-failover"):
+        recovered = result.get("recovered_seconds")
+        if recovered is None or recovered > RECOVERY_TARGET_SECONDS:
+            failures.append(
+                f"deliveries flowed again after {recovered} s (target {RECOVERY_TARGET_SECONDS} s)"
+            )
     if run == "broker-down" and result.get("failed_calls_during_outage"):
         failures.append("booking calls failed during the broker outage")
     result["ok"] = not failures
@@ -500,6 +624,18 @@ def _fault_note(r: dict[str, Any]) -> str:
         return f"restart {r.get('restart_seconds')} s, {r.get('service_call_errors')} calls retried"
     if r["run"] == "poison":
         return f"{r.get('poison_in_failed_task')}/{r.get('poison_deliveries')} poison in FailedTask"
+    if r["run"] == "broker-node":
+        return (
+            f"{r.get('killed_node')} down {r.get('node_down_seconds')} s, flowing again after "
+            f"{r.get('recovered_seconds')} s, {r.get('bookings_during_node_loss')} bookings "
+            f"during it ({r.get('error_rate_during_node_loss')} % failed)"
+        )
+    if r["run"] == "redis-failover":
+        return (
+            f"replica promoted after {r.get('promoted_seconds')} s, flowing again after "
+            f"{r.get('recovered_seconds')} s, {r.get('bookings_during_failover')} bookings "
+            f"during it ({r.get('error_rate_during_failover')} % failed)"
+        )
     if r["run"] == "redis-restart":
         return f"restarted empty at booking {r.get('fault_at_booking')}"
     return ""
@@ -559,6 +695,7 @@ def main() -> int:
     parser.add_argument("--kill-interval", type=float, default=4.0, help="chaos: mean seconds")
     parser.add_argument("--min-kills", type=int, default=20, help="chaos: at least this many")
     parser.add_argument("--outage-seconds", type=float, default=60.0, help="broker-down")
+    parser.add_argument("--node-down-seconds", type=float, default=30.0, help="broker-node")
     parser.add_argument("--poison-rate", type=float, default=0.01, help="poison: share")
     parser.add_argument("--settle-timeout", type=float, default=300.0)
     args = parser.parse_args()
