@@ -135,7 +135,13 @@ def test_events_flow_on_when_the_node_leading_their_queue_is_killed(
     assert all(effects(event) == 1 for event in [*before, *during])
 
     management.start_node(leader)
-    wait_until(lambda: _replicas_online("bookings") == 3, 60, what="the node's replicas back")
+    # Each queue's replica on the node restarts on its own: wait for all of them.
+    wait_until(
+        lambda: (t := broker_topology()).queues and not t.under_replicated,
+        90,
+        interval=0.5,
+        what="every queue's replica back on the restarted node",
+    )
     after = emit_probe(alice.tenant, aggregate_id="after")
     wait_until(lambda: effects(after) == 1, 30, what="an event after the node returned")
     assert not _evaluate_rule(rule, queue_overview(use_worker_cache=False)).firing
