@@ -249,9 +249,11 @@ class PrivatePostgres:
 
 
 class Workers:
-    """Real ``celery worker`` processes, one per group {name: (queues, concurrency)}."""
+    """Real ``celery worker`` processes, one per group {name: (queues, concurrency, pool)}."""
 
-    def __init__(self, run: str, groups: dict[str, tuple[str, int]], loglevel: str = "WARNING"):
+    def __init__(
+        self, run: str, groups: dict[str, tuple[str, int, str]], loglevel: str = "WARNING"
+    ) -> None:
         self.run = run
         self.groups = groups
         self.loglevel = loglevel
@@ -260,7 +262,7 @@ class Workers:
 
     def start(self, app) -> None:  # type: ignore[no-untyped-def]
         LOGS.mkdir(parents=True, exist_ok=True)
-        for group, (queues, concurrency) in self.groups.items():
+        for group, (queues, concurrency, pool) in self.groups.items():
             logfile = LOGS / f"worker-{self.run}-{group}.log"
             logfile.write_text("")
             self.processes[group] = subprocess.Popen(
@@ -277,6 +279,8 @@ class Workers:
                     self.names[group],
                     "-c",
                     str(concurrency),
+                    "-P",
+                    pool,
                     "--include",
                     "bench.fault_handlers",
                     "--without-gossip",
@@ -423,6 +427,51 @@ class Publisher:
             env=dict(os.environ),
             preexec_fn=die_with_parent,
             stdout=self.logfile.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+
+class Beat:
+    """``celery beat`` with the database scheduler (the Procfile's ``beat``): the relay and
+    the sweeps that re-send what a killed worker left (messages, webhooks, pushes)."""
+
+    def __init__(self, run: str) -> None:
+        self.logfile = LOGS / f"beat-{run}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.logfile.write_text("")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--scheduler",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+                "--pidfile=",
+                "-l",
+                "WARNING",
+                "--logfile",
+                str(self.logfile),
+            ],
+            cwd=ROOT,
+            env=dict(os.environ),
+            preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
 

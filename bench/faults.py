@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import io
 import json
 import os
 import random
@@ -69,6 +70,7 @@ import contextlib
 
 from bench.fault_servers import (
     LOGS,
+    Beat,
     ClusterBroker,
     PrivatePostgres,
     PrivateRedis,
@@ -78,6 +80,15 @@ from bench.fault_servers import (
     Workers,
 )
 from bench.harness import RESULTS, machine
+from bench.landing import (
+    GUEST_EMAIL,
+    GUEST_PHONE,
+    Sinks,
+    landing_report,
+    landing_totals,
+    landing_world,
+    print_landing,
+)
 from config.queues import broker_is_amqp
 
 RUNS = (
@@ -105,10 +116,14 @@ DEFAULT_RATE = {"broker-down": 4.0, "broker-node": 4.0, "redis-failover": 4.0}
 RECOVERY_TARGET_SECONDS = 30  # broker-node, redis-failover: deliveries flow again within
 FAULT_AT = 0.4  # the fault strikes when this share of the bookings is made
 PROPERTIES = 100
+# The Procfile's groups and pools, smaller where it runs 4 processes (2 cores here).
 WORKER_GROUPS = {
-    "operational": ("bookings,messaging,accounting,default", 2),
-    "payments": ("payments,fallback", 1),
-    "background": ("automation,messaging_batch,channelsync,bulk,outbound", 1),
+    "operational": ("bookings,accounting,default", 2, "prefork"),
+    "messaging": ("messaging", 16, "threads"),
+    "payments": ("payments,fallback", 1, "prefork"),
+    "background": ("automation,messaging_batch,bulk", 1, "prefork"),
+    "sync": ("channelsync", 1, "prefork"),
+    "outbound": ("outbound", 16, "threads"),
 }
 # A RabbitMQ the runs use instead of a private broker Redis (see the docstring).
 RABBITMQ_URL = os.environ.get("FAULTS_BROKER", "")
@@ -154,6 +169,7 @@ def _django(env: dict[str, str]) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+    call_command("setup_periodic_tasks", verbosity=0, stdout=io.StringIO())  # beat's jobs
     from django.db import connection
 
     from bench import fault_handlers  # registers the bench handlers in this process too
@@ -173,7 +189,9 @@ def _world(count: int):  # type: ignore[no-untyped-def]
         )
         for i in range(min(PROPERTIES, count))
     ]
-    guest = Guest.objects.create(tenant=tenant, name="Bench guest", email="")
+    guest = Guest.objects.create(
+        tenant=tenant, name="Bench guest", email=GUEST_EMAIL, phone=GUEST_PHONE
+    )
     return tenant, properties, guest
 
 
@@ -408,22 +426,42 @@ FAULTS = {
 }
 
 
+def _outbound_settled(*, timeout: float) -> int:
+    """Until every due email, SMS, webhook and push is sent or failed (beat's sweeps re-send
+    what a killed worker left). Returns how many were still in flight at the deadline."""
+    from django.db import connection
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from automation.choices import OutboundStatus
+    from automation.models import OutboundMessage
+    from channelsync.models import ChannelUpdate, WebhookDelivery
+
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = OutboundMessage.objects.filter(
+            Q(status=OutboundStatus.PENDING)
+            | Q(status=OutboundStatus.SCHEDULED, send_after__lte=timezone.now())
+        ).count()
+        left = (
+            messages
+            + WebhookDelivery.objects.filter(status="pending").count()
+            + ChannelUpdate.objects.filter(status="pending").count()
+        )
+        if not left or time.monotonic() > deadline:
+            connection.close()
+            return left
+        time.sleep(1)
+
+
 def duplicates_and_gaps() -> dict[str, int]:
     from django.db import connection
 
-    from bookings.models import CalendarEntry, LedgerEntry
+    from bookings.models import CalendarEntry
     from pms.models import EventDelivery
 
-    calendar, ledger, delivery = (
-        CalendarEntry._meta.db_table,
-        LedgerEntry._meta.db_table,
-        EventDelivery._meta.db_table,
-    )
+    calendar, delivery = CalendarEntry._meta.db_table, EventDelivery._meta.db_table
     queries = {
-        "dup_calendar": f"SELECT count(*) FROM (SELECT booking_id FROM {calendar} "
-        "WHERE booking_id IS NOT NULL GROUP BY booking_id HAVING count(*) > 1) d",
-        "dup_ledger": f"SELECT count(*) FROM (SELECT event_id, kind FROM {ledger} "
-        "GROUP BY event_id, kind HAVING count(*) > 1) d",
         "dup_effect": "SELECT count(*) FROM (SELECT event_id, handler FROM bench_effect "
         "GROUP BY event_id, handler HAVING count(*) > 1) d",
         "effects_missing": f"SELECT count(*) FROM {delivery} d WHERE d.handler = "
@@ -481,11 +519,14 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     postgres = None
     workers = Workers(run, WORKER_GROUPS)
     publisher = Publisher(run)
+    beat = Beat(run)
+    sinks = Sinks()
     relay_stop = threading.Event()
     relay_stats = {"relayed": 0, "relay_errors": 0}
     relay = threading.Thread(target=relay_loop, args=(relay_stop, relay_stats), daemon=True)
     ctx: Context | None = None
     try:
+        sinks.start()
         state.start()
         if broker is not state:
             broker.start()
@@ -508,6 +549,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
                 "DJANGO_SECRET_KEY": "bench-faults-only-not-a-secret-0123456789abcdef",
                 "CHANNEL_FETCH_ALLOW_LOOPBACK": "true",
                 "LOG_LEVEL": "WARNING",
+                **sinks.env(),
             }
         )
         from django.conf import settings
@@ -517,6 +559,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
 
         app.conf.broker_url = settings.CELERY_BROKER_URL  # a Sentinel URL in kombu's form
         tenant, properties, guest = _world(args.bookings)
+        landing_world(tenant, properties, sinks)
         print(
             f"[{run}] broker {broker_kind(run)}; workers starting ({', '.join(WORKER_GROUPS)})",
             flush=True,
@@ -524,6 +567,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         workers.start(app)
         if settings.OUTBOX_PUBLISH == "notify":
             publisher.start()
+        beat.start()
         ctx = Context(run, args, args.bookings, broker, workers, postgres)
         ctx.producing.set()
         fault = FAULTS[run]
@@ -541,7 +585,9 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         relay_stop.set()
         relay.join(60)
         report = reconcile_until_settled(timeout=args.settle_timeout)
+        outbound_left = _outbound_settled(timeout=args.settle_timeout)
         wall = time.monotonic() - began
+        landing = landing_report(sinks)
         result: dict[str, Any] = {
             "run": run,
             "broker": broker_kind(run),
@@ -549,6 +595,8 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
             "rate": args.rate,
             **{k: v for k, v in report.as_dict().items() if k != "ok"},
             **duplicates_and_gaps(),
+            **landing,
+            "outbound_in_flight": outbound_left,
             **relay_stats,
             **ctx.info,
             "service_call_errors": sum(1 for c in ctx.calls if c[2]),
@@ -560,8 +608,10 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         relay_stop.set()
         if ctx is not None:
             ctx.finished.set()
+        beat.stop()
         publisher.stop()
         workers.stop()
+        sinks.stop()
         if broker is not state:
             broker.stop()
         state.stop()
@@ -570,12 +620,26 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
 
             connections.close_all()
             postgres.stop()
-    result["duplicated"] = result["dup_calendar"] + result["dup_ledger"] + result["dup_effect"]
+    twice, never, parked = landing_totals(result)
+    # Duplicates where they can happen: received twice by a receiver, and a bench handler's
+    # effect applied twice (its table has no unique key).
+    result["duplicated"] = twice + result["dup_effect"]
+    result["received_twice"], result["never_received"], result["outcome_unknown"] = (
+        twice,
+        never,
+        parked,
+    )
     failures = []
     if result["lost"]:
         failures.append(f"{result['lost']} lost")
-    if result["duplicated"]:
-        failures.append(f"{result['duplicated']} duplicated")
+    if twice:
+        failures.append(f"{twice} received twice")
+    if never:
+        failures.append(f"{never} never received")
+    if result["dup_effect"]:
+        failures.append(f"{result['dup_effect']} bench effects applied twice")
+    if result["outbound_in_flight"]:
+        failures.append(f"{result['outbound_in_flight']} messages, webhooks or pushes unsent")
     if result["effects_missing"]:
         failures.append(f"{result['effects_missing']} applied without effect")
     if result["in_flight"]:
@@ -606,6 +670,8 @@ COLUMNS = (
     ("failed_for_review", "failed", 7),
     ("lost", "lost", 5),
     ("duplicated", "dup", 5),
+    ("never_received", "never", 6),
+    ("outcome_unknown", "parked", 7),
     ("relay_resends", "relayed", 8),
     ("wall_seconds", "wall s", 8),
 )
@@ -683,6 +749,9 @@ def run_all(args: argparse.Namespace, passthrough: list[str]) -> int:
     results = [data["runs"][r] for r in RUNS if data["runs"].get(r, {}).get("epoch", 0) >= started]
     print(f"\nFault injection, {time.monotonic() - began:.0f} s in all")
     print_table(results)
+    for result in results:
+        print(f"\n{result['run']}:")
+        print_landing(result)
     print(f"written {SUMMARY}")
     return 0 if all(code == 0 for code in codes.values()) else 1
 
@@ -714,6 +783,8 @@ def main() -> int:
     save(result)
     print()
     print_table([result])
+    print()
+    print_landing(result)
     return 0 if result["ok"] else 1
 
 

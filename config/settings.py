@@ -265,7 +265,7 @@ CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 
 # --- Celery ----------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL  # empty: unset
 # RabbitMQ: several nodes as one ;-separated list (Celery fails over round robin).
 # Redis through Sentinel: kombu's Sentinel transport, given the primary's name.
 # kombu's own Sentinel form (sentinel://h:p/db;sentinel://...) takes the primary's name
@@ -360,8 +360,15 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=10_000)
 AUTOMATION_MESSAGE_RESEND_AFTER = env.int("AUTOMATION_MESSAGE_RESEND_AFTER", default=900)
 AUTOMATION_SWEEP_BATCH = env.int("AUTOMATION_SWEEP_BATCH", default=500)
 CLEANING_RUN_LOCAL_HOUR = env.int("CLEANING_RUN_LOCAL_HOUR", default=7)
-SMS_BACKEND = env.str("SMS_BACKEND", default="automation.sms.ConsoleSmsBackend")
 SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+# A configured gateway is used: with SMS_GATEWAY_URL set, the console backend (which marks
+# the message sent and sends nothing) would drop every SMS without a word.
+SMS_BACKEND = env.str(
+    "SMS_BACKEND",
+    default="automation.sms.HttpGatewaySmsBackend"
+    if SMS_GATEWAY_URL
+    else "automation.sms.ConsoleSmsBackend",
+)
 SMS_GATEWAY_API_KEY = env.str("SMS_GATEWAY_API_KEY", default="")
 SMS_GATEWAY_TIMEOUT = env.float("SMS_GATEWAY_TIMEOUT", default=10.0)
 SMS_SENDER_ID = env.str("SMS_SENDER_ID", default="PMS")

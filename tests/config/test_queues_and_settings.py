@@ -150,3 +150,33 @@ def test_metrics_trust_loopback_defaults_to_debug() -> None:
         "METRICS_TRUST_LOOPBACK", DJANGO_DEBUG="false", METRICS_TRUST_LOOPBACK="true"
     )
     assert explicit == "True"
+
+
+def test_a_configured_sms_gateway_is_used_without_naming_its_backend() -> None:
+    """With the console default, setting SMS_GATEWAY_URL alone sent nothing (found by the
+    fault runs' SMS receiver: 200 SMS "sent", none received)."""
+    assert _setting("SMS_BACKEND", SMS_GATEWAY_URL="") == "'automation.sms.ConsoleSmsBackend'"
+    used = _setting("SMS_BACKEND", SMS_GATEWAY_URL="https://sms.example.test/send")
+    assert used == "'automation.sms.HttpGatewaySmsBackend'"
+
+
+SENTINELS = "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/pms/2"
+
+
+def test_a_sentinel_url_configures_the_cache_and_the_broker() -> None:
+    cache = _setting("CACHES", REDIS_URL=SENTINELS, CELERY_BROKER_URL="")
+    assert "config.redis_sentinel.SentinelPool" in cache and f"[{SENTINELS!r}]" in cache
+    broker = _setting("CELERY_BROKER_URL", REDIS_URL=SENTINELS, CELERY_BROKER_URL="")
+    assert broker == repr(
+        ";".join(f"sentinel://127.0.0.1:{port}/2" for port in (26379, 26380, 26381))
+    )
+    options = _setting("CELERY_BROKER_TRANSPORT_OPTIONS", REDIS_URL=SENTINELS, CELERY_BROKER_URL="")
+    assert "'master_name': 'pms'" in options
+
+
+def test_a_wrong_sentinel_url_stops_with_one_readable_line() -> None:
+    result = _manage("check", DJANGO_DEBUG="true", REDIS_URL="redis+sentinel://127.0.0.1:26379")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "REDIS_URL: the monitored primary's name is missing" in lines[0]
