@@ -259,47 +259,47 @@ class Workers:
         self.loglevel = loglevel
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.names = {g: f"faults-{run}-{g}@{socket.gethostname()}" for g in groups}
+        self.restarts: dict[str, int] = {}
+        self._stopping = False
 
     def start(self, app) -> None:  # type: ignore[no-untyped-def]
         LOGS.mkdir(parents=True, exist_ok=True)
-        for group, (queues, concurrency, pool) in self.groups.items():
-            logfile = LOGS / f"worker-{self.run}-{group}.log"
-            logfile.write_text("")
-            self.processes[group] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "-Q",
-                    queues,
-                    "-n",
-                    self.names[group],
-                    "-c",
-                    str(concurrency),
-                    "-P",
-                    pool,
-                    "--include",
-                    "bench.fault_handlers",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    self.loglevel,
-                    "--logfile",
-                    str(logfile),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "CELERY_SKIP_CHECKS": "1"},
-                preexec_fn=die_with_parent,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-            )
+        for group in self.groups:
+            (LOGS / f"worker-{self.run}-{group}.log").write_text("")
+            self._spawn(group)
         for group, process in self.processes.items():
             wait_until(
                 lambda p=process, g=group: self._pinged(app, p, g), 90, 0.5, f"worker {group}"
             )
+
+    def restart_dead(self) -> list[str]:
+        """Start again every worker that exited (what supervisord does under ``make run``);
+        returns the groups restarted. A worker may exit on its own: Celery calls some
+        broker errors unrecoverable (seen: a threads-pool worker when Redis restarted)."""
+        restarted = []
+        for group, process in list(self.processes.items()):
+            if self._stopping or process.poll() is None:
+                continue
+            self.restarts[group] = self.restarts.get(group, 0) + 1
+            self._spawn(group)
+            restarted.append(group)
+        return restarted
+
+    def _spawn(self, group: str) -> None:
+        queues, concurrency, pool = self.groups[group]
+        logfile = LOGS / f"worker-{self.run}-{group}.log"
+        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues]
+        command += ["-n", self.names[group], "-c", str(concurrency), "-P", pool]
+        command += ["--include", "bench.fault_handlers", "--without-gossip", "--without-mingle"]
+        command += ["-l", self.loglevel, "--logfile", str(logfile)]
+        self.processes[group] = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "CELERY_SKIP_CHECKS": "1"},
+            preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
 
     def _pinged(self, app, process: subprocess.Popen[bytes], group: str) -> bool:  # type: ignore[no-untyped-def]
         if process.poll() is not None:
@@ -319,6 +319,7 @@ class Workers:
         return pids
 
     def stop(self) -> None:
+        self._stopping = True
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()

@@ -24,9 +24,10 @@ pms.pipeline.publishing.relay_due_deliveries() every OUTBOX_RELAY_INTERVAL secon
 beat task does), beside ``manage.py outbox_publisher`` (the Procfile's publisher, which
 publishes each commit's deliveries under the default OUTBOX_PUBLISH=notify). After the
 fault the run waits for reconcile_until_settled and
-prints events, deliveries, applied, failed_for_review, lost, duplicated effects
-and wall time. Exit status 1 if anything is lost or duplicated (or, for poison,
-if a poison event is not in FailedTask as PoisonMessageError).
+prints events, deliveries, applied, failed_for_review, lost, and where every email,
+SMS, webhook and push landed (bench/landing.py: received once, twice, never, parked as
+"outcome unknown"). Exit status 1 if anything is lost, received twice or never
+received (or, for poison, if a poison event is not in FailedTask as PoisonMessageError).
 
 Databases: ``<db>_faults_<run>`` on the DATABASE_URL server (dropped and created
 at the start of the run, kept afterwards for inspection); postgres-restart uses
@@ -206,6 +207,7 @@ class Context:
     broker: PrivateRedis | RabbitBroker | ClusterBroker | SentinelRedis
     workers: Workers
     postgres: PrivatePostgres | None = None
+    state: PrivateRedis | SentinelRedis | None = None  # REDIS_URL's server(s)
     made: int = 0
     producing: threading.Event = field(default_factory=threading.Event)
     fault_time: threading.Event = field(default_factory=threading.Event)
@@ -216,6 +218,13 @@ class Context:
     info: dict[str, Any] = field(default_factory=dict)
     # (monotonic start, seconds, error) of every booking_create call
     calls: list[tuple[float, float, str]] = field(default_factory=list)
+
+
+def supervise_loop(stop: threading.Event, workers: Workers) -> None:
+    """Start again a worker that exited, as supervisord does under ``make run``."""
+    while not stop.wait(2):
+        for group in workers.restart_dead():
+            print(f"    worker {group} had exited: started again", flush=True)
 
 
 def relay_loop(stop: threading.Event, stats: dict[str, int]) -> None:
@@ -399,11 +408,13 @@ def fault_redis_failover(ctx: Context) -> None:
     ctx.fault_time.wait()
     ctx.info["fault_at_booking"] = ctx.made
     since_wall, down = timezone.now(), time.monotonic()
-    assert isinstance(ctx.broker, SentinelRedis)
-    ctx.info["promoted_seconds"] = round(ctx.broker.kill(), 1)
+    # REDIS_URL's Sentinel group: also the broker, unless FAULTS_BROKER names a RabbitMQ.
+    group = ctx.state
+    assert isinstance(group, SentinelRedis)
+    ctx.info["promoted_seconds"] = round(group.kill(), 1)
     ctx.info["recovered_seconds"] = _seconds_until_flowing(since_wall, down)
     recovered = time.monotonic()
-    ctx.broker.start()  # the old primary back, as a replica
+    group.start()  # the old primary back, as a replica
     _calls_between(ctx, down, max(recovered, down + 1), "failover")
 
 
@@ -524,6 +535,10 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     relay_stop = threading.Event()
     relay_stats = {"relayed": 0, "relay_errors": 0}
     relay = threading.Thread(target=relay_loop, args=(relay_stop, relay_stats), daemon=True)
+    supervise_stop = threading.Event()
+    supervisor = threading.Thread(
+        target=supervise_loop, args=(supervise_stop, workers), daemon=True
+    )
     ctx: Context | None = None
     try:
         sinks.start()
@@ -549,6 +564,10 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
                 "DJANGO_SECRET_KEY": "bench-faults-only-not-a-secret-0123456789abcdef",
                 "CHANNEL_FETCH_ALLOW_LOOPBACK": "true",
                 "LOG_LEVEL": "WARNING",
+                # A send task lost with the broker is re-sent after these deadlines (900 s
+                # and 300 s by default); shorter here so a run settles in minutes.
+                "AUTOMATION_MESSAGE_RESEND_AFTER": "120",
+                "FAIR_INFLIGHT_DEADLINE": "120",
                 **sinks.env(),
             }
         )
@@ -568,7 +587,8 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
         if settings.OUTBOX_PUBLISH == "notify":
             publisher.start()
         beat.start()
-        ctx = Context(run, args, args.bookings, broker, workers, postgres)
+        supervisor.start()
+        ctx = Context(run, args, args.bookings, broker, workers, postgres, state)
         ctx.producing.set()
         fault = FAULTS[run]
         fault_thread = (
@@ -597,6 +617,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
             **duplicates_and_gaps(),
             **landing,
             "outbound_in_flight": outbound_left,
+            "worker_restarts": dict(workers.restarts),
             **relay_stats,
             **ctx.info,
             "service_call_errors": sum(1 for c in ctx.calls if c[2]),
@@ -606,15 +627,17 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
             result.update(poison_check())
     finally:
         relay_stop.set()
+        supervise_stop.set()
         if ctx is not None:
             ctx.finished.set()
-        beat.stop()
-        publisher.stop()
-        workers.stop()
-        sinks.stop()
-        if broker is not state:
-            broker.stop()
-        state.stop()
+        stops = [beat.stop, publisher.stop, workers.stop, sinks.stop]
+        stops += [broker.stop] if broker is not state else []
+        stops += [state.stop]
+        for stop in stops:  # each one even when another failed (a partial start)
+            try:
+                stop()
+            except Exception as exc:
+                print(f"    could not stop {stop.__qualname__}: {exc}", file=sys.stderr)
         if postgres is not None:
             from django.db import connections
 

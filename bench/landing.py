@@ -151,14 +151,14 @@ def _classify(
     for key, kind in expected.items():
         row = report[kind]
         count = received.get(key, 0)
-        if key in unknown:
+        if count >= 2:
+            row["twice"] += 1  # parked or not: it was received twice
+        elif key in unknown:
             row["outcome_unknown"].append({"key": str(key), "received": count})
         elif count == 1:
             row["once"] += 1
-        elif count == 0:
-            row["never"] += 1
         else:
-            row["twice"] += 1
+            row["never"] += 1
     return report
 
 
@@ -223,5 +223,7 @@ def print_landing(report: dict[str, Any]) -> None:
         print(f"{kind:<16}{row['once']:>8}{row['twice']:>8}{row['never']:>8}{unknown:>9}")
         for parked in row["outcome_unknown"]:
             print(f"    outcome unknown: {parked['key']} (received {parked['received']}x)")
+    if report.get("worker_restarts"):
+        print(f"    workers that exited and were started again: {report['worker_restarts']}")
     if report.get("landing_strays"):
         print(f"    {report['landing_strays']} received that the database does not know of")

@@ -47,14 +47,20 @@ def rabbitmq_available() -> str | None:
     return None
 
 
+# The real scripts, not Debian's /usr/sbin wrappers: those cd to /var/lib/rabbitmq and
+# write /var/log/rabbitmq/startup_log, the system node's files (and refuse other users).
+SCRIPTS = "/usr/lib/rabbitmq/bin"
+
+
 def _binary(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/lib/rabbitmq/bin")
+    return shutil.which(name, path=SCRIPTS) or shutil.which(name)
 
 
 @dataclass
 class RabbitNode:
     index: int
     home: Path
+    cluster_id: str = ""  # in the node name: two clusters (tests and a fault run) never clash
     amqp_port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
@@ -62,7 +68,7 @@ class RabbitNode:
 
     @property
     def name(self) -> str:
-        return f"pms-rmq{self.index}@localhost"
+        return f"pms-rmq{self.index}-{self.cluster_id}@localhost"
 
     @property
     def pid_file(self) -> Path:
@@ -99,7 +105,11 @@ class RabbitCluster:
     def __init__(self, *, size: int = 3, root: Path | None = None) -> None:
         self.root = root or Path(tempfile.mkdtemp(prefix="pms-rabbit-cluster-"))
         self.cookie = secrets.token_hex(16).upper()
-        self.nodes = [RabbitNode(index, self.root / f"node{index}") for index in range(1, size + 1)]
+        cluster_id = secrets.token_hex(3)
+        self.nodes = [
+            RabbitNode(index, self.root / f"node{index}", cluster_id)
+            for index in range(1, size + 1)
+        ]
         self._epmd_was_running = _epmd_running()
         self._owner = _run_as_user()
 
@@ -138,7 +148,7 @@ class RabbitCluster:
     def start_node(self, node: RabbitNode) -> None:
         """Start one node (again, after ``kill``) and wait until it serves AMQP."""
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/usr/lib/rabbitmq/bin",
+            "PATH": f"{SCRIPTS}:" + os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(node.home),
             "LANG": "C.UTF-8",
             "RABBITMQ_CONF_ENV_FILE": str(node.home / "rabbitmq-env.conf"),

@@ -206,6 +206,23 @@ class RedisSentinelGroup:
             stderr=subprocess.DEVNULL,
         )
 
+    def wait_replicated(self, timeout: float = 10) -> None:
+        """Until both replicas have applied everything the primary has (replication is
+        asynchronous: a write not yet copied dies with a killed primary)."""
+
+        def caught_up() -> bool:
+            try:
+                offset = int(self.primary().client().info("replication")["master_repl_offset"])
+                replicas = [s for s in self.servers if s.alive() and s is not self.primary()]
+                return all(
+                    int(r.client().info("replication").get("slave_repl_offset", -1)) >= offset
+                    for r in replicas
+                )
+            except (redis.RedisError, RuntimeError, KeyError):
+                return False
+
+        wait_until(caught_up, timeout, interval=0.1, what="the replicas to catch up")
+
     def wait_settled(self, timeout: float = 30) -> None:
         """Until every Sentinel names the same primary with both replicas (after a failover
         the Sentinels learn of the new primary one after the other)."""

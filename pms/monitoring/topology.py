@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import requests
@@ -32,7 +32,7 @@ from config.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT = 3
+TIMEOUT = 2  # per URL tried: a dead node costs the page and the watchdog this much
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,10 @@ def management_urls() -> list[str]:
     urls = []
     for broker in _broker_url().split(";"):
         parts = urlsplit(broker.strip())
+        # TLS to the broker: TLS to its management API too (on its default port, 15671).
+        scheme, port = ("https", 15671) if parts.scheme == "amqps" else ("http", 15672)
         auth = f"{parts.username or 'guest'}:{parts.password or 'guest'}@"
-        urls.append(f"http://{auth}{parts.hostname or '127.0.0.1'}:15672")
+        urls.append(f"{scheme}://{auth}{parts.hostname or '127.0.0.1'}:{port}")
     return urls
 
 
@@ -138,13 +140,31 @@ def _vhost() -> str:
     return first.path[1:] or "/"
 
 
-def _get(base: str, path: str) -> object:
+def _where(base: str) -> str:
+    """host:port of a management URL, never its credentials (shown on the page, logged)."""
     parts = urlsplit(base)
-    auth = (parts.username or "guest", parts.password or "guest")
+    try:
+        return f"{parts.hostname}:{parts.port or 15672}"
+    except ValueError:  # a port that is not a number
+        return f"{parts.hostname}:(bad port)"
+
+
+def _get(base: str, path: str) -> list[dict[str, Any]]:
+    """A JSON list from the management API; ValueError for anything else."""
+    parts = urlsplit(base)
+    auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
     origin = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
     reply = requests.get(origin + path, auth=auth, timeout=TIMEOUT)
+    if reply.status_code in (401, 403):
+        raise ValueError(
+            f"HTTP {reply.status_code}: the user needs the management plugin's "
+            "'monitoring' tag (rabbitmqctl set_user_tags <user> monitoring)"
+        )
     reply.raise_for_status()
-    return reply.json()
+    answer = reply.json()
+    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+        raise ValueError(f"{path} did not answer a list of objects")
+    return answer
 
 
 def broker_topology() -> BrokerTopology:
@@ -152,32 +172,27 @@ def broker_topology() -> BrokerTopology:
         return BrokerTopology(configured=False)
     errors = []
     for base in management_urls():
-        where = f"{urlsplit(base).hostname}:{urlsplit(base).port or 15672}"
+        where = _where(base)
         try:
             nodes_reply = _get(base, "/api/nodes")
             queues_reply = _get(base, f"/api/queues/{quote(_vhost(), safe='')}")
-        except (requests.RequestException, ValueError) as exc:
+            nodes = tuple(
+                BrokerNode(str(item["name"]), bool(item.get("running"))) for item in nodes_reply
+            )
+            queues = _replicas(queues_reply, cluster_size=len(nodes))
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             errors.append(f"{where}: {exc}")
             continue
-        assert isinstance(nodes_reply, list) and isinstance(queues_reply, list)
-        nodes = tuple(
-            BrokerNode(str(item["name"]), bool(item.get("running"))) for item in nodes_reply
-        )
-        return BrokerTopology(
-            configured=True,
-            nodes=nodes,
-            queues=_replicas(queues_reply, cluster_size=len(nodes)),
-            read_from=where,
-        )
+        return BrokerTopology(configured=True, nodes=nodes, queues=queues, read_from=where)
     logger.warning("could not read the broker's management API: %s", "; ".join(errors))
     return BrokerTopology(
         configured=True,
-        error="management API unreachable (enable rabbitmq_management; RABBITMQ_MANAGEMENT_URLS)",
+        error="could not read the management API: " + "; ".join(errors)[:300],
     )
 
 
 def _replicas(
-    queues_reply: list[dict[str, object]], *, cluster_size: int
+    queues_reply: list[dict[str, Any]], *, cluster_size: int
 ) -> tuple[QueueReplicas, ...]:
     expected = max(1, min(settings.BROKER_QUORUM_REPLICAS, cluster_size))
     ours = {spec.name for spec in QUEUES}
@@ -185,8 +200,8 @@ def _replicas(
     for item in queues_reply:
         if item.get("name") not in ours or item.get("type") != "quorum":
             continue
-        members = tuple(str(name) for name in item.get("members") or ())  # type: ignore[attr-defined]
-        online = tuple(str(name) for name in item.get("online") or ())  # type: ignore[attr-defined]
+        members = tuple(str(name) for name in item.get("members") or ())
+        online = tuple(str(name) for name in item.get("online") or ())
         leader = item.get("leader")
         found.append(
             QueueReplicas(

@@ -117,7 +117,8 @@ def test_an_unreachable_api_is_not_measured_so_nothing_opens_or_resolves(
     peer.routes["/api/nodes"] = Reply(503)
     settings.RABBITMQ_MANAGEMENT_URLS = [peer.url(""), "http://127.0.0.1:9"]
     topology = broker_topology()
-    assert topology.configured and "management API unreachable" in topology.error
+    assert topology.configured and "could not read the management API" in topology.error
+    assert "guest" not in topology.error  # host:port only, never the credentials
     overview = Overview(queues=[], workers=[], task_stats=TaskStats(), beat_last_tick=None)
     overview.broker = topology
     result = _evaluate_rule(AlertRule(kind=AlertKind.QUEUE_UNDER_REPLICATED, threshold=1), overview)
@@ -125,4 +126,24 @@ def test_an_unreachable_api_is_not_measured_so_nothing_opens_or_resolves(
 
 
 def test_on_redis_there_is_no_broker_topology() -> None:
-    assert not broker_topology().configured
+    with celery_on_broker(celery_app, "redis://127.0.0.1:9/0"):
+        assert not broker_topology().configured
+
+
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        (Reply(401), "needs the management plugin's 'monitoring' tag"),
+        (Reply(200, b'{"error": "not a list"}'), "did not answer a list of objects"),
+        (Reply(200, b'[{"running": true}]'), "'name'"),
+    ],
+)
+def test_a_bad_answer_is_a_readable_error_not_a_crash(
+    amqp_app: None, peer: HttpPeer, settings: Any, reply: Reply, says: str
+) -> None:
+    """The page, /metrics and the watchdog all read this: it must never raise."""
+    peer.routes["/api/nodes"] = reply
+    peer.routes["/api/queues/pms"] = Reply(200, b"[]")
+    settings.RABBITMQ_MANAGEMENT_URLS = [peer.url("")]
+    topology = broker_topology()
+    assert says in topology.error and not topology.queues
