@@ -405,83 +405,66 @@ class SentinelRedis:
         self.group.stop()
 
 
-class Publisher:
+class StackProcess:
+    """A process of the Procfile that a run starts beside the workers (``command``), logging
+    to ``bench/results/faults/<label>-<run>.log``; ``stop`` is SIGTERM, then SIGKILL."""
+
+    label = ""
+
+    def __init__(self, run: str) -> None:
+        self.logfile = LOGS / f"{self.label}-{run}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        with self.logfile.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env=dict(os.environ),
+                preexec_fn=die_with_parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+
+class Publisher(StackProcess):
     """``manage.py outbox_publisher`` (the Procfile's ``publisher``): with the default
     ``OUTBOX_PUBLISH=notify`` it publishes what each commit wrote; the relay stays the
     safety net (and alone would leave every delivery waiting for its deadline)."""
 
-    def __init__(self, run: str) -> None:
-        self.logfile = LOGS / f"publisher-{run}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+    label = "publisher"
 
-    def start(self) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "outbox_publisher",
-                "--include",
-                "bench.fault_handlers",
-            ],
-            cwd=ROOT,
-            env=dict(os.environ),
-            preexec_fn=die_with_parent,
-            stdout=self.logfile.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "manage.py",
+            "outbox_publisher",
+            "--include",
+            "bench.fault_handlers",
+        ]
 
 
-class Beat:
+class Beat(StackProcess):
     """``celery beat`` with the database scheduler (the Procfile's ``beat``): the relay and
     the sweeps that re-send what a killed worker left (messages, webhooks, pushes)."""
 
-    def __init__(self, run: str) -> None:
-        self.logfile = LOGS / f"beat-{run}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+    label = "beat"
 
-    def start(self) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        self.logfile.write_text("")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "beat",
-                "--scheduler",
-                "django_celery_beat.schedulers:DatabaseScheduler",
-                "--pidfile=",
-                "-l",
-                "WARNING",
-                "--logfile",
-                str(self.logfile),
-            ],
-            cwd=ROOT,
-            env=dict(os.environ),
-            preexec_fn=die_with_parent,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
+    def command(self) -> list[str]:
+        scheduler = "django_celery_beat.schedulers:DatabaseScheduler"
+        command = [sys.executable, "-m", "celery", "-A", "config", "beat"]
+        return [*command, "--scheduler", scheduler, "--pidfile=", "-l", "WARNING"]

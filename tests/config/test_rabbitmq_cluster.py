@@ -25,9 +25,8 @@ from pms.pipeline.relay import relay_due_deliveries
 from testkit.processes import wait_until
 from testkit.rabbitmq_cluster import RabbitCluster
 from tests.factories import PASSWORD
-from tests.support.broker import celery_on_broker
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import CeleryWorker
+from tests.support.servers import CeleryWorker, worker_on_broker
 
 pytestmark = [
     pytest.mark.worker,
@@ -48,19 +47,10 @@ def cluster() -> Iterator[RabbitCluster]:
 @pytest.fixture(scope="module")
 def cluster_worker(cluster: RabbitCluster, worker_env: dict[str, str]) -> Iterator[CeleryWorker]:
     """This process and one worker on every queue, both given every node of the cluster."""
-    url = cluster.broker_url(VHOST)
-    with celery_on_broker(celery_app, url):
-        worker = CeleryWorker(
-            queues=sorted(QUEUE_NAMES),
-            env={**worker_env, "CELERY_BROKER_URL": url},
-            concurrency=2,
-            name="cluster",
-        )
-        try:
-            worker.start(celery_app)
-            yield worker
-        finally:
-            worker.stop()
+    with worker_on_broker(
+        celery_app, cluster.broker_url(VHOST), worker_env, name="cluster"
+    ) as worker:
+        yield worker
 
 
 @pytest.fixture

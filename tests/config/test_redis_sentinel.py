@@ -16,7 +16,6 @@ import redis
 from django.core.cache.backends.redis import RedisCache
 
 from config.celery import app as celery_app
-from config.queues import QUEUE_NAMES
 from config.redis_sentinel import (
     SentinelTarget,
     kombu_broker_url,
@@ -29,9 +28,8 @@ from pms.monitoring.overview import queue_overview
 from pms.monitoring.topology import sentinel_health
 from testkit.processes import wait_until
 from testkit.redis_sentinel import MASTER_NAME, RedisSentinelGroup
-from tests.support.broker import celery_on_broker
 from tests.support.pipeline import assert_pipeline_settled, effects, emit_probe
-from tests.support.servers import CeleryWorker
+from tests.support.servers import worker_on_broker
 
 
 def test_a_sentinel_url_names_every_sentinel_the_primary_and_the_database() -> None:
@@ -162,28 +160,18 @@ def test_events_flow_on_a_redis_broker_through_a_failover(
     primary; its delivery stays pending and the relay sends it again."""
     url = group.url(db=1)
     broker, _ = kombu_broker_url(url)
-    with celery_on_broker(celery_app, url):
-        worker = CeleryWorker(
-            queues=sorted(QUEUE_NAMES),
-            env={**worker_env, "CELERY_BROKER_URL": url},
-            concurrency=2,
-            name="sentinel",
-        )
-        try:
-            worker.start(celery_app)
-            assert celery_app.conf.broker_url == broker
-            before = [emit_probe(alice.tenant, aggregate_id=f"before-{i}") for i in range(5)]
-            wait_until(lambda: all(effects(e) == 1 for e in before), 30, what="first events")
-            group.wait_settled()
-            old = group.primary()
-            group.kill(old)
-            killed_at = time.monotonic()
-            during = [emit_probe(alice.tenant, aggregate_id=f"during-{i}") for i in range(10)]
-            group.wait_for_new_primary(old)
-            report = assert_pipeline_settled(timeout=60)
-            assert report.settled
-            assert time.monotonic() - killed_at < 30
-            assert all(effects(event) == 1 for event in [*before, *during])
-            group.start_server(old)
-        finally:
-            worker.stop()
+    with worker_on_broker(celery_app, url, worker_env, name="sentinel"):
+        assert celery_app.conf.broker_url == broker
+        before = [emit_probe(alice.tenant, aggregate_id=f"before-{i}") for i in range(5)]
+        wait_until(lambda: all(effects(e) == 1 for e in before), 30, what="first events")
+        group.wait_settled()
+        old = group.primary()
+        group.kill(old)
+        killed_at = time.monotonic()
+        during = [emit_probe(alice.tenant, aggregate_id=f"during-{i}") for i in range(10)]
+        group.wait_for_new_primary(old)
+        report = assert_pipeline_settled(timeout=60)
+        assert report.settled
+        assert time.monotonic() - killed_at < 30
+        assert all(effects(event) == 1 for event in [*before, *during])
+        group.start_server(old)

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,24 @@ def log_count(path: Path, needle: str) -> int:
         return path.read_text(errors="replace").count(needle)
     except FileNotFoundError:
         return 0
+
+
+@contextmanager
+def worker_on_broker(app, url: str, env: dict[str, str], *, name: str) -> Iterator[CeleryWorker]:  # type: ignore[no-untyped-def]
+    """This process and one worker on every queue, both on ``url`` (any form the settings
+    take: one URL, a ;-separated cluster, redis+sentinel://); stopped however it ends."""
+    from config.queues import QUEUE_NAMES
+    from tests.support.broker import celery_on_broker
+
+    with celery_on_broker(app, url):
+        worker = CeleryWorker(
+            queues=sorted(QUEUE_NAMES),
+            env={**env, "CELERY_BROKER_URL": url},
+            concurrency=2,
+            name=name,
+        )
+        try:
+            worker.start(app)
+            yield worker
+        finally:
+            worker.stop()
