@@ -10,6 +10,7 @@ from tenants.services import membership_grant
 from tests.factories import PASSWORD, UserFactory
 from tests.monitoring.browser import browser_page
 from tests.pms.test_dashboard import _day
+from tests.support.pipeline import assert_pipeline_settled
 from tests.support.servers import ARTIFACTS
 
 pytestmark = [pytest.mark.needs("browser"), pytest.mark.django_db(transaction=True)]
@@ -23,10 +24,14 @@ def _login(page, live_server, username: str) -> None:
     page.wait_for_selector("#site-name")
 
 
-def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, alice, bob):
+def test_the_manager_and_the_cleaner_open_their_dashboards(live_server, live_worker, alice, bob):
     ARTIFACTS.mkdir(exist_ok=True)
     _day(alice, n_properties=3)
     _day(bob)
+    # The day's events run their handlers on the worker (cleaning tasks among them): let
+    # them finish before the tasks are handed to the cleaner, or the two UPDATEs of the
+    # same rows can deadlock (seen in CI).
+    assert_pipeline_settled()
     cleaner = UserFactory.create(username="alice-cleaner")
     membership_grant(user=cleaner, tenant=alice.tenant, role=Role.CLEANER)
     CleaningTask.objects.filter(tenant=alice.tenant).update(assignee=cleaner)
