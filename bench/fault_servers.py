@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from devstack import postgres as devstack_postgres  # noqa: E402
 from testkit.processes import PrivateRedis as _PrivateRedis  # noqa: E402
-from testkit.processes import die_with_parent, free_port, wait_until  # noqa: E402
+from testkit.processes import die_with_parent, free_port, stop_children, wait_until  # noqa: E402
 
 LOGS = ROOT / "bench" / "results" / "faults"
 
@@ -320,15 +320,7 @@ class Workers:
 
     def stop(self) -> None:
         self._stopping = True
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_children(self.processes.values())
         self.processes.clear()
 
 
@@ -431,13 +423,7 @@ class StackProcess:
             )
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_children([self.process])
         self.process = None
 
 

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +29,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_children(processes: Iterable[subprocess.Popen[bytes] | None], timeout: float = 30) -> None:
+    """SIGTERM every child still running, then wait for each (side by side, not one after
+    the other); SIGKILL one that has not stopped after ``timeout`` seconds."""
+    started = [process for process in processes if process is not None]
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    for process in started:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def wait_until(

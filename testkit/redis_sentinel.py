@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from testkit.processes import die_with_parent, free_port, wait_until
+from testkit.processes import die_with_parent, free_port, stop_children, wait_until
 
 MASTER_NAME = "pms"
 DOWN_AFTER_MS = 1000
@@ -124,17 +124,10 @@ class RedisSentinelGroup:
             member.process = None
 
     def stop(self) -> None:
-        for member in [*self.sentinels, *self.servers]:
-            if member.process is not None and member.process.poll() is None:
-                member.process.terminate()
-        for member in [*self.sentinels, *self.servers]:
-            if member.process is not None:
-                try:
-                    member.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    member.process.kill()
-                    member.process.wait(10)
-                member.process = None
+        members = [*self.sentinels, *self.servers]
+        stop_children([member.process for member in members], timeout=10)
+        for member in members:
+            member.process = None
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- what clients are given ----------------------------------------------------------
