@@ -115,6 +115,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "pms.live.context.live",
             ],
         },
     },
@@ -460,6 +461,22 @@ OUTBOX_RELAY_BATCH = env.int("OUTBOX_RELAY_BATCH", default=500)
 # time) is a poison message: it goes to FailedTask instead of being re-run.
 TASK_POISON_MAX_STARTS = env.int("TASK_POISON_MAX_STARTS", default=5)
 FAILED_TASK_ALERT_BATCH_SECONDS = env.int("FAILED_TASK_ALERT_BATCH_SECONDS", default=30)
+
+# Live pages (pms.live): open admin pages update without a reload. The workers send
+# change notices after commit through Redis pub/sub; the live server (an ASGI process,
+# `live` in the Procfile) re-renders the pages they concern and pushes them.
+LIVE_UPDATES = env.bool("LIVE_UPDATES", default=True)
+# The browser's WebSocket address of the live server. Empty: this host, LIVE_PORT, /live/.
+LIVE_URL = env.str("LIVE_URL", default="")
+LIVE_PORT = env.int("LIVE_PORT", default=8001)
+# A page is re-rendered this long after the first notice that concerns it, then at most
+# once per LIVE_MIN_INTERVAL_SECONDS while notices keep coming (one render serves every
+# open copy of the page seen with the same rights).
+LIVE_DEBOUNCE_SECONDS = env.float("LIVE_DEBOUNCE_SECONDS", default=0.25)
+LIVE_MIN_INTERVAL_SECONDS = env.float("LIVE_MIN_INTERVAL_SECONDS", default=1.0)
+# Every open page is re-rendered at least this often, notices or not (a missed notice
+# heals); pages that show numbers read live from the broker set a shorter period.
+LIVE_REFRESH_SECONDS = env.float("LIVE_REFRESH_SECONDS", default=60.0)
 
 # --- Operator monitoring: queue health, alerts, /metrics, /health/ -----------------------
 QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)

@@ -44,7 +44,7 @@ LOG_DIR = LOCAL / "logs"
 CONF = RUN_DIR / "supervisord.conf"
 
 # Programs that may run several processes (the web server binds one port).
-SCALABLE_EXCLUDED = {"web", "beat", "flower", "watchdog"}
+SCALABLE_EXCLUDED = {"web", "live", "beat", "flower", "watchdog"}
 STOP_WAIT_SECONDS = 20  # a Celery warm shutdown finishes the task in hand
 START_SECONDS = 5  # up this long = started; dying sooner counts as a failed start
 START_RETRIES = 8  # failed starts in a row (1 s, 2 s, ... apart) before giving up

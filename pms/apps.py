@@ -79,3 +79,9 @@ class PmsConfig(AppConfig):
         autodiscover_modules("dashboard")
         # What happened to a booking or a channel (pms.story): every app's story module.
         autodiscover_modules("story")
+        # The pages that update while open (pms.live): every app's live_pages module, and
+        # the signals that make a viewer's open pages check their rights again.
+        autodiscover_modules("live_pages")
+        from pms.live import signals as live_signals
+
+        live_signals.connect()

@@ -16,6 +16,7 @@ from celery import shared_task
 
 from pms.monitoring.alerts import alert_rules_evaluate
 from pms.monitoring.sampling import queue_sample_take, queue_samples_purge
+from pms.pipeline.announce import QUEUES, announce
 from pms.pipeline.failure_digest import failed_task_alerts_send
 from pms.pipeline.failures import STAFF_ALERT_TASK
 from pms.pipeline.fairness import FAIR_DISPATCH_TASK
@@ -43,7 +44,9 @@ def alert_staff_of_failures() -> int:
 @shared_task(name="pms.tasks.monitoring_sample_queues", base=ReliableTask, max_retries=0)
 def monitoring_sample_queues() -> int:
     """Store one compact sample of every queue for the queue-health charts (beat)."""
-    return queue_sample_take().pk
+    sample = queue_sample_take()
+    announce(tenant_id=None, topic=QUEUES)
+    return sample.pk
 
 
 @shared_task(name="pms.tasks.purge_queue_samples", base=ReliableTask, max_retries=0)

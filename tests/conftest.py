@@ -28,7 +28,7 @@ from testkit.processes import PrivateRedis
 from tests.support import fault_handlers, services
 from tests.support.broker import celery_on_broker, configure_celery_for
 from tests.support.quiesce import quiesce_database, terminate_other_sessions
-from tests.support.servers import ARTIFACTS, CeleryWorker, SmtpSink
+from tests.support.servers import ARTIFACTS, CeleryWorker, LivePagesServer, SmtpSink
 
 pytest_plugins = ["tests.support.tenant_fixtures", "tests.support.http_peer"]
 
@@ -250,6 +250,15 @@ def celery_worker(worker_env: dict[str, str]) -> Iterator[CeleryWorker]:
     worker.start(celery_app)
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def live_pages_server(worker_env: dict[str, str]) -> Iterator[LivePagesServer]:
+    """The live pages' server (uvicorn), on the test database, for the whole session."""
+    server = LivePagesServer(worker_env)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from bookings.choices import OCCUPYING_STATUSES, BookingStatus
 from bookings.models import Booking
 from pms.errors import DomainError
 from pms.models import Property
+from pms.pipeline.announce import CLEANING, announce
 from tenants.choices import Role
 from tenants.models import Membership
 
@@ -198,6 +199,15 @@ def refresh_turnovers(*, property_id: int, day: date) -> None:
             task.save(update_fields=["window_end", "same_day_turnover", "updated_at"])
 
 
+def _announce(task: CleaningTask) -> None:
+    announce(
+        tenant_id=task.tenant_id,
+        topic=CLEANING,
+        property_id=task.property_id,
+        booking_id=task.booking_id,
+    )
+
+
 @transaction.atomic
 def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -> CleaningTask:
     """A cleaner marks their task started or done (or a manager does)."""
@@ -217,6 +227,7 @@ def cleaning_task_transition(*, task: CleaningTask, to_status: str, user: Any) -
         locked.done_at = timezone.now()
         fields.append("done_at")
     locked.save(update_fields=fields)
+    _announce(locked)
     return locked
 
 
@@ -232,6 +243,7 @@ def cleaning_task_note(*, task: CleaningTask, notes: str, user: Any) -> Cleaning
     locked = CleaningTask.objects.select_for_update().get(pk=task.pk)
     locked.notes = notes
     locked.save(update_fields=["notes", "updated_at"])
+    _announce(locked)
     return locked
 
 
@@ -248,6 +260,7 @@ def cleaning_task_assign(*, task: CleaningTask, assignee: Any) -> CleaningTask:
         raise CleaningError("invalid", "The assignee is not a cleaner of this tenant.")
     locked.assignee = assignee
     locked.save(update_fields=["assignee", "updated_at"])
+    _announce(locked)
     return locked
 
 

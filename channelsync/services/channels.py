@@ -23,6 +23,7 @@ from channelsync.models import Channel, ChannelUpdate, new_export_token
 from channelsync.selectors import channels_stale
 from channelsync.services.manager_mail import manager_mail_send
 from pms.models import Property
+from pms.pipeline.announce import CHANNEL, announce
 from pms.pipeline.endpoints import endpoint_lane
 from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.fairness import FairWork, fair_submit_many
@@ -310,6 +311,7 @@ def channel_record_failure(
             channel.next_poll_at = max(retry_at, channel.next_poll_at or retry_at)
             fields.append("next_poll_at")
         channel.save(update_fields=fields)
+        announce(tenant_id=channel.tenant_id, topic=CHANNEL, property_id=channel.property_id)
     logger.warning("channel %s failed: %s", channel_id, error[:300])
     return channel
 
@@ -336,6 +338,7 @@ def channel_record_success(*, channel: Channel, now: datetime) -> None:
         channel.status = ChannelStatus.OK
         fields.append("status")
     channel.save(update_fields=fields)
+    announce(tenant_id=channel.tenant_id, topic=CHANNEL, property_id=channel.property_id)
 
 
 def channel_record_push_success(*, channel_id: int) -> None:

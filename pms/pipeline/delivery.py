@@ -17,6 +17,7 @@ from django.utils import timezone
 from config.celery import app
 from pms.choices import DeliveryStatus
 from pms.models import DomainEvent, EventDelivery
+from pms.pipeline.announce import announce_event
 from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.failures import failed_tasks_resolve_for_delivery
 from pms.pipeline.task_base import ReliableTask
@@ -85,6 +86,13 @@ def run_delivery(handler: Handler, delivery_id: int) -> str:
             return "duplicate" if exists else "gone"
         (event,) = claimed
         handler.func(event)
+        # What the handler changed shows on the open pages once it commits.
+        announce_event(
+            tenant_id=event.tenant_id,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=event.aggregate_id,
+            payload=event.payload,
+        )
         if getattr(event, "delivery_status_before", None) == DeliveryStatus.FAILED:
             # A late copy of a delivery staff had not acted on yet succeeded.
             failed_tasks_resolve_for_delivery(delivery=EventDelivery.objects.get(pk=delivery_id))

@@ -22,6 +22,7 @@ from config.celery import app
 from config.queues import queue_for_routing_key
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask, FailedTaskAction
+from pms.pipeline.announce import FAILED_TASK, announce
 from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.enqueue import enqueue_on_commit
 from pms.pipeline.task_base import forget_starts
@@ -138,7 +139,7 @@ def _record(
                     "alerted_at",
                 ]
             )
-        FailedTaskAction.objects.create(
+        _act(
             failed_task=failed,
             action="failed",
             note=f"{_qualified_name(exception)}: {exception}"[:2000],
@@ -185,7 +186,7 @@ def record_delivery_without_handler(*, delivery: EventDelivery, task_id: str) ->
             "last_failed_at": now,
         },
     )
-    FailedTaskAction.objects.create(failed_task=failed, action="failed", note=message)
+    _act(failed_task=failed, action="failed", note=message)
     _schedule_staff_alert()
     logger.error(
         "delivery %s has no handler %s: recorded for review, not re-published",
@@ -193,6 +194,12 @@ def record_delivery_without_handler(*, delivery: EventDelivery, task_id: str) ->
         delivery.handler,
     )
     return failed
+
+
+def _act(*, failed_task: FailedTask, **fields: Any) -> None:
+    """Log what happened to a failed task; the open failed-task lists show it after commit."""
+    FailedTaskAction.objects.create(failed_task=failed_task, **fields)
+    announce(tenant_id=failed_task.tenant_id, topic=FAILED_TASK)
 
 
 def _qualified_name(exception: BaseException | None) -> str:
@@ -225,7 +232,7 @@ def failed_task_retry(*, failed_task: FailedTask, user: Any, note: str = "") -> 
         failed.acted_at = timezone.now()
         failed.action_note = note
         failed.save(update_fields=["status", "acted_by", "acted_at", "action_note"])
-        FailedTaskAction.objects.create(failed_task=failed, action="retry", user=user, note=note)
+        _act(failed_task=failed, action="retry", user=user, note=note)
         if failed.delivery_id:
             EventDelivery.objects.filter(pk=failed.delivery_id).exclude(
                 status=DeliveryStatus.DONE
@@ -263,7 +270,7 @@ def _close(failed_task: FailedTask, *, user: Any, note: str, status: str, action
         failed.acted_at = timezone.now()
         failed.action_note = note
         failed.save(update_fields=["status", "acted_by", "acted_at", "action_note"])
-        FailedTaskAction.objects.create(failed_task=failed, action=action, user=user, note=note)
+        _act(failed_task=failed, action=action, user=user, note=note)
 
 
 def failed_tasks_resolve_for_delivery(*, delivery: EventDelivery) -> None:
@@ -275,9 +282,7 @@ def failed_tasks_resolve_for_delivery(*, delivery: EventDelivery) -> None:
         failed.status = FailedTaskStatus.RESOLVED
         failed.acted_at = now
         failed.save(update_fields=["status", "acted_at"])
-        FailedTaskAction.objects.create(
-            failed_task=failed, action="succeeded", note="re-run succeeded"
-        )
+        _act(failed_task=failed, action="succeeded", note="re-run succeeded")
 
 
 def record_task_success(sender: Any = None, **kwargs: Any) -> None:
@@ -300,6 +305,4 @@ def record_task_success(sender: Any = None, **kwargs: Any) -> None:
         failed.status = FailedTaskStatus.RESOLVED
         failed.acted_at = timezone.now()
         failed.save(update_fields=["status", "acted_at"])
-        FailedTaskAction.objects.create(
-            failed_task=failed, action="succeeded", note="retry succeeded"
-        )
+        _act(failed_task=failed, action="succeeded", note="retry succeeded")

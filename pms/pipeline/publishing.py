@@ -31,6 +31,7 @@ from django.utils import timezone
 from config.celery import app
 from pms.choices import DeliveryStatus
 from pms.models import DomainEvent, EventDelivery
+from pms.pipeline.announce import announce_event
 from pms.pipeline.registry import get_handler, handlers_for
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,12 @@ def emit_event(
             notify_publisher()
         else:
             transaction.on_commit(lambda: publish_deliveries(deliveries))
+    announce_event(
+        tenant_id=tenant_id,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        payload=payload,
+    )
     return event
 
 

@@ -205,3 +205,60 @@ def worker_on_broker(app, url: str, env: dict[str, str], *, name: str) -> Iterat
             yield worker
         finally:
             worker.stop()
+
+
+class LivePagesServer:
+    """The live server (``config.asgi`` under uvicorn, as the Procfile's ``live``)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.logfile = ARTIFACTS / f"live-{self.port}.log"
+
+    def start(self) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        with self.logfile.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "config.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--ws",
+                    "websockets",
+                    "--no-access-log",
+                ],
+                env={**os.environ, **self.env},
+                cwd=Path(__file__).resolve().parents[2],
+                preexec_fn=die_with_parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self._listening, 60, interval=0.2, what=f"the live server on {self.port}")
+
+    def _listening(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the live server exited; see {self.logfile}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def url(self, path: str, query: str = "") -> str:
+        from urllib.parse import urlencode
+
+        return f"ws://127.0.0.1:{self.port}/live/?{urlencode({'path': path, 'query': query})}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None

@@ -29,6 +29,8 @@ class Command(BaseCommand):
             "",
             "PMS stack",
             f"  admin        {web}/admin/",
+            f"  live pages   ws://{env('WEB_HOST', '127.0.0.1')}:{env('LIVE_PORT', '8001')}/live/"
+            "   (open admin pages update without a reload)",
             f"  API schema   {web}/api/schema/   Swagger UI {web}/api/docs/",
             f"  Flower       {flower}/   (basic auth {env('FLOWER_BASIC_AUTH', 'unset')})",
             f"  database     {database.get('HOST')}:{database.get('PORT')}/{database.get('NAME')}",

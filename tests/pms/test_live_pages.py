@@ -1,0 +1,141 @@
+"""Live pages (pms.live): the live server pushes what changed to the pages people have open.
+
+A real uvicorn process serves ``config.asgi`` on the test database; the tests connect
+as a browser does (session cookie, Origin of the page) with a WebSocket client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from bookings.services import block_create, booking_create
+from tenants.models import Membership
+from tests.support.stays import book_stay
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = "http://127.0.0.1:8000"
+CALENDAR = "/admin/bookings/booking/calendar/"
+
+
+def _cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def _open(
+    server: Any, user: Any | None, path: str, query: str = "", origin: str = ORIGIN
+) -> ClientConnection:
+    headers = {"Origin": origin}
+    if user is not None:
+        headers["Cookie"] = _cookie(user)
+    return connect(server.url(path, query), additional_headers=headers, open_timeout=10)
+
+
+def _pushes(ws: ClientConnection, seconds: float) -> list[dict[str, str]]:
+    """Every region push that arrives within ``seconds``."""
+    found, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            found.append(json.loads(ws.recv(timeout=left))["regions"])
+        except TimeoutError:
+            break
+    return found
+
+
+def _until(ws: ClientConnection, needle: str, seconds: float) -> float:
+    """Seconds until a push holding ``needle`` arrives; fails after ``seconds``."""
+    started, deadline = time.monotonic(), time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            regions = json.loads(ws.recv(timeout=left))["regions"]
+        except TimeoutError:
+            break
+        if any(needle in html for html in regions.values()):
+            return time.monotonic() - started
+    raise AssertionError(f"no push with {needle!r} within {seconds} s")
+
+
+def _closed_with(ws: ClientConnection, seconds: float = 5) -> int | None:
+    try:
+        while True:
+            ws.recv(timeout=seconds)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    except TimeoutError:
+        return None
+
+
+def test_a_booking_appears_on_the_open_calendar_and_not_on_the_other_tenants(
+    live_pages_server, alice, bob
+):
+    with (
+        _open(live_pages_server, alice.manager, CALENDAR) as mine,
+        _open(live_pages_server, bob.manager, CALENDAR) as theirs,
+    ):
+        # Joining renders the page once: what changed between its load and its connection.
+        assert "Alice Villa" in _pushes(mine, 3)[0]["calendar"]
+        assert "Alice Villa" not in _pushes(theirs, 3)[0]["calendar"]
+
+        booking = book_stay(alice, timezone.localdate() + timedelta(days=2))
+        bar = reverse("admin:bookings_booking_change", args=[booking.pk])
+        assert _until(mine, bar, 2.5) <= 2.5
+        block = block_create(
+            tenant=alice.tenant,
+            property=alice.property,
+            start=timezone.localdate() + timedelta(days=6),
+            end=timezone.localdate() + timedelta(days=8),
+            label="Owner stay",
+        )
+        assert _until(mine, reverse("admin:bookings_block_change", args=[block.pk]), 2.5)
+
+        # Bob's open calendar got nothing: Alice's notices do not concern his page.
+        assert _pushes(theirs, 1.5) == []
+
+
+def test_a_home_calendar_follows_its_own_home_only(live_pages_server, live_worker, alice):
+    from tests.factories import PropertyFactory
+
+    cottage = PropertyFactory.create(tenant=alice.tenant, name="Alice Cottage", slug="cottage")
+    path = reverse("admin:bookings_property_calendar", args=[alice.property.pk])
+    with _open(live_pages_server, alice.manager, path) as page:
+        assert "pms-calendar" in _pushes(page, 3)[0]["calendar"]
+        booking_create(
+            tenant=alice.tenant,
+            property=cottage,
+            guest=alice.guest,
+            check_in=timezone.localdate() + timedelta(days=3),
+            check_out=timezone.localdate() + timedelta(days=5),
+        )
+        assert _pushes(page, 1.5) == []  # the cottage's booking is not the villa's page's
+        book_stay(alice, timezone.localdate() + timedelta(days=1))
+        # The calendar handler (on the worker) writes the nights; its notice follows.
+        assert _until(page, 'data-status="booked"', 5)
+
+
+def test_a_changed_membership_is_checked_again_on_reconnect(live_pages_server, alice):
+    page = _open(live_pages_server, alice.manager, CALENDAR)
+    _pushes(page, 2)
+    Membership.objects.filter(user=alice.manager, tenant=alice.tenant).delete()
+    assert _closed_with(page) == 4001  # "check again"
+    again = _open(live_pages_server, alice.manager, CALENDAR)
+    assert _closed_with(again) == 4003  # no longer shown: the calendar needs a role
+
+
+def test_only_signed_in_staff_on_our_pages_from_our_origin(live_pages_server, alice):
+    assert _closed_with(_open(live_pages_server, None, CALENDAR)) == 4401
+    assert _closed_with(_open(live_pages_server, alice.manager, "/admin/password_change/")) == 4404
+    assert _closed_with(_open(live_pages_server, alice.manager, "/nowhere/")) == 4404
+    with pytest.raises(InvalidStatus):
+        _open(live_pages_server, alice.manager, CALENDAR, origin="http://evil.example")
