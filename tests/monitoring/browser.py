@@ -41,19 +41,26 @@ def skip_reason() -> str | None:
 
 
 @contextmanager
-def browser_page(**context_options: Any) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
+    """A headless Chromium; open contexts (one per signed-in person) and pages on it."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
+        chromium = playwright.chromium.launch(
             executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context = browser.new_context(
-                **{"viewport": {"width": 1400, "height": 1000}, **context_options}
-            )
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@contextmanager
+def browser_page(**context_options: Any) -> Iterator[Any]:
+    with browser() as chromium:
+        context = chromium.new_context(
+            **{"viewport": {"width": 1400, "height": 1000}, **context_options}
+        )
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page
