@@ -11,7 +11,7 @@ export PATH := $(BIN):$(PATH)
 	faults-broker-node faults-redis-failover
 .PHONY: messages
 .PHONY: ps smoke install run test lint typecheck reconcile clean-local _stack bench bench-fairness bench-isolation \
-	bench-pipeline bench-latency bench-api bench-growth bench-search bench-dashboard bench-pools
+	bench-pipeline bench-latency bench-api bench-live bench-growth bench-search bench-dashboard bench-pools
 
 install: $(STAMP)
 
@@ -77,6 +77,10 @@ bench-latency: $(STAMP)
 bench-api: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/api.py
 
+## Live pages: booking latency (p95) with 200 pages open vs none, 20 bookings/s (target <= 1.5x).
+bench-live: $(STAMP)
+	$(DEVSTACK) $(BIN)/python bench/live_pages.py $(BENCH_LIVE_ARGS)
+
 ## Periodic jobs and availability at 10k and 100k bookings (BENCH_GROWTH_ARGS="--sizes 10000,100000,1000000").
 bench-growth: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/growth.py $(BENCH_GROWTH_ARGS)
@@ -92,7 +96,7 @@ bench-dashboard: $(STAMP)
 bench-pools: $(STAMP)
 	$(DEVSTACK) $(BIN)/python bench/pools.py $(BENCH_POOLS_ARGS)
 
-bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-growth bench-search \
+bench: bench-fairness bench-isolation bench-pipeline bench-latency bench-api bench-live bench-growth bench-search \
 	bench-dashboard bench-pools
 
 ## Fault injection at scale (bench/faults.py): lost / duplicated / failed counts per run.

@@ -39,6 +39,7 @@ ARTIFACTS = REPO / "tests" / "artifacts" / "smoke"
 SUPERVISOR_CONF = REPO / ".local" / "supervisor" / "supervisord.conf"
 PROGRAMS = {
     "web",
+    "live",
     "operational",
     "messaging",
     "payments",
@@ -205,7 +206,7 @@ class Stack:
                 proc.kill()
 
 
-def login_to_admin(stack: Stack) -> None:
+def login_to_admin(stack: Stack) -> requests.Session:
     session = requests.Session()
     wait_for(
         "the admin login page",
@@ -229,6 +230,7 @@ def login_to_admin(stack: Stack) -> None:
         raise SmokeFailure(f"admin login as {DEMO_ADMIN[0]} failed ({answer.status_code})")
     if "Log out" not in answer.text and "logout" not in answer.text:
         raise SmokeFailure("the admin index after login shows no logout link")
+    return session
 
 
 def expect_status(url: str, status: int, **kwargs: Any) -> None:
@@ -270,11 +272,13 @@ def property_ids(stack: Stack) -> list[str]:
     return ids
 
 
-def book(stack: Stack, properties: list[str], number: int) -> dict[str, Any]:
+def book(
+    stack: Stack, properties: list[str], number: int, first_day: date | None = None
+) -> dict[str, Any]:
     """POST a two-night booking on the first free dates (an earlier smoke run of this
     checkout may hold some), spread over the demo properties."""
     property_id = properties[number % len(properties)]
-    first_day = date.today() + timedelta(days=120 + random.randrange(0, 400))
+    first_day = first_day or date.today() + timedelta(days=120 + random.randrange(0, 400))
     for attempt in range(40):
         check_in = first_day + timedelta(days=3 * attempt)
         answer = requests.post(
@@ -297,6 +301,33 @@ def book(stack: Stack, properties: list[str], number: int) -> dict[str, Any]:
         if answer.status_code != 409:
             break
     raise SmokeFailure(f"POST booking {number} answered {answer.status_code}: {answer.text}")
+
+
+def live_calendar_shows_a_booking(
+    stack: Stack, session: requests.Session, properties: list[str]
+) -> None:
+    """The calendar of all homes, open on the live server, shows a booking made meanwhile."""
+    from urllib.parse import urlencode
+
+    from websockets.sync.client import connect
+
+    start = date.today() + timedelta(days=30 + random.randrange(0, 60))
+    query = urlencode(
+        {"path": "/admin/bookings/booking/calendar/", "query": f"days=35&start={start}"}
+    )
+    headers = {"Cookie": f"sessionid={session.cookies.get('sessionid')}", "Origin": stack.web}
+    live = f"ws://127.0.0.1:{stack.env['LIVE_PORT']}/live/?{query}"
+    with connect(live, additional_headers=headers, open_timeout=30) as page:
+        json.loads(page.recv(timeout=30))  # joining renders the page once
+        guest = book(stack, properties, 0, first_day=start)["guest_name"]
+        deadline = time.monotonic() + 15
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if guest in page.recv(timeout=left):
+                    return
+            except TimeoutError:
+                break
+    raise SmokeFailure(f"the open calendar did not show {guest!r} within 15 s")
 
 
 def reconcile_settled(stack: Stack, references: list[str]) -> bool:
@@ -351,7 +382,7 @@ def run(env: dict[str, str]) -> None:
         wait_for("the web to answer", lambda: listening(ports["WEB_PORT"]), 600)
         wait_for("every program RUNNING", stack.all_running, 180)
         say("first run: every program is RUNNING")
-        login_to_admin(stack)
+        session = login_to_admin(stack)
         for path in ("/api/schema/", "/api/docs/", "/health/live/"):
             expect_status(f"{stack.web}{path}", 200)
         # /health/ pings a worker on every queue: give the workers time to join.
@@ -370,6 +401,8 @@ def run(env: dict[str, str]) -> None:
         references = [b["reference"] for b in first]
         wait_for("the bookings' deliveries", lambda: reconcile_settled(stack, references), 180, 5)
         say(f"first run: {len(first)} bookings reached every handler; reconcile ok")
+        live_calendar_shows_a_booking(stack, session, properties)
+        say("first run: an open calendar showed a new booking without a reload (live server)")
         # Workers send task events only while a monitor asks (CELERY_TASK_EVENTS off):
         # Flower must have turned them on and seen the deliveries' tasks.
         wait_for("Flower to list the deliveries' tasks", lambda: flower_saw_tasks(stack), 60, 3)
@@ -465,6 +498,7 @@ def main() -> int:
     env.update(
         WEB_PORT=str(free_port()),
         FLOWER_PORT=str(free_port()),
+        LIVE_PORT=str(free_port()),
         EMBEDDED_PG_PORT=str(free_port()),
         EMBEDDED_REDIS_PORT=str(free_port()),
         # A delivery lost with the killed worker is re-sent after this many seconds.

@@ -65,8 +65,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and content.get("ping"):
             await self.send_json({"pong": True})
 
-    async def push(self, regions: Mapping[str, str]) -> None:
-        await self.send_json({"regions": dict(regions)})
+    async def push(self, message: str) -> None:
+        await self.send(text_data=message)
 
 
 def _page_host(scope: Mapping[str, Any]) -> str:

@@ -42,7 +42,7 @@ CLOSE_NOT_SHOWN = 4003  # the page is not (or no longer) shown to this viewer
 
 
 class Member(Protocol):
-    async def push(self, regions: Mapping[str, str]) -> None: ...
+    async def push(self, message: str) -> None: ...
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
 
@@ -167,9 +167,10 @@ class Hub:
         group.shown.update(regions)
         if not changed:
             return
+        message = json.dumps({"regions": changed})  # encoded once for every member
         for member in members:
             try:
-                await member.push(changed)
+                await member.push(message)
             except Exception:
                 logger.debug("live page gone while sending", exc_info=True)
 

@@ -7,6 +7,7 @@ as a browser does (session cookie, Origin of the page) with a WebSocket client.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -18,8 +19,13 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from bookings.services import block_create, booking_create
+from bookings.services import block_create, booking_cancel, booking_create
+from pms.models import FailedTask
+from pms.pipeline.failures import failed_task_resolve
+from pms.pipeline.redis_client import redis_client
 from tenants.models import Membership
+from tests.support.fault_handlers import control_key
+from tests.support.pipeline import emit_probe
 from tests.support.stays import book_stay
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,3 +145,53 @@ def test_only_signed_in_staff_on_our_pages_from_our_origin(live_pages_server, al
     assert _closed_with(_open(live_pages_server, alice.manager, "/nowhere/")) == 4404
     with pytest.raises(InvalidStatus):
         _open(live_pages_server, alice.manager, CALENDAR, origin="http://evil.example")
+
+
+def test_the_failed_task_list_shows_a_new_failure_to_its_tenant_only(
+    live_pages_server, live_worker, alice, bob
+):
+    path = reverse("admin:pms_failedtask_changelist")
+    with (
+        _open(live_pages_server, alice.manager, path) as mine,
+        _open(live_pages_server, bob.manager, path) as theirs,
+    ):
+        _pushes(mine, 2), _pushes(theirs, 2)
+        event = emit_probe(alice.tenant, mode="permanent")  # the worker's handler fails
+        redis_client().set(control_key("fault", event.id), 1, ex=300)  # ... for good
+        assert _until(mine, "handlers.tests.effect", 15)
+        assert _pushes(theirs, 1.5) == []
+
+
+def test_a_bookings_story_follows_its_events(live_pages_server, live_worker, alice):
+    booking = book_stay(alice, timezone.localdate() + timedelta(days=20))
+    path = reverse("admin:bookings_booking_change", args=[booking.pk])
+    with _open(live_pages_server, alice.manager, path) as page:
+        assert "booking.created" in _pushes(page, 3)[0]["story"]
+        booking_cancel(booking=booking, reason="plans changed")
+        assert _until(page, "booking.cancelled", 2.5)
+
+
+def test_the_queue_health_page_shows_a_resolved_failure(live_pages_server, superuser, alice):
+    now = timezone.now()
+    failed = FailedTask.objects.create(
+        task_id="live-qh",
+        task_name="handlers.tests.effect",
+        queue="bookings",
+        args=[1],
+        tenant=alice.tenant,
+        exception_class="pms.pipeline.errors.PermanentError",
+        exception_message="broke",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+    path = reverse("admin:pms_queuesample_changelist")
+    with _open(live_pages_server, superuser, path) as page:
+        first = _pushes(page, 3)[0]["queue-health"]
+        assert re.search(r'id="qh-failed">\s*Open failed tasks<strong><a [^>]*>1</a>', first)
+        failed_task_resolve(failed_task=failed, user=superuser, note="fixed by hand")
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            html = "".join(p.get("queue-health", "") for p in _pushes(page, 0.5))
+            if re.search(r'id="qh-failed">\s*Open failed tasks<strong><a [^>]*>0</a>', html):
+                return
+        raise AssertionError("the queue-health page still shows the open failure")

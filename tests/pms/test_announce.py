@@ -1,0 +1,89 @@
+"""Change notices (pms.pipeline.announce): sent after commit, never on rollback, never raised."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from django.db import transaction
+from django.utils import timezone
+
+from pms.pipeline import announce as announce_module
+from pms.pipeline.announce import CLEANING, LIVE_CHANNEL, announce
+from pms.pipeline.redis_client import redis_client
+from testkit.processes import free_port
+from tests.support.stays import book_stay
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def notices():
+    """The notices published while the test runs, read from Redis as the live server does."""
+    pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(LIVE_CHANNEL)
+    pubsub.get_message(timeout=1)
+    announce_module._recent.clear()
+
+    def read(seconds: float = 0.5) -> list[dict]:
+        found, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                found.append(json.loads(message["data"]))
+        return found
+
+    yield read
+    pubsub.close()
+
+
+def test_a_notice_follows_the_commit_and_never_a_rollback(notices):
+    with transaction.atomic():
+        announce(tenant_id=7, topic=CLEANING, property_id=3, booking_id=11)
+        assert notices(0.3) == []  # not before the commit
+    assert notices() == [{"tenant": 7, "topic": CLEANING, "property": 3, "booking": 11}]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        announce(tenant_id=7, topic="booking")
+        raise RuntimeError("the service failed")
+    assert notices() == []
+
+
+def test_a_booking_announces_its_tenant_home_and_booking(notices, alice):
+    booking = book_stay(alice, timezone.localdate() + timedelta(days=5))
+    assert {
+        "tenant": alice.tenant.pk,
+        "topic": "booking",
+        "property": alice.property.pk,
+        "booking": booking.pk,
+    } in notices()
+
+
+def test_identical_notices_of_a_burst_are_sent_once(notices):
+    with transaction.atomic():
+        for _ in range(500):
+            announce(tenant_id=7, topic="block", property_id=3)
+        announce(tenant_id=8, topic="block", property_id=3)
+    assert sorted(n["tenant"] for n in notices()) == [7, 8]
+
+
+def test_redis_away_loses_the_notice_not_the_work(notices, monkeypatch, alice):
+    closed = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    monkeypatch.setattr(announce_module, "redis_client", lambda: closed)
+    with transaction.atomic():
+        booking = book_stay(alice, timezone.localdate() + timedelta(days=5))
+        announce(tenant_id=alice.tenant.pk, topic="probe-away")
+    # Committed without an error; this process's notices were dropped (a worker's may
+    # still arrive: it has its own Redis client).
+    assert booking.pk is not None
+    assert all(notice["topic"] != "probe-away" for notice in notices())
+
+
+def test_switched_off_sends_nothing(notices, settings):
+    settings.LIVE_UPDATES = False
+    with transaction.atomic():
+        announce(tenant_id=7, topic=CLEANING)
+    assert notices() == []
