@@ -49,7 +49,7 @@ from bench.harness import (
     workers,
     write_result,
 )
-from testkit.processes import free_port
+from testkit.processes import asgi_server_command, free_port
 
 TARGET_RATIO = 1.5  # p95 with 200 pages open over p95 with none (issue 22)
 TENANTS = ("north", "south")
@@ -146,21 +146,7 @@ def start_live(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING"}
     log = open(RESULTS / "live-server.log", "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws",
-            "websockets",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        asgi_server_command(port),
         cwd=ROOT,
         env=env,
         stdout=log,

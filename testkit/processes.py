@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -121,3 +122,22 @@ class PrivateRedis:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+
+def asgi_server_command(port: int, app: str = "config.asgi:application") -> list[str]:
+    """uvicorn serving ``app`` on loopback, as the Procfile's ``live`` line runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]

@@ -4,8 +4,9 @@ Every open page joins the group of its path, query and viewer's rights (access).
 notice marks the groups it concerns; a marked group is rendered once, after
 ``LIVE_DEBOUNCE_SECONDS`` (so a burst of notices costs one render) and at most once
 per ``LIVE_MIN_INTERVAL_SECONDS``, and the regions that changed go to every member.
-A group is also rendered when a page joins (what changed between its load and its
-connection) and at least every ``LIVE_REFRESH_SECONDS`` (a lost notice heals).
+A page that joins gets the group's last render at once, and the group is rendered
+again (what changed between its load and its connection); every group is also
+rendered at least every ``LIVE_REFRESH_SECONDS`` (a lost notice heals).
 
 Notices arrive on a thread that reads Redis pub/sub with the pipeline's client (it
 follows a Sentinel failover) and hands them to the event loop. When the subscription
@@ -96,6 +97,10 @@ class Hub:
             group = Group(page, kwargs, path, query, host, access)
             self.groups[key] = group
         group.members[member] = user_id
+        if group.shown:
+            # What the group's other members have now; the render below brings what
+            # changed since, to all of them alike.
+            await member.push(json.dumps({"regions": group.shown}))
         self._mark(group, at_once=True)
         return group
 

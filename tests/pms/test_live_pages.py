@@ -195,3 +195,19 @@ def test_the_queue_health_page_shows_a_resolved_failure(live_pages_server, super
             if re.search(r'id="qh-failed">\s*Open failed tasks<strong><a [^>]*>0</a>', html):
                 return
         raise AssertionError("the queue-health page still shows the open failure")
+
+
+def test_a_page_opened_beside_others_with_the_same_rights_gets_the_page_at_once(
+    live_pages_server, alice
+):
+    from tenants.choices import Role
+    from tenants.services import membership_grant
+    from tests.factories import UserFactory
+
+    colleague = UserFactory.create(username="alice-manager-2")
+    membership_grant(user=colleague, tenant=alice.tenant, role=Role.MANAGER)
+    with _open(live_pages_server, alice.manager, CALENDAR) as first:
+        _pushes(first, 2)
+        with _open(live_pages_server, colleague, CALENDAR) as second:
+            # One render serves both; the second page still gets it on joining.
+            assert "Alice Villa" in _pushes(second, 1)[0]["calendar"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from testkit.processes import die_with_parent, free_port, wait_until
+from testkit.processes import asgi_server_command, die_with_parent, free_port, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
@@ -220,19 +220,7 @@ class LivePagesServer:
         ARTIFACTS.mkdir(exist_ok=True)
         with self.logfile.open("wb") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "config.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--ws",
-                    "websockets",
-                    "--no-access-log",
-                ],
+                asgi_server_command(self.port),
                 env={**os.environ, **self.env},
                 cwd=Path(__file__).resolve().parents[2],
                 preexec_fn=die_with_parent,
