@@ -199,7 +199,13 @@ def pages_client(spec_path: str) -> None:
             failed = [task for task in tasks if task.done() and task.exception()]
             if failed:
                 raise failed[0].exception()  # type: ignore[misc]
-            Path(spec["ready"]).write_text(json.dumps({"joined": sum(joined)}))
+            waiting: dict[str, int] = {}
+            for index, page in enumerate(spec["pages"]):
+                if not joined[index]:
+                    state = "closed" if tasks[index].done() else "open"
+                    key = f"{page['tenant']} {page['path']} ({state})"
+                    waiting[key] = waiting.get(key, 0) + 1
+            Path(spec["ready"]).write_text(json.dumps({"joined": sum(joined), "waiting": waiting}))
         for task in tasks:
             task.cancel()
         Path(spec["result"]).write_text(
@@ -343,7 +349,8 @@ def main() -> int:
                     raise RuntimeError("the pages' client exited; see live-pages-client.log")
                 time.sleep(0.5)
             else:
-                raise TimeoutError("the pages did not all join")
+                waiting = json.loads((scratch / "ready").read_text() or "{}").get("waiting")
+                raise TimeoutError(f"the pages did not all join; not yet: {waiting}")
             time.sleep(3)  # the join renders settle
             (scratch / "mark").write_text("")
             print(f"{len(pages)} pages open: {args.rate} bookings/s for {args.seconds} s ...")

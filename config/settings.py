@@ -477,6 +477,8 @@ LIVE_MIN_INTERVAL_SECONDS = env.float("LIVE_MIN_INTERVAL_SECONDS", default=1.0)
 # Every open page is re-rendered at least this often, notices or not (a missed notice
 # heals); pages that show numbers read live from the broker set a shorter period.
 LIVE_REFRESH_SECONDS = env.float("LIVE_REFRESH_SECONDS", default=60.0)
+# Live pages one user may have open at once (each distinct page costs renders).
+LIVE_MAX_PAGES_PER_USER = env.int("LIVE_MAX_PAGES_PER_USER", default=30)
 
 # --- Operator monitoring: queue health, alerts, /metrics, /health/ -----------------------
 QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)

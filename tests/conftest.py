@@ -255,7 +255,8 @@ def celery_worker(worker_env: dict[str, str]) -> Iterator[CeleryWorker]:
 @pytest.fixture(scope="session")
 def live_pages_server(worker_env: dict[str, str]) -> Iterator[LivePagesServer]:
     """The live pages' server (uvicorn), on the test database, for the whole session."""
-    server = LivePagesServer(worker_env)
+    # A low cap on one viewer's pages, so the test of the cap opens few.
+    server = LivePagesServer({**worker_env, "LIVE_MAX_PAGES_PER_USER": "5"})
     server.start()
     yield server
     server.stop()

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Close codes the page's script understands (pms/static/pms/live.js).
 CLOSE_RECHECK = 4001  # the viewer's rights changed: reconnect, and be checked again
 CLOSE_NOT_SHOWN = 4003  # the page is not (or no longer) shown to this viewer
+CLOSE_TOO_MANY = 4029  # the viewer has LIVE_MAX_PAGES_PER_USER pages open already
 
 
 class Member(Protocol):
@@ -58,6 +59,8 @@ class Group:
     access: Access
     members: dict[Member, int] = field(default_factory=dict)  # member -> its user id
     shown: dict[str, str] = field(default_factory=dict)  # the last render, per region
+    version: int = 0  # renders that changed something
+    has: dict[Member, int] = field(default_factory=dict)  # the version each member was sent
     rendered_at: float = 0.0
     dirty: bool = False
     task: asyncio.Task[None] | None = None
@@ -89,7 +92,17 @@ class Hub:
         query: str,
         host: str,
         access: Access,
-    ) -> Group:
+    ) -> Group | None:
+        """Add ``member`` to its page's group; None (and closed) past the viewer's cap.
+
+        Each distinct page is a render of its own, so one viewer's pages are capped.
+        """
+        open_pages = sum(
+            1 for group in self.groups.values() for uid in group.members.values() if uid == user_id
+        )
+        if open_pages >= settings.LIVE_MAX_PAGES_PER_USER:
+            await member.close(code=CLOSE_TOO_MANY)
+            return None
         self._start()
         key = (path, query, access.key)
         group = self.groups.get(key)
@@ -97,15 +110,18 @@ class Hub:
             group = Group(page, kwargs, path, query, host, access)
             self.groups[key] = group
         group.members[member] = user_id
+        group.has[member] = -1  # nothing yet
         if group.shown:
             # What the group's other members have now; the render below brings what
-            # changed since, to all of them alike.
+            # changed since.
+            group.has[member] = group.version
             await member.push(json.dumps({"regions": group.shown}))
         self._mark(group, at_once=True)
         return group
 
     def leave(self, member: Member) -> None:
         for key, group in list(self.groups.items()):
+            group.has.pop(member, None)
             if group.members.pop(member, None) is not None and not group.members:
                 if group.task is not None:
                     group.task.cancel()
@@ -156,7 +172,7 @@ class Hub:
         members = dict(group.members)
         if not members:
             return
-        user_id = next(iter(members.values()))
+        user_id = next(iter(members.values()))  # any member: they share their rights
         group.rendered_at = time.monotonic()
         try:
             regions = await database_sync_to_async(_render_as)(user_id, group)
@@ -170,10 +186,22 @@ class Hub:
         self.renders += 1
         changed = {name: html for name, html in regions.items() if group.shown.get(name) != html}
         group.shown.update(regions)
-        if not changed:
-            return
-        message = json.dumps({"regions": changed})  # encoded once for every member
-        for member in members:
+        if changed:
+            group.version += 1
+        # A member one version behind gets what changed; one further behind (it joined
+        # while a render was under way) gets the whole page. Each message encoded once.
+        delta = json.dumps({"regions": changed}) if changed else ""
+        whole = ""
+        for member in list(group.members):
+            had = group.has.get(member, -1)
+            if had == group.version:
+                continue
+            if delta and had == group.version - 1:
+                message = delta
+            else:
+                whole = whole or json.dumps({"regions": group.shown})
+                message = whole
+            group.has[member] = group.version
             try:
                 await member.push(message)
             except Exception:

@@ -22,6 +22,9 @@ def _membership_changed(sender: Any, instance: Membership, **kwargs: Any) -> Non
 
 
 def _user_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # A sign-in saves only last_login: the rights are the same, the pages stay.
+    if kwargs.get("update_fields") == frozenset({"last_login"}):
+        return
     if not kwargs.get("created") and instance.pk is not None:
         announce(tenant_id=None, topic=ACCESS, user_id=instance.pk)
 

@@ -211,3 +211,17 @@ def test_a_page_opened_beside_others_with_the_same_rights_gets_the_page_at_once(
         with _open(live_pages_server, colleague, CALENDAR) as second:
             # One render serves both; the second page still gets it on joining.
             assert "Alice Villa" in _pushes(second, 1)[0]["calendar"]
+
+
+def test_one_viewer_may_keep_only_so_many_pages_live(live_pages_server, alice):
+    pages = [_open(live_pages_server, alice.manager, CALENDAR, f"q={n}") for n in range(5)]
+    try:
+        for page in pages:
+            assert _pushes(page, 2)  # each joined (LIVE_MAX_PAGES_PER_USER=5 here)
+        assert _closed_with(_open(live_pages_server, alice.manager, CALENDAR, "q=6")) == 4029
+        pages.pop().close()
+        time.sleep(0.5)
+        assert _pushes(_open(live_pages_server, alice.manager, CALENDAR, "q=7"), 2)
+    finally:
+        for page in pages:
+            page.close()

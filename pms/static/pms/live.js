@@ -6,7 +6,12 @@
 "use strict";
 (() => {
   const script = document.currentScript;
-  const STOP = { 4003: "This page is no longer shown to you.", 4401: "You are signed out.", 4404: "" };
+  const STOP = {
+    4003: "This page is no longer shown to you.",
+    4029: "Too many of your pages are open live.",
+    4401: "You are signed out.",
+    4404: "",
+  };
   const RECHECK = 4001;
   let socket = null;
   let attempts = 0;
