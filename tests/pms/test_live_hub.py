@@ -52,16 +52,28 @@ def test_a_page_joining_during_a_render_gets_the_whole_page(slow_renders):
     async def scenario() -> list[Page]:
         hub = hub_module.Hub()
         first, second, third = Page(), Page(), Page()
-        join = {"user_id": 1, "page": page, "kwargs": {}, "path": "/admin/", "query": ""}
-        await hub.join(first, host="h", access=access, **join)
+
+        async def join(member: Page) -> None:
+            await hub.join(
+                member,
+                user_id=1,
+                page=page,
+                kwargs={},
+                path="/admin/",
+                query="",
+                host="h",
+                access=access,
+            )
+
+        await join(first)
         await asyncio.sleep(0.05)  # the first render is under way
-        await hub.join(second, host="h", access=access, **join)
+        await join(second)
         await asyncio.sleep(0.6)  # both renders done (the same page twice)
         assert [first.regions, second.regions] == [{"calendar": "before the booking"}] * 2
         slow_renders["calendar"] = "with the booking"
         hub.notice({"tenant": 1, "topic": "booking"})
         await asyncio.sleep(0.05)
-        await hub.join(third, host="h", access=access, **join)
+        await join(third)
         await asyncio.sleep(0.8)
         return [first, second, third]
 
