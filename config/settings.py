@@ -479,6 +479,10 @@ LIVE_MIN_INTERVAL_SECONDS = env.float("LIVE_MIN_INTERVAL_SECONDS", default=1.0)
 LIVE_REFRESH_SECONDS = env.float("LIVE_REFRESH_SECONDS", default=60.0)
 # Live pages one user may have open at once (each distinct page costs renders).
 LIVE_MAX_PAGES_PER_USER = env.int("LIVE_MAX_PAGES_PER_USER", default=30)
+# A page that has not taken a message this long after it was sent is closed (it
+# reconnects when it reads again); every open page's session is checked this often.
+LIVE_SEND_TIMEOUT_SECONDS = env.float("LIVE_SEND_TIMEOUT_SECONDS", default=10.0)
+LIVE_RECHECK_SECONDS = env.float("LIVE_RECHECK_SECONDS", default=30.0)
 
 # --- Operator monitoring: queue health, alerts, /metrics, /health/ -----------------------
 QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)

@@ -18,11 +18,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from pms.live.access import access_of
-from pms.live.hub import CLOSE_NOT_SHOWN, hub
+from pms.live.hub import CLOSE_NOT_SHOWN, CLOSE_SIGNED_OUT, Seat, hub
 from pms.live.pages import live_page_at
 
-CLOSE_SIGNED_OUT = 4401
 CLOSE_NOT_LIVE = 4404
+# A page's query as the browser sends it is short; a long one would be re-run on every
+# render of its group (a failed-task search of thousands of terms, say).
+MAX_QUERY_LENGTH = 1000
+MAX_QUERY_PARAMETERS = 20
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -36,19 +39,26 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         asked = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         path = (asked.get("path") or [""])[0]
-        query = urlencode(sorted(parse_qsl((asked.get("query") or [""])[0].lstrip("?"))))
-        found = live_page_at(path) if path.startswith("/") else None
-        if found is None:
+        raw_query = (asked.get("query") or [""])[0].lstrip("?")
+        parameters = parse_qsl(raw_query)
+        query = urlencode(sorted(parameters))
+        found = live_page_at(path) if path.startswith("/") and len(path) < 300 else None
+        if (
+            found is None
+            or len(raw_query) > MAX_QUERY_LENGTH
+            or len(parameters) > MAX_QUERY_PARAMETERS
+        ):
             await self.close(code=CLOSE_NOT_LIVE)
             return
         if not user.is_staff:
             await self.close(code=CLOSE_NOT_SHOWN)
             return
         page, kwargs = found
-        access = await database_sync_to_async(access_of)(user)
+        access = await database_sync_to_async(access_of, thread_sensitive=False)(user)
+        session = self.scope.get("session")
         await hub.join(
             self,
-            user_id=user.pk,
+            seat=Seat(user_id=user.pk, session_key=getattr(session, "session_key", None) or ""),
             page=page,
             kwargs=kwargs,
             path=path,

@@ -31,15 +31,16 @@ from tests.support.servers import ARTIFACTS
 pytestmark = [pytest.mark.needs("browser"), pytest.mark.django_db(transaction=True)]
 
 WITHIN_MS = 2_000
-COUNT_UPDATES = """() => {
+# Before the page's own scripts: count every region the live server replaces.
+COUNT_UPDATES = """
   window.liveUpdates = 0;
-  window.notReloaded = true;
   document.addEventListener("live:updated", () => { window.liveUpdates += 1; });
-}"""
+"""
 
 
 def _signed_in(chromium, live_server, username: str):
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(COUNT_UPDATES)
     page = context.new_page()
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", username)
@@ -54,10 +55,10 @@ def _open(context, url: str):
     page.set_default_timeout(30_000)
     page.goto(url)
     page.wait_for_selector('#live-status[data-state="live"]')
-    # The join render lands first (what changed between load and connect); then count.
-    page.wait_for_function("document.querySelector('[data-live-region]') !== null")
-    time.sleep(0.5)
-    page.evaluate(COUNT_UPDATES)
+    # Joining brings the page once (what changed between its load and its connection):
+    # wait for it, then count from zero. A reload would reset the marker.
+    page.wait_for_function("window.liveUpdates >= 1")
+    page.evaluate("() => { window.liveUpdates = 0; window.notReloaded = true; }")
     return page
 
 

@@ -83,14 +83,17 @@
     socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
       socket = null;
-      if (event.code === RECHECK) return connect();
+      // Jittered, so the pages of a restarted server or a mass re-check do not all
+      // reconnect in the same instant.
+      if (event.code === RECHECK) return setTimeout(connect, Math.random() * 2000);
       if (event.code in STOP) {
         show("off", `Live updates off. ${STOP[event.code]} Reload to see changes.`, reload);
         return;
       }
       show("off", "Live updates are off: reload to see changes.", reload);
       attempts += 1;
-      setTimeout(connect, Math.min(30, 2 ** Math.min(attempts, 5)) * 1000);
+      const delay = Math.min(30, 2 ** Math.min(attempts, 5)) * (0.5 + Math.random());
+      setTimeout(connect, delay * 1000);
     });
   }
 
