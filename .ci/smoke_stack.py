@@ -401,6 +401,8 @@ def run(env: dict[str, str]) -> None:
         references = [b["reference"] for b in first]
         wait_for("the bookings' deliveries", lambda: reconcile_settled(stack, references), 180, 5)
         say(f"first run: {len(first)} bookings reached every handler; reconcile ok")
+        expect_status(f"http://127.0.0.1:{stack.env['LIVE_PORT']}/live/health", 200)
+        expect_status(f"http://127.0.0.1:{stack.env['LIVE_PORT']}/admin/", 404)
         live_calendar_shows_a_booking(stack, session, properties)
         say("first run: an open calendar showed a new booking without a reload (live server)")
         # Workers send task events only while a monitor asks (CELERY_TASK_EVENTS off):
