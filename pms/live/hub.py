@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Protocol
@@ -47,6 +48,11 @@ from pms.pipeline.log_context import bind_tenant
 from pms.pipeline.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
+
+# Renders run one at a time on a thread of their own: their CPU stays bounded (one core
+# at most, at LIVE_NICE) and connects, which read rights on the default executor, never
+# wait behind them.
+_RENDERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-render")
 
 # Close codes the page's script understands (pms/static/pms/live.js).
 CLOSE_RECHECK = 4001  # the viewer's rights changed: reconnect, and be checked again
@@ -212,7 +218,7 @@ class Hub:
         user_ids = {seat.user_id for seat in seats.values()}
         try:
             changed_rights, regions = await database_sync_to_async(
-                _checked_render, thread_sensitive=False
+                _checked_render, thread_sensitive=False, executor=_RENDERS
             )(group, user_ids)
         except NotShown:
             for member in seats:  # they share their rights: the page is not theirs either
