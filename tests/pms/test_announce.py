@@ -13,10 +13,14 @@ from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pms.models import EventDelivery
 from pms.pipeline import announce as announce_module
 from pms.pipeline.announce import CLEANING, LIVE_CHANNEL, announce
+from pms.pipeline.delivery import run_delivery
 from pms.pipeline.redis_client import redis_client
+from pms.pipeline.registry import get_handler
 from testkit.processes import free_port
+from tests.support.pipeline import emit_probe
 from tests.support.stays import book_stay
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,3 +110,18 @@ def test_switched_off_sends_nothing(notices, settings):
     with transaction.atomic():
         announce(tenant_id=7, topic=CLEANING)
     assert notices() == []
+
+
+def test_a_handler_that_applied_an_event_announces_it(notices, settings, alice):
+    # Nobody sends the delivery (no publisher runs here): only this test applies it.
+    settings.OUTBOX_PUBLISH = "notify"
+    notices()  # what the fixtures announced (alice's memberships)
+    event = emit_probe(alice.tenant, aggregate_id="announced-1")
+    assert notices() == [{"tenant": alice.tenant.pk, "topic": "probe"}]  # the event's own
+    handler = get_handler("tests.effect")
+    assert handler is not None
+    delivery = EventDelivery.objects.get(event=event, handler="tests.effect")
+    assert run_delivery(handler, delivery.pk) == "applied"
+    assert notices() == [{"tenant": alice.tenant.pk, "topic": "probe"}]  # the handler's
+    assert run_delivery(handler, delivery.pk) == "duplicate"
+    assert notices() == []  # a duplicate changed nothing
