@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -20,6 +20,7 @@ from pms.pipeline.delivery import run_delivery
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.registry import get_handler
 from testkit.processes import free_port
+from tests.support import fault_handlers
 from tests.support.pipeline import emit_probe
 from tests.support.stays import book_stay
 
@@ -116,6 +117,8 @@ def test_a_handler_that_applied_an_event_announces_it(notices, settings, alice):
     # Nobody sends the delivery (no publisher runs here): only this test applies it.
     settings.OUTBOX_PUBLISH = "notify"
     notices()  # what the fixtures announced (alice's memberships)
+    with connection.cursor() as cursor:
+        cursor.execute(fault_handlers.EFFECT_TABLE_SQL)  # where the probe handler writes
     event = emit_probe(alice.tenant, aggregate_id="announced-1")
     assert notices() == [{"tenant": alice.tenant.pk, "topic": "probe"}]  # the event's own
     handler = get_handler("tests.effect")
