@@ -242,6 +242,7 @@ def test_a_booking_without_idempotency_key_is_refused(api, alice, future):
     ],
 )
 def test_bad_bookings_get_a_4xx_with_a_stable_code(api, alice, future, change, status, code):
+    change = dict(change)  # the parameter is shared by every run of this test in the process
     nights = change.pop("nights", 3)
     check_in = timezone.localdate() - timedelta(days=3) if change.pop("past", False) else future
     response = _post(
