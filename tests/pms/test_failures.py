@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def _delivery(event) -> EventDelivery:
 
 
 def test_a_handler_that_gives_up_fails_its_delivery_for_review(
-    alice, handler_task, own_broker, django_capture_on_commit_callbacks
+    alice, handler_task, own_broker, django_capture_on_commit_callbacks, caplog
 ):
     event = emit_probe(alice.tenant)
     delivery = _delivery(event)
@@ -108,6 +109,11 @@ def test_a_handler_that_gives_up_fails_its_delivery_for_review(
     assert delivery.status == DeliveryStatus.FAILED
     (alert,) = queued_messages(own_broker.url)
     assert alert.task == STAFF_ALERT_TASK
+    assert alert.headers["eta"]  # a moment later: failures in a burst share one digest
+    assert (
+        f"task gave up, recorded for review: task=handlers.{HANDLER} id={task_id} "
+        f"tenant={alice.tenant.pk} error=pms.pipeline.errors.PermanentError"
+    ) in caplog.messages
 
 
 def test_the_same_task_failing_again_reopens_its_one_review(alice, handler_task, superuser):
@@ -131,14 +137,19 @@ def test_the_same_task_failing_again_reopens_its_one_review(alice, handler_task,
     assert [a.note for a in again.actions.order_by("pk")][-1] == "ValueError: second"
 
 
-def test_a_late_copy_failing_after_the_delivery_was_applied_is_not_a_failure(alice, handler_task):
+def test_a_late_copy_failing_after_the_delivery_was_applied_is_not_a_failure(
+    alice, handler_task, caplog
+):
     event = emit_probe(alice.tenant)
     delivery = _delivery(event)
     EventDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.DONE)
     task_id = delivery_task_id(event.id, HANDLER)
     recorded = _fail(handler_task, task_id, _raised(PermanentError("late")), [delivery.pk])
-    assert recorded is not None and recorded.pk is None
+    assert recorded is not None and recorded.pk is None and recorded.task_id == task_id
     assert not FailedTask.objects.exists()
+    assert (
+        f"failure of handlers.{HANDLER}[{task_id}] ignored: delivery already applied"
+    ) in caplog.messages
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DONE
 
@@ -171,9 +182,10 @@ def test_a_failed_task_that_is_not_a_delivery_is_recorded_with_its_tenant_and_qu
     assert odd.delivery_id is None and odd.queue == "bookings"
 
 
-def test_the_failure_receiver_never_raises(handler_task):
+def test_the_failure_receiver_never_raises(handler_task, caplog):
     assert record_task_failure(sender=None, task_id="x") is None
     assert record_task_failure(sender=handler_task, task_id=None) is None
+    assert caplog.messages == []  # nothing to record, nothing went wrong
 
     class Broken:
         name = "pms.tasks.broken"
@@ -181,9 +193,32 @@ def test_the_failure_receiver_never_raises(handler_task):
 
     assert record_task_failure(sender=Broken(), task_id="broken", exception=None) is None
     assert not FailedTask.objects.exists()
+    assert caplog.messages == ["could not record failure of pms.tasks.broken[broken]"]
 
 
-def test_a_delivery_whose_handler_is_gone_is_recorded_for_review(alice):
+def test_long_errors_are_cut_to_what_a_review_needs(alice, handler_task):
+    event = emit_probe(alice.tenant)
+    delivery = _delivery(event)
+    task_id = delivery_task_id(event.id, HANDLER)
+    handler_task.push_request(id=task_id, args=[delivery.pk], kwargs={})
+    try:
+        record_task_failure(
+            sender=handler_task,
+            task_id=task_id,
+            exception=RuntimeError("x" * 20_000),
+            args=[delivery.pk],
+            kwargs={},
+            einfo=SimpleNamespace(traceback="Traceback (celery)\n" + "y" * 60_000),
+        )
+    finally:
+        handler_task.pop_request()
+    failed = FailedTask.objects.get(task_id=task_id)
+    assert failed.exception_message == "x" * 10_000
+    assert failed.traceback.startswith("Traceback (celery)") and len(failed.traceback) == 50_000
+    assert failed.actions.get().note == ("RuntimeError: " + "x" * 20_000)[:2000]
+
+
+def test_a_delivery_whose_handler_is_gone_is_recorded_for_review(alice, caplog):
     event = emit_probe(alice.tenant)
     delivery = _delivery(event)
     EventDelivery.objects.filter(pk=delivery.pk).update(
@@ -201,7 +236,12 @@ def test_a_delivery_whose_handler_is_gone_is_recorded_for_review(alice):
     )
     assert failed.exception_class == "HandlerMissing" and failed.attempts == 4
     assert "no handler named 'tests.renamed_away'" in failed.exception_message
+    assert failed.actions.get().action == "failed"
     assert failed.actions.get().note == failed.exception_message
+    assert (
+        f"delivery {delivery.pk} has no handler tests.renamed_away: recorded for review, "
+        "not re-published"
+    ) in caplog.messages
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     # Never published: it still counts one attempt.
