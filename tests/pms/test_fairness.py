@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import cast
 
 import pytest
@@ -172,7 +173,7 @@ def test_admitted_items_are_sent_with_their_tenant_and_item(
         assert message.headers["tenant_id"] == alice.tenant.pk
         assert message.headers["fair_item_id"] == item.pk
     assert messages["fixed"].task_id == "fair-fixed-id"
-    assert messages["plain0"].task_id not in ("", "fair-fixed-id")
+    assert str(uuid.UUID(messages["plain0"].task_id)) == messages["plain0"].task_id  # Celery's
 
 
 @pytest.mark.django_db
@@ -190,7 +191,8 @@ def test_a_tenant_that_just_had_a_pass_gets_one_queued_pass_for_its_next_submits
         (queued,) = queued_messages(own_broker.url)
         assert (queued.task, queued.args) == (FAIR_DISPATCH_TASK, [bob.tenant.pk])
         assert queued.headers["tenant_id"] == bob.tenant.pk
-        assert queued.headers["eta"]  # once the interval has passed
+        eta = datetime.fromisoformat(queued.headers["eta"])
+        assert eta <= timezone.now() + timedelta(milliseconds=TENANT_PASS_MS)  # the interval
         assert 0 < client.pttl(kick_key) <= TENANT_PASS_MS
     finally:
         client.delete(pass_key, kick_key)
@@ -285,6 +287,33 @@ def test_a_sweep_leaves_out_rows_whose_work_still_waits(alice, bob):
     assert list(left) == [bob.tenant]
     assert set(without_open_work(tenants, scope="webhooks", key_prefix="tenant:")) == set(tenants)
     assert set(without_open_work(tenants, scope="sync", key_prefix="other:")) == set(tenants)
+
+
+@pytest.fixture
+def redis_down(settings):
+    """The pipeline's Redis unreachable (a closed port), for this test only."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    redis_client.cache_clear()
+    yield
+    redis_client.cache_clear()
+
+
+@pytest.mark.django_db
+def test_without_redis_new_work_waits_for_the_periodic_pass(
+    bob, own_broker, redis_down, django_capture_on_commit_callbacks, caplog
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _submit(bob.tenant, 1, "b")  # the submitting transaction commits: never an error
+    kick_dispatcher()
+    assert _inflight(bob.tenant) == 0 and FairWorkItem.objects.count() == 1
+    assert queued_messages(own_broker.url) == []
+    assert f"could not admit tenant {bob.tenant.pk}'s new work here" in caplog.messages
+    assert (
+        caplog.messages.count("could not kick the fair dispatcher; the periodic pass will run it")
+        == 2
+    )  # the failed admission's kick, and the kick itself
+    warning = next(r for r in caplog.records if "new work here" in r.getMessage())
+    assert warning.exc_info is not None  # the cause, for the operator
 
 
 # --- Lanes (remote endpoints) and their circuits -------------------------------------------
