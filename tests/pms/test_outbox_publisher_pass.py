@@ -145,3 +145,35 @@ def test_the_publisher_sends_what_was_committed_before_and_after_it_started(alic
     assert not thread.is_alive()
     sent = [m.task_id for m in queued_messages(own_broker.url)]
     assert sorted(sent) == sorted(_task_ids(before, after))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publisher_outlives_a_broker_outage(alice, own_broker, caplog):
+    stop = threading.Event()
+
+    def publish() -> None:
+        try:
+            run_publisher(stop, poll_seconds=0.2)
+        finally:
+            connection.close()
+
+    own_broker.server.stop()
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        event = emit_probe(alice.tenant)
+        wait_until(
+            lambda: any("deliveries not sent; retrying" in m for m in caplog.messages),
+            10,
+            what="the refusal",
+        )
+        assert thread.is_alive()
+        own_broker.server.start()
+        broker_breaker.reset()
+        wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 15, what="the resend")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert sorted(m.task_id for m in queued_messages(own_broker.url)) == sorted(_task_ids(event))
+    assert "outbox publisher: 2 deliveries not sent; retrying" in caplog.messages

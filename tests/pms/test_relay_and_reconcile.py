@@ -126,7 +126,7 @@ def _due_now(event) -> None:
 
 @pytest.mark.django_db
 def test_a_delivery_whose_message_still_waits_in_its_queue_is_not_sent_twice(
-    alice, own_broker, django_capture_on_commit_callbacks
+    alice, own_broker, django_capture_on_commit_callbacks, caplog
 ):
     broker_breaker.reset()
     with django_capture_on_commit_callbacks(execute=True):
@@ -134,6 +134,7 @@ def test_a_delivery_whose_message_still_waits_in_its_queue_is_not_sent_twice(
     assert len(queued_messages(own_broker.url)) == 2
     _due_now(event)
     assert relay_due_deliveries() == 0  # behind the backlog: looked at again later
+    assert "relay: 2 due deliveries still wait behind a backlog" in caplog.messages
     assert len(queued_messages(own_broker.url)) == 2
     for delivery in EventDelivery.objects.filter(event=event):
         assert delivery.publish_count == 0 and delivery.last_published_at is None
@@ -280,3 +281,14 @@ def test_reconcile_counts_each_tenants_events_and_open_reviews_only(alice, bob):
     assert report.events_without_deliveries == 1 and not report.ok
     DomainEvent.objects.filter(pk=event.pk).update(event_type="test.nobody_listens")
     assert reconcile().events_without_deliveries == 0  # no handler: no delivery expected
+
+
+@pytest.mark.django_db
+def test_a_relay_pass_with_nothing_due_is_one_query(alice, django_assert_num_queries):
+    """Beat runs it every few seconds: with nothing due, no claim and no broker round trip."""
+    event = emit_probe(alice.tenant)  # pending, due only after its deadline
+    EventDelivery.objects.filter(event=event, handler="tests.effect").update(
+        status=DeliveryStatus.DONE, due_at=timezone.now() - timedelta(minutes=1)
+    )
+    with django_assert_num_queries(1):
+        assert relay_due_deliveries() == 0
