@@ -19,7 +19,7 @@ from django.utils import timezone
 from pms.choices import DeliveryStatus
 from pms.models import DomainEvent, EventDelivery
 from pms.pipeline.publisher import BrokerUnavailable, publish_unsent, run_publisher
-from pms.pipeline.publishing import broker_breaker, delivery_task_id
+from pms.pipeline.publishing import CHANNEL, broker_breaker, delivery_task_id
 from testkit.processes import wait_until
 from tests.support.broker import queued_messages
 from tests.support.pipeline import emit_probe
@@ -128,8 +128,8 @@ def test_the_publisher_sends_what_was_committed_before_and_after_it_started(alic
     stop = threading.Event()
 
     def publish() -> None:
-        try:
-            run_publisher(stop, poll_seconds=0.2)
+        try:  # a poll too long to matter: only the NOTIFY can wake it in time
+            run_publisher(stop, poll_seconds=60)
         finally:
             connection.close()
 
@@ -141,6 +141,8 @@ def test_the_publisher_sends_what_was_committed_before_and_after_it_started(alic
         wait_until(lambda: len(queued_messages(own_broker.url)) == 4, 10, what="notified")
     finally:
         stop.set()
+        with connection.cursor() as cursor:  # wake it to see the stop
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
         thread.join(10)
     assert not thread.is_alive()
     sent = [m.task_id for m in queued_messages(own_broker.url)]
