@@ -2,8 +2,9 @@
 
 `make mutation` runs it after mutmut: one row per mutated module (pyproject.toml,
 [tool.mutmut] only_mutate), then every mutant that was not killed, with its diff.
-Exits 1 when a module has more than ``--max-survived`` per cent of its mutants alive
-(survived, no test reached it, or an odd exit that mutmut calls suspicious).
+Exits 1 when a module has more than ``--max-survived`` per cent of its mutants alive:
+"survived" counts every mutant not killed (the tests passed, no test reached it, or
+an odd exit that mutmut calls suspicious); "(no test)" is the part no test reached.
 
     python bench/mutation_report.py [--markdown] [--no-diffs] [--max-survived 10]
 """
@@ -52,6 +53,10 @@ class ModuleScore:
         return len(self.alive)
 
     @property
+    def no_test(self) -> int:
+        return self.statuses["no tests"]
+
+    @property
     def not_run(self) -> int:
         return sum(self.statuses[s] for s in NOT_RUN)
 
@@ -85,7 +90,7 @@ def _natural(mutant: str) -> tuple[str, int]:
 
 
 def table(scores: list[ModuleScore], *, markdown: bool) -> str:
-    header = ["module", "mutants", "killed", "timeout", "survived", "survived %"]
+    header = ["module", "mutants", "killed", "timeout", "survived", "(no test)", "survived %"]
     rows = [
         [
             s.path,
@@ -93,6 +98,7 @@ def table(scores: list[ModuleScore], *, markdown: bool) -> str:
             str(s.killed),
             str(s.timeout),
             str(s.survived),
+            str(s.no_test),
             f"{s.survived_percent:.1f}",
         ]
         for s in scores
@@ -104,6 +110,7 @@ def table(scores: list[ModuleScore], *, markdown: bool) -> str:
             "all",
             *map(str, totals),
             str(survived),
+            str(sum(s.no_test for s in scores)),
             f"{100.0 * survived / totals[0] if totals[0] else 0.0:.1f}",
         ]
     )
