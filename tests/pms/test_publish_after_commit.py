@@ -13,12 +13,21 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from pms.choices import DeliveryStatus
-from pms.models import EventDelivery
-from pms.pipeline.publishing import broker_breaker, delivery_task_id, publish_deliveries
+from pms.models import DomainEvent, EventDelivery
+from pms.pipeline.publishing import (
+    BULK_QUEUE,
+    broker_breaker,
+    bulk_events,
+    delivery_task_id,
+    emit_event,
+    publish_deliveries,
+)
 from tests.support.broker import queued_messages
+from tests.support.fault_handlers import PROBE_EVENT
 from tests.support.pipeline import emit_probe
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +97,63 @@ def test_each_delivery_has_one_task_id_for_every_send():
     assert str(uuid.UUID(first)) == first
     assert first != delivery_task_id(event_id, "bookings.ledger")
     assert first != delivery_task_id(uuid.uuid4(), "bookings.calendar")
+
+
+def test_after_commit_each_delivery_goes_to_its_handlers_queue_as_its_own_task(
+    alice, own_broker, django_capture_on_commit_callbacks, settings
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        event = emit_probe(alice.tenant)
+    deliveries = {d.pk: d for d in EventDelivery.objects.filter(event=event)}
+    messages = queued_messages(own_broker.url)
+    assert sorted(m.args[0] for m in messages) == sorted(deliveries)
+    for message in messages:
+        delivery = deliveries[message.args[0]]
+        assert (
+            message.queue
+            == delivery.queue
+            == {"tests.effect": "bookings"}.get(delivery.handler, "accounting")
+        )
+        assert message.task_id == delivery_task_id(event.id, delivery.handler)
+        assert message.headers["tenant_id"] == alice.tenant.pk
+        assert message.headers["event_id"] == str(event.id)
+        assert delivery.tenant_id == alice.tenant.pk and delivery.publish_count == 0
+        assert delivery.due_at == delivery.created_at + settings.OUTBOX_DELIVERY_DEADLINE
+        assert delivery.created_at == event.created_at
+
+
+def test_events_caused_in_bulk_go_to_the_bulk_queue(
+    alice, own_broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), bulk_events():
+        event = emit_probe(alice.tenant)
+    assert {d.queue for d in EventDelivery.objects.filter(event=event)} == {BULK_QUEUE}
+    assert {m.queue for m in queued_messages(own_broker.url)} == {BULK_QUEUE}
+    after = emit_probe(alice.tenant, aggregate_id="after")  # outside: the handlers' queues
+    assert {d.queue for d in EventDelivery.objects.filter(event=after)} == {
+        "bookings",
+        "accounting",
+    }
+
+
+def test_an_events_actor_is_cut_to_its_column_and_its_aggregate_id_is_text(alice):
+    with transaction.atomic():
+        event = emit_event(
+            tenant_id=alice.tenant.pk,
+            aggregate_type="probe",
+            aggregate_id=7,
+            event_type=PROBE_EVENT,
+            payload={"mode": "ok"},
+            actor="a" * 200,
+        )
+        plain = emit_event(
+            tenant_id=alice.tenant.pk,
+            aggregate_type="probe",
+            aggregate_id=7,
+            event_type=PROBE_EVENT,
+            payload={"mode": "ok"},
+        )
+    stored = DomainEvent.objects.get(pk=event.pk)
+    assert stored.actor == "a" * 150 and stored.aggregate_id == "7"
+    assert DomainEvent.objects.get(pk=plain.pk).actor == ""
+    assert (stored.sequence, plain.sequence) == (1, 2)
