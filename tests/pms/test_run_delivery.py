@@ -195,3 +195,24 @@ def test_a_retry_leaves_an_applied_delivery_and_one_without_a_countdown_alone(al
     _retry(task, delivery.pk, countdown=30)
     delivery.refresh_from_db()
     assert delivery.due_at == due_at and delivery.status == DeliveryStatus.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_still_goes_out_when_the_database_is_why_it_retries(alice, own_broker, caplog):
+    event = emit_probe(alice.tenant)
+    delivery = _delivery(event)
+    task = _handler().task
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "1"  # nothing listens there: the database is down
+    try:
+        _retry(task, delivery.pk, countdown=30)
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert f"could not defer relay for delivery {delivery.pk}" in caplog.messages
+    # The retry itself was sent (beside the two messages its commit published).
+    (retry,) = [m for m in queued_messages(own_broker.url) if m.task_id == f"retry-{delivery.pk}"]
+    assert retry.args == [delivery.pk] and retry.headers["retries"] == 1
+    delivery.refresh_from_db()
+    assert delivery.due_at < timezone.now() + timedelta(seconds=30)  # not deferred: the relay may
