@@ -63,8 +63,9 @@ def test_each_tenant_gets_at_most_its_share_in_flight(alice, bob):
     _submit(bob.tenant, 2, "b")
     fair_dispatch()
     assert (_inflight(alice.tenant), _inflight(bob.tenant)) == (CAP, 2)
-    fair_dispatch()  # nothing finished: nothing more is admitted
+    fair_dispatch()  # nothing finished: nothing more is admitted, nothing admitted twice
     assert _inflight(alice.tenant) == CAP
+    assert set(FairWorkItem.objects.values_list("dispatch_count", flat=True)) == {0, 1}
 
 
 @pytest.mark.django_db
@@ -230,7 +231,7 @@ def test_kicks_in_a_burst_queue_one_dispatch_pass(own_broker):
 
 
 @pytest.mark.django_db
-def test_a_finished_item_is_finished_once_and_its_return_frees_the_slot(alice):
+def test_a_finished_item_is_finished_once_and_its_return_frees_the_slot(alice, bob):
     items = _submit(alice.tenant, CAP + 2, "a")
     fair_dispatch()
     first, second = items[0], items[1]
@@ -243,13 +244,18 @@ def test_a_finished_item_is_finished_once_and_its_return_frees_the_slot(alice):
     assert FairWorkItem.objects.get(pk=first.pk).finished_at == finished_at
     assert _inflight(alice.tenant) == CAP
     fair_item_finished(None)
+    (waiting,) = _submit(bob.tenant, 1, "b")  # bob's item waits for a pass of its own
+    fair_item_finished(items[2].pk)
+    assert FairWorkItem.objects.get(pk=waiting.pk).dispatched_at is None  # alice's pass only
 
     class Returned:  # a task as task_base.task_returned sends it
         request = type("Request", (), {"fair_item_id": second.pk})()
 
     free_slot_on_return(Returned(), status="SUCCESS")
     assert FairWorkItem.objects.get(pk=second.pk).finished_at is not None
-    assert FairWorkItem.objects.filter(dispatched_at__isnull=False).count() == CAP + 2
+    assert FairWorkItem.objects.filter(
+        tenant=alice.tenant, dispatched_at__isnull=False
+    ).count() == (CAP + 2)
     Returned.request = type("Request", (), {})()
     free_slot_on_return(Returned(), status="SUCCESS")  # not fair work: nothing to free
 
