@@ -412,3 +412,25 @@ def test_a_stored_answer_opens_with_its_key_scope_and_secret_key_only(settings):
     for not_sealed in (None, "text", {"reference": "ABCD1234"}):
         with pytest.raises(InvalidToken):
             _unseal("key-1", "anon:aaaa", not_sealed)
+
+
+@pytest.mark.parametrize(("status", "kept"), [(499, True), (500, False), (503, False)])
+def test_a_server_error_answer_frees_its_key_for_a_retry(alice, future, status, kept):
+    from rest_framework.parsers import JSONParser
+
+    from bookings.api.idempotency import idempotent
+    from bookings.api.serializers import BookingCreateSerializer
+
+    raw = APIRequestFactory().post(
+        "/api/v1/bookings/", _body(alice, future), format="json", HTTP_IDEMPOTENCY_KEY="k-5xx"
+    )
+    request = Request(raw, parsers=[JSONParser()])
+    response = idempotent(
+        request,
+        serializer=BookingCreateSerializer(data=request.data),
+        work=lambda data: Response({"answer": status}, status=status),
+        subject=lambda data: data["guest"]["email"],
+    )
+    assert response.status_code == status
+    assert IdempotencyKey.objects.filter(completed=True).exists() is kept
+    assert IdempotencyKey.objects.exists() is kept  # a 5xx: the client may try again

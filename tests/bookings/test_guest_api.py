@@ -275,6 +275,23 @@ def test_an_expired_key_not_yet_purged_is_as_good_as_new(api, alice, future):
 def test_a_booking_without_idempotency_key_is_refused(api, alice, future):
     response = _post(api, _body(alice, future), key=None)
     assert response.status_code == 400 and _error(response) == "idempotency_key_required"
+    assert _message(response).startswith("Send an Idempotency-Key header")
+
+
+def test_a_key_of_more_than_255_characters_is_refused(api, alice, future):
+    response = _post(api, _body(alice, future), key="k" * 256)
+    assert response.status_code == 400 and _error(response) == "idempotency_key_invalid"
+    assert _message(response) == "Idempotency-Key is at most 255 characters."
+    assert Booking.objects.count() == 0
+    assert _post(api, _body(alice, future), key="k" * 255).status_code == 201
+
+
+def test_invalid_fields_are_a_400_that_names_them(api, alice, future):
+    response = _post(api, {**_body(alice, future), "guests": "many"}, key="k-invalid")
+    assert response.status_code == 400 and _error(response) == "invalid"
+    assert _message(response) == "The request has invalid fields."
+    assert "guests" in response.json()["error"]["fields"]
+    assert not IdempotencyKey.objects.exists()  # validation never touches the key
 
 
 @pytest.mark.parametrize(
