@@ -103,8 +103,12 @@ def make_handler_task(handler: Handler) -> Any:
     def deliver(self: EventHandlerTask, delivery_id: int) -> str:
         return run_delivery(handler, delivery_id)
 
+    # Cosmetic, so mutation testing skips them: the class name and docstring Celery gives
+    # the task; its name, queue and base are passed explicitly below.
+    # pragma: no mutate start
     deliver.__name__ = handler.name.replace(".", "_")
     deliver.__doc__ = f"Deliver events to handler {handler.name} (queue {handler.queue})."
+    # pragma: no mutate end
     return app.task(name=handler.task_name, base=EventHandlerTask, bind=True, queue=handler.queue)(
         deliver
     )

@@ -35,12 +35,21 @@ logger = logging.getLogger(__name__)
 
 
 def _claim_sql() -> str:
+    """Lock and mark one batch: the batch is chosen once, then updated.
+
+    Not ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``: PostgreSQL
+    may plan that as a nested-loop semi-join that re-runs the locking sub-select for every
+    row it updates, and each re-run skips the rows the statement has just updated, so it
+    claimed every unpublished row whatever the batch size (seen on a small, unanalysed
+    table). A MATERIALIZED CTE runs once.
+    """
     table = EventDelivery._meta.db_table
     return (
-        f'UPDATE "{table}" SET "last_published_at" = %s WHERE "id" IN ('
-        f'SELECT "id" FROM "{table}" WHERE "status" = %s AND "last_published_at" IS NULL '
+        f'WITH batch AS MATERIALIZED (SELECT "id" FROM "{table}" '
+        f'WHERE "status" = %s AND "last_published_at" IS NULL '
         f'ORDER BY "id" LIMIT %s FOR UPDATE SKIP LOCKED) '
-        f'RETURNING "id", "event_id", "tenant_id", "handler", "queue"'
+        f'UPDATE "{table}" AS d SET "last_published_at" = %s FROM batch WHERE d."id" = batch."id" '
+        f'RETURNING d."id", d."event_id", d."tenant_id", d."handler", d."queue"'
     )
 
 
@@ -52,7 +61,7 @@ def publish_unsent(*, batch_size: int | None = None) -> int:
     """
     batch_size = batch_size or settings.OUTBOX_RELAY_BATCH
     with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), [timezone.now(), DeliveryStatus.PENDING, batch_size])
+        cursor.execute(_claim_sql(), [DeliveryStatus.PENDING, batch_size, timezone.now()])
         rows = cursor.fetchall()
     if not rows:
         return 0

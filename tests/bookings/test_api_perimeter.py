@@ -7,18 +7,23 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
+from cryptography.fernet import InvalidToken
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.utils import timezone
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIClient, APIRequestFactory
 
+from bookings.api.idempotency import _seal, _unseal, client_scope
 from bookings.errors import BookingError
 from bookings.models import Booking, GuestAccessToken, IdempotencyKey
 from bookings.services import booking_create
 from pms.models import Guest
-from tests.factories import PASSWORD, PropertyFactory
+from tests.factories import PASSWORD, PropertyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -359,3 +364,73 @@ def test_a_returning_guest_with_the_same_details_keeps_one_record(api, alice, fu
     second = _post(api, _body(alice, future + timedelta(days=10), name="ana costa"))
     assert first.status_code == second.status_code == 201
     assert Guest.objects.filter(email="ana@example.test").count() == 1
+
+
+# --- Whose a key is, and who can open its stored answer (every kind of caller) ---------
+# The endpoint above is only ever reached anonymously; the rules hold for any caller.
+
+
+def _scope_request(address: str, user: Any = None) -> Request:
+    raw = APIRequestFactory().post("/api/v1/bookings/", {}, format="json", REMOTE_ADDR=address)
+    request = Request(raw)
+    request.user = user or AnonymousUser()
+    return request
+
+
+@pytest.mark.django_db
+def test_a_signed_in_users_keys_are_theirs_from_any_address():
+    ana, ben = UserFactory.create(username="ana"), UserFactory.create(username="ben")
+    here, there = _scope_request("192.0.2.1", ana), _scope_request("198.51.100.7", ana)
+    assert client_scope(here, "x@example.test") == client_scope(there, "y@example.test")
+    assert client_scope(here) == f"user:{ana.pk}"
+    assert client_scope(_scope_request("192.0.2.1", ben)) != client_scope(here)
+    assert client_scope(_scope_request("192.0.2.1")) != client_scope(here)  # anonymous
+
+
+def test_an_anonymous_clients_keys_are_per_address_and_subject():
+    scope = client_scope(_scope_request("192.0.2.1"), "ana@example.test")
+    assert scope.startswith("anon:")
+    assert client_scope(_scope_request("192.0.2.1"), " ANA@example.test ") == scope
+    assert client_scope(_scope_request("192.0.2.2"), "ana@example.test") != scope
+    assert client_scope(_scope_request("192.0.2.1"), "ben@example.test") != scope
+    assert client_scope(_scope_request("192.0.2.1")) != scope
+    # The scope is a keyed hash: no address or email in it.
+    assert "192.0.2.1" not in scope and "ana" not in scope
+
+
+def test_a_stored_answer_opens_with_its_key_scope_and_secret_key_only(settings):
+    answer = {"reference": "ABCD1234", "token": "guest-secret", "total": "350.00"}
+    stored = _seal("key-1", "anon:aaaa", answer)
+    assert set(stored) == {"sealed"} and "guest-secret" not in stored["sealed"]
+    assert _unseal("key-1", "anon:aaaa", stored) == answer
+    for raw_key, scope in (("key-2", "anon:aaaa"), ("key-1", "anon:bbbb")):
+        with pytest.raises(InvalidToken):
+            _unseal(raw_key, scope, stored)
+    settings.SECRET_KEY = "another-installation-" + "x" * 40
+    with pytest.raises(InvalidToken):
+        _unseal("key-1", "anon:aaaa", stored)
+    for not_sealed in (None, "text", {"reference": "ABCD1234"}):
+        with pytest.raises(InvalidToken):
+            _unseal("key-1", "anon:aaaa", not_sealed)
+
+
+@pytest.mark.parametrize(("status", "kept"), [(499, True), (500, False), (503, False)])
+def test_a_server_error_answer_frees_its_key_for_a_retry(alice, future, status, kept):
+    from rest_framework.parsers import JSONParser
+
+    from bookings.api.idempotency import idempotent
+    from bookings.api.serializers import BookingCreateSerializer
+
+    raw = APIRequestFactory().post(
+        "/api/v1/bookings/", _body(alice, future), format="json", HTTP_IDEMPOTENCY_KEY="k-5xx"
+    )
+    request = Request(raw, parsers=[JSONParser()])
+    response = idempotent(
+        request,
+        serializer=BookingCreateSerializer(data=request.data),
+        work=lambda data: Response({"answer": status}, status=status),
+        subject=lambda data: data["guest"]["email"],
+    )
+    assert response.status_code == status
+    assert IdempotencyKey.objects.filter(completed=True).exists() is kept
+    assert IdempotencyKey.objects.exists() is kept  # a 5xx: the client may try again

@@ -46,6 +46,10 @@ def _error(response):
     return body["error"]["code"]
 
 
+def _message(response):
+    return response.json()["error"]["message"]
+
+
 # --- Public property endpoints ---------------------------------------------------------
 
 
@@ -173,7 +177,46 @@ def test_a_key_reused_with_another_body_is_refused(api, alice, future):
     _post(api, _body(alice, future), key="k-1")
     response = _post(api, _body(alice, future + timedelta(days=10)), key="k-1")
     assert response.status_code == 422 and _error(response) == "idempotency_key_reused"
+    assert "Idempotency-Key was already used with a different request" in _message(response)
     assert Booking.objects.count() == 1
+
+
+def test_each_key_of_one_client_replays_its_own_answer(api, alice, future):
+    first = _post(api, _body(alice, future), key="k-a")
+    second = _post(api, _body(alice, future + timedelta(days=10)), key="k-b")
+    assert first.json()["reference"] != second.json()["reference"]
+    for key, answer in (("k-b", second), ("k-a", first)):
+        body = _body(alice, future + timedelta(days=10) if key == "k-b" else future)
+        again = _post(api, body, key=key)
+        assert again.status_code == 201 and again.json() == answer.json()
+    assert Booking.objects.count() == 2
+
+
+def test_an_answer_that_cannot_be_unsealed_is_not_replayed(api, alice, future):
+    """A row whose answer was stored readable (before answers were sealed) or sealed under a
+    key since rotated: the repeat is told to use a new key, nothing is booked again."""
+    body = _body(alice, future)
+    first = _post(api, body, key="k-unsealed")
+    for stored in ({"reference": first.json()["reference"]}, {"sealed": "not-a-fernet-token"}):
+        IdempotencyKey.objects.update(response_body=stored)
+        response = _post(api, body, key="k-unsealed")
+        assert response.status_code == 409 and _error(response) == "replay_unavailable"
+        assert "can no longer be replayed; use a new key" in _message(response)
+        assert "Idempotent-Replayed" not in response
+    assert Booking.objects.count() == 1
+
+
+def test_a_key_purged_between_its_claim_and_its_repeat_asks_for_a_retry(
+    api, alice, future, monkeypatch
+):
+    from bookings.api import idempotency
+
+    # The claim found the key held; the purge deleted the row before the repeat read it.
+    monkeypatch.setattr(idempotency, "_claim", lambda *args: None)
+    response = _post(api, _body(alice, future), key="k-purged")
+    assert response.status_code == 409 and _error(response) == "request_in_progress"
+    assert "retry" in _message(response).lower()
+    assert Booking.objects.count() == 0
 
 
 def _in_flight_claim(body, key, age=timedelta(0)):
@@ -200,13 +243,16 @@ def test_a_repeat_while_the_first_request_runs_gets_409(api, alice, future):
     _in_flight_claim(body, "k-busy")
     response = _post(api, body, key="k-busy")
     assert response.status_code == 409 and _error(response) == "request_in_progress"
+    assert "Idempotency-Key is still being processed" in _message(response)
     assert Booking.objects.count() == 0
 
 
 def test_keys_expire_after_a_day_and_are_purged(api, alice, future):
     _post(api, _body(alice, future), key="k-old")
     IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    _post(api, _body(alice, future + timedelta(days=10)), key="k-new")
     assert idempotency_keys_purge() == 1
+    assert IdempotencyKey.objects.count() == 1  # the new key stays
     # The same key is now new: the request runs again (and the dates are taken).
     response = _post(api, _body(alice, future), key="k-old")
     assert response.status_code == 409 and _error(response) == "unavailable"
@@ -229,6 +275,23 @@ def test_an_expired_key_not_yet_purged_is_as_good_as_new(api, alice, future):
 def test_a_booking_without_idempotency_key_is_refused(api, alice, future):
     response = _post(api, _body(alice, future), key=None)
     assert response.status_code == 400 and _error(response) == "idempotency_key_required"
+    assert _message(response).startswith("Send an Idempotency-Key header")
+
+
+def test_a_key_of_more_than_255_characters_is_refused(api, alice, future):
+    response = _post(api, _body(alice, future), key="k" * 256)
+    assert response.status_code == 400 and _error(response) == "idempotency_key_invalid"
+    assert _message(response) == "Idempotency-Key is at most 255 characters."
+    assert Booking.objects.count() == 0
+    assert _post(api, _body(alice, future), key="k" * 255).status_code == 201
+
+
+def test_invalid_fields_are_a_400_that_names_them(api, alice, future):
+    response = _post(api, {**_body(alice, future), "guests": "many"}, key="k-invalid")
+    assert response.status_code == 400 and _error(response) == "invalid"
+    assert _message(response) == "The request has invalid fields."
+    assert "guests" in response.json()["error"]["fields"]
+    assert not IdempotencyKey.objects.exists()  # validation never touches the key
 
 
 @pytest.mark.parametrize(
@@ -242,6 +305,7 @@ def test_a_booking_without_idempotency_key_is_refused(api, alice, future):
     ],
 )
 def test_bad_bookings_get_a_4xx_with_a_stable_code(api, alice, future, change, status, code):
+    change = dict(change)  # the parameter is shared by every run of this test in the process
     nights = change.pop("nights", 3)
     check_in = timezone.localdate() - timedelta(days=3) if change.pop("past", False) else future
     response = _post(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import cast
 
 import pytest
@@ -12,14 +13,24 @@ from pms.models import EndpointCircuit, FairWorkItem
 from pms.pipeline.endpoints import circuit_record, endpoint_lane
 from pms.pipeline.fair_summary import fair_work_summary
 from pms.pipeline.fairness import (
+    FAIR_DISPATCH_TASK,
+    KICK_KEY,
+    TENANT_KICK_KEY,
     TENANT_PASS_KEY,
+    TENANT_PASS_MS,
     fair_dispatch,
     fair_item_finished,
+    fair_items_purge,
     fair_submit,
+    free_slot_on_return,
+    kick_dispatcher,
     scope_cap,
+    without_open_work,
 )
+from pms.pipeline.log_context import NO_TENANT
 from pms.pipeline.redis_client import redis_client
 from testkit.processes import wait_until
+from tests.support.broker import queued_messages
 from tests.support.pipeline import assert_pipeline_settled
 
 CAP = 4  # FAIR_INFLIGHT_PER_TENANT's default
@@ -52,8 +63,9 @@ def test_each_tenant_gets_at_most_its_share_in_flight(alice, bob):
     _submit(bob.tenant, 2, "b")
     fair_dispatch()
     assert (_inflight(alice.tenant), _inflight(bob.tenant)) == (CAP, 2)
-    fair_dispatch()  # nothing finished: nothing more is admitted
+    fair_dispatch()  # nothing finished: nothing more is admitted, nothing admitted twice
     assert _inflight(alice.tenant) == CAP
+    assert set(FairWorkItem.objects.values_list("dispatch_count", flat=True)) == {0, 1}
 
 
 @pytest.mark.django_db
@@ -136,6 +148,178 @@ def test_a_tenants_single_item_overtakes_another_tenants_backlog(live_worker, al
     assert sorted(order) == sorted([f"a{i}" for i in range(40)] + ["b0"])
     assert FairWorkItem.objects.filter(finished_at__isnull=True).count() == 0
     assert_pipeline_settled()
+
+
+@pytest.mark.django_db
+def test_admitted_items_are_sent_with_their_tenant_and_item(
+    alice, own_broker, django_capture_on_commit_callbacks
+):
+    fixed = fair_submit(
+        tenant_id=alice.tenant.pk,
+        scope=SCOPE,
+        task_name="tests.fair_work",
+        args=["fixed"],
+        queue="bulk",
+        task_id="fair-fixed-id",
+    )
+    (plain,) = _submit(alice.tenant, 1, "plain")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert fair_dispatch() == 2
+    messages = {m.args[0]: m for m in queued_messages(own_broker.url)}
+    assert set(messages) == {"fixed", "plain0"}
+    for label, item in (("fixed", fixed), ("plain0", plain)):
+        assert item is not None
+        message = messages[label]
+        assert (message.task, message.queue) == ("tests.fair_work", "bulk")
+        assert message.headers["tenant_id"] == alice.tenant.pk
+        assert message.headers["fair_item_id"] == item.pk
+    assert messages["fixed"].task_id == "fair-fixed-id"
+    assert str(uuid.UUID(messages["plain0"].task_id)) == messages["plain0"].task_id  # Celery's
+
+
+@pytest.mark.django_db
+def test_a_tenant_that_just_had_a_pass_gets_one_queued_pass_for_its_next_submits(
+    bob, own_broker, django_capture_on_commit_callbacks
+):
+    client = redis_client()
+    pass_key, kick_key = f"{TENANT_PASS_KEY}{bob.tenant.pk}", f"{TENANT_KICK_KEY}{bob.tenant.pk}"
+    client.set(pass_key, 1, px=60_000)  # a pass here has just run
+    client.delete(kick_key)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            _submit(bob.tenant, 3, "b")
+        assert _inflight(bob.tenant) == 0  # not admitted here: by the queued pass
+        (queued,) = queued_messages(own_broker.url)
+        assert (queued.task, queued.args) == (FAIR_DISPATCH_TASK, [bob.tenant.pk])
+        assert queued.headers["tenant_id"] == bob.tenant.pk
+        eta = datetime.fromisoformat(queued.headers["eta"])
+        assert eta <= timezone.now() + timedelta(milliseconds=TENANT_PASS_MS)  # the interval
+        assert 0 < client.pttl(kick_key) <= TENANT_PASS_MS
+    finally:
+        client.delete(pass_key, kick_key)
+
+
+@pytest.mark.django_db
+def test_a_pass_on_submit_holds_off_the_next_for_half_a_second(
+    bob, own_broker, django_capture_on_commit_callbacks
+):
+    client = redis_client()
+    pass_key = f"{TENANT_PASS_KEY}{bob.tenant.pk}"
+    client.delete(pass_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        _submit(bob.tenant, 1, "b")
+    assert _inflight(bob.tenant) == 1
+    assert 0 < client.pttl(pass_key) <= TENANT_PASS_MS
+    assert [m.task for m in queued_messages(own_broker.url)] == ["tests.fair_work"]
+    client.delete(pass_key)
+
+
+@pytest.mark.django_db
+def test_kicks_in_a_burst_queue_one_dispatch_pass(own_broker):
+    client = redis_client()
+    client.delete(KICK_KEY)
+    for _ in range(3):
+        kick_dispatcher()
+    (queued,) = queued_messages(own_broker.url)
+    assert queued.task == FAIR_DISPATCH_TASK and queued.args == []
+    assert queued.headers["tenant_id"] == NO_TENANT  # housekeeping: no tenant's logs
+    assert 0 < client.ttl(KICK_KEY) <= 2
+    fair_dispatch()  # the pass ran: the next kick queues another
+    kick_dispatcher()
+    assert len(queued_messages(own_broker.url)) == 2
+    client.delete(KICK_KEY)
+
+
+@pytest.mark.django_db
+def test_a_finished_item_is_finished_once_and_its_return_frees_the_slot(alice, bob):
+    items = _submit(alice.tenant, CAP + 2, "a")
+    fair_dispatch()
+    first, second = items[0], items[1]
+    before = timezone.now()
+    fair_item_finished(first.pk)
+    finished_at = FairWorkItem.objects.get(pk=first.pk).finished_at
+    assert finished_at is not None and finished_at >= before
+    assert _inflight(alice.tenant) == CAP  # the next item took the slot at once
+    fair_item_finished(first.pk)  # a second report changes nothing
+    assert FairWorkItem.objects.get(pk=first.pk).finished_at == finished_at
+    assert _inflight(alice.tenant) == CAP
+    fair_item_finished(None)
+    (waiting,) = _submit(bob.tenant, 1, "b")  # bob's item waits for a pass of its own
+    fair_item_finished(items[2].pk)
+    assert FairWorkItem.objects.get(pk=waiting.pk).dispatched_at is None  # alice's pass only
+
+    class Returned:  # a task as task_base.task_returned sends it
+        request = type("Request", (), {"fair_item_id": second.pk})()
+
+    free_slot_on_return(Returned(), status="SUCCESS")
+    assert FairWorkItem.objects.get(pk=second.pk).finished_at is not None
+    assert FairWorkItem.objects.filter(
+        tenant=alice.tenant, dispatched_at__isnull=False
+    ).count() == (CAP + 2)
+    Returned.request = type("Request", (), {})()
+    free_slot_on_return(Returned(), status="SUCCESS")  # not fair work: nothing to free
+
+
+@pytest.mark.django_db
+def test_finished_items_are_purged_after_two_days(alice):
+    old, recent, running = _submit(alice.tenant, 3, "p")
+    FairWorkItem.objects.filter(pk=old.pk).update(
+        finished_at=timezone.now() - timedelta(days=2, minutes=1)
+    )
+    FairWorkItem.objects.filter(pk=recent.pk).update(
+        finished_at=timezone.now() - timedelta(days=1, hours=23)
+    )
+    assert fair_items_purge() == 1
+    assert set(FairWorkItem.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
+    assert fair_items_purge(older_than=timedelta(hours=1)) == 1
+
+
+@pytest.mark.django_db
+def test_a_sweep_leaves_out_rows_whose_work_still_waits(alice, bob):
+    from tenants.models import Tenant
+
+    for world in (alice, bob):
+        fair_submit(
+            tenant_id=world.tenant.pk,
+            scope="sync",
+            task_name="tests.fair_work",
+            args=[world.tenant.pk],
+            queue="bulk",
+            dedupe_key=f"tenant:{world.tenant.pk}",
+        )
+    FairWorkItem.objects.filter(tenant=bob.tenant).update(finished_at=timezone.now())
+    tenants = Tenant.objects.filter(pk__in=[alice.tenant.pk, bob.tenant.pk])
+    left = without_open_work(tenants, scope="sync", key_prefix="tenant:")
+    assert list(left) == [bob.tenant]
+    assert set(without_open_work(tenants, scope="webhooks", key_prefix="tenant:")) == set(tenants)
+    assert set(without_open_work(tenants, scope="sync", key_prefix="other:")) == set(tenants)
+
+
+@pytest.fixture
+def redis_down(settings):
+    """The pipeline's Redis unreachable (a closed port), for this test only."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    redis_client.cache_clear()
+    yield
+    redis_client.cache_clear()
+
+
+@pytest.mark.django_db
+def test_without_redis_new_work_waits_for_the_periodic_pass(
+    bob, own_broker, redis_down, django_capture_on_commit_callbacks, caplog
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _submit(bob.tenant, 1, "b")  # the submitting transaction commits: never an error
+    kick_dispatcher()
+    assert _inflight(bob.tenant) == 0 and FairWorkItem.objects.count() == 1
+    assert queued_messages(own_broker.url) == []
+    assert f"could not admit tenant {bob.tenant.pk}'s new work here" in caplog.messages
+    assert (
+        caplog.messages.count("could not kick the fair dispatcher; the periodic pass will run it")
+        == 2
+    )  # the failed admission's kick, and the kick itself
+    warning = next(r for r in caplog.records if "new work here" in r.getMessage())
+    assert warning.exc_info is not None  # the cause, for the operator
 
 
 # --- Lanes (remote endpoints) and their circuits -------------------------------------------

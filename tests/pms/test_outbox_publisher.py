@@ -141,7 +141,7 @@ def test_killing_the_publisher_loses_nothing(live_worker, alice, publisher):
     # A publisher killed between its claim (committed) and its send: marked published,
     # never sent. Only the relay can find these.
     with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), [timezone.now(), DeliveryStatus.PENDING, 6])
+        cursor.execute(_claim_sql(), [DeliveryStatus.PENDING, 6, timezone.now()])
         assert len(cursor.fetchall()) == 6
     assert _unpublished() == 14
 

@@ -9,11 +9,14 @@ arguments).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,3 +110,34 @@ def rabbitmq_unusable(url: str) -> str | None:
     except Exception as exc:
         return f"cannot use vhost {vhost!r} on {host}:{port} ({exc})"
     return None
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A task message waiting in a Redis broker, as a worker would receive it."""
+
+    queue: str
+    task: str
+    task_id: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    headers: dict[str, Any]
+
+
+def queued_messages(url: str) -> list[QueuedMessage]:
+    """Every message waiting in the declared queues of the Redis broker at ``url``, oldest
+    first per queue (kombu pushes on the left). For a broker no worker consumes
+    (``own_broker``): what the test process published."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    found: list[QueuedMessage] = []
+    for queue in sorted(spec.name for spec in QUEUES):
+        for raw in reversed(client.lrange(queue, 0, -1)):
+            message = json.loads(raw)
+            args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            headers = message["headers"]
+            found.append(
+                QueuedMessage(queue, headers["task"], headers["id"], args, kwargs, headers)
+            )
+    return found

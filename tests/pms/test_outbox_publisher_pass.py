@@ -1,0 +1,181 @@
+"""The outbox publisher's passes in this process, on a broker no worker reads.
+
+What it claims (pending deliveries nobody published, oldest first, a batch at a time),
+what it sends (one message per delivery, the delivery's own task id, queue and tenant),
+and what it gives back when the broker refuses. The publisher process itself, with the
+worker and kill -9, is in test_outbox_publisher.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from pms.choices import DeliveryStatus
+from pms.models import DomainEvent, EventDelivery
+from pms.pipeline.publisher import BrokerUnavailable, publish_unsent, run_publisher
+from pms.pipeline.publishing import CHANNEL, broker_breaker, delivery_task_id
+from testkit.processes import wait_until
+from tests.support.broker import queued_messages
+from tests.support.pipeline import emit_probe
+
+
+@pytest.fixture(autouse=True)
+def _notify_mode(settings: Any) -> Iterator[None]:
+    """Emitters only NOTIFY: what reaches the broker is what the publisher sent."""
+    settings.OUTBOX_PUBLISH = "notify"
+    broker_breaker.reset()
+    yield
+    broker_breaker.reset()
+
+
+def _unpublished() -> list[int]:
+    return list(
+        EventDelivery.objects.filter(last_published_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _task_ids(*events: DomainEvent) -> list[str]:
+    return [
+        delivery_task_id(d.event_id, d.handler)
+        for d in EventDelivery.objects.filter(event__in=events).order_by("pk")
+    ]
+
+
+@pytest.mark.django_db
+def test_a_pass_sends_each_unpublished_delivery_once_as_its_own_task(alice, own_broker):
+    event = emit_probe(alice.tenant)
+    before = timezone.now()
+    assert publish_unsent() == 2
+    messages = queued_messages(own_broker.url)
+    deliveries = {d.pk: d for d in EventDelivery.objects.filter(event=event)}
+    assert sorted(m.task_id for m in messages) == sorted(_task_ids(event))
+    for message in messages:
+        (delivery_id,) = message.args
+        delivery = deliveries[delivery_id]
+        assert message.queue == delivery.queue
+        assert message.task == f"handlers.{delivery.handler}"
+        assert message.headers["tenant_id"] == alice.tenant.pk
+        assert message.headers["event_id"] == str(event.id)
+        assert delivery.last_published_at is not None and delivery.last_published_at >= before
+        assert delivery.status == DeliveryStatus.PENDING  # sent, not applied
+    assert publish_unsent() == 0  # marked: the next pass finds nothing
+    assert len(queued_messages(own_broker.url)) == 2
+
+
+@pytest.mark.django_db
+def test_a_pass_takes_one_batch_oldest_first(alice, own_broker):
+    first = emit_probe(alice.tenant, aggregate_id="first")
+    second = emit_probe(alice.tenant, aggregate_id="second")
+    oldest, *rest = _unpublished()
+    assert publish_unsent(batch_size=1) == 1
+    assert _unpublished() == rest
+    assert publish_unsent(batch_size=2) == 2
+    assert publish_unsent(batch_size=2) == 1
+    assert _unpublished() == []
+    sent = [m.task_id for m in queued_messages(own_broker.url)]
+    assert sorted(sent) == sorted(_task_ids(first, second))
+    assert EventDelivery.objects.get(pk=oldest).last_published_at is not None
+
+
+@pytest.mark.django_db
+def test_applied_and_failed_deliveries_are_not_published(alice, own_broker):
+    event = emit_probe(alice.tenant)
+    applied, failed = EventDelivery.objects.filter(event=event).order_by("pk")
+    EventDelivery.objects.filter(pk=applied.pk).update(status=DeliveryStatus.DONE)
+    EventDelivery.objects.filter(pk=failed.pk).update(status=DeliveryStatus.FAILED)
+    assert publish_unsent() == 0
+    assert queued_messages(own_broker.url) == []
+
+
+@pytest.mark.django_db
+def test_a_delivery_whose_handler_is_gone_is_claimed_but_not_sent(alice, own_broker):
+    event = emit_probe(alice.tenant)
+    orphan, kept = EventDelivery.objects.filter(event=event).order_by("pk")
+    EventDelivery.objects.filter(pk=orphan.pk).update(handler="tests.renamed_away")
+    assert publish_unsent() == 2
+    assert [m.args for m in queued_messages(own_broker.url)] == [[kept.pk]]
+    # Left marked: the relay records it for review once it is due, never re-sends it.
+    assert _unpublished() == []
+
+
+@pytest.mark.django_db
+def test_a_refused_batch_is_given_back_for_the_next_pass(alice, own_broker):
+    emit_probe(alice.tenant)
+    waiting = _unpublished()
+    own_broker.server.stop()
+    try:
+        with pytest.raises(BrokerUnavailable, match="2 deliveries not sent"):
+            publish_unsent()
+        assert _unpublished() == waiting
+    finally:
+        own_broker.server.start()
+        broker_breaker.reset()
+    assert publish_unsent() == 2
+    assert len(queued_messages(own_broker.url)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publisher_sends_what_was_committed_before_and_after_it_started(alice, own_broker):
+    before = emit_probe(alice.tenant, aggregate_id="before")
+    stop = threading.Event()
+
+    def publish() -> None:
+        try:  # a poll too long to matter: only the NOTIFY can wake it in time
+            run_publisher(stop, poll_seconds=60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 10, what="drain")
+        after = emit_probe(alice.tenant, aggregate_id="after")
+        wait_until(lambda: len(queued_messages(own_broker.url)) == 4, 10, what="notified")
+    finally:
+        stop.set()
+        with connection.cursor() as cursor:  # wake it to see the stop
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        thread.join(10)
+    assert not thread.is_alive()
+    sent = [m.task_id for m in queued_messages(own_broker.url)]
+    assert sorted(sent) == sorted(_task_ids(before, after))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publisher_outlives_a_broker_outage(alice, own_broker, caplog):
+    stop = threading.Event()
+
+    def publish() -> None:
+        try:
+            run_publisher(stop, poll_seconds=0.2)
+        finally:
+            connection.close()
+
+    own_broker.server.stop()
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        event = emit_probe(alice.tenant)
+        wait_until(
+            lambda: any("deliveries not sent; retrying" in m for m in caplog.messages),
+            10,
+            what="the refusal",
+        )
+        assert thread.is_alive()
+        own_broker.server.start()
+        broker_breaker.reset()
+        wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 15, what="the resend")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert sorted(m.task_id for m in queued_messages(own_broker.url)) == sorted(_task_ids(event))
+    assert "outbox publisher: 2 deliveries not sent; retrying" in caplog.messages
