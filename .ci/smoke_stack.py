@@ -62,10 +62,17 @@ def say(message: str) -> None:
     print(f"smoke: {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` different free ports: each stays bound until all are chosen (binding port
+    0 twice in a row may return the same port: a CI run once gave the web's to Flower)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def listening(port: int) -> bool:
@@ -497,12 +504,13 @@ def main() -> int:
         # The embedded default, as on a fresh machine.
         if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"}
     }
+    web, flower, live, postgres, redis = (str(port) for port in free_ports(5))
     env.update(
-        WEB_PORT=str(free_port()),
-        FLOWER_PORT=str(free_port()),
-        LIVE_PORT=str(free_port()),
-        EMBEDDED_PG_PORT=str(free_port()),
-        EMBEDDED_REDIS_PORT=str(free_port()),
+        WEB_PORT=web,
+        FLOWER_PORT=flower,
+        LIVE_PORT=live,
+        EMBEDDED_PG_PORT=postgres,
+        EMBEDDED_REDIS_PORT=redis,
         # A delivery lost with the killed worker is re-sent after this many seconds.
         OUTBOX_DELIVERY_DEADLINE="10",
         OPS_WATCHDOG_INTERVAL="10",
