@@ -10,6 +10,7 @@ would show it to this viewer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
@@ -70,8 +71,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         hub.leave(self)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """The page says nothing the server needs; a ping keeps proxies from closing."""
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The page says nothing the server needs but a ping, which keeps proxies from
+        closing; anything else (not JSON, bytes, too long) is ignored, never an error."""
+        try:
+            content = json.loads(text_data or "") if text_data and len(text_data) < 100 else None
+        except ValueError:
+            content = None
         if isinstance(content, dict) and content.get("ping"):
             await self.send_json({"pong": True})
 

@@ -271,3 +271,12 @@ def test_a_cleaner_and_a_manager_of_one_tenant_each_get_their_own_dashboard(
         assert all(
             alice.guest.name not in html for p in _pushes(theirs, 1.5) for html in p.values()
         )
+
+
+def test_what_a_page_sends_besides_a_ping_is_ignored_not_an_error(live_pages_server, alice):
+    with _open(live_pages_server, alice.manager, CALENDAR) as page:
+        _pushes(page, 2)
+        for junk in ("not json", "[1, 2]", '{"ping": ' + "1" * 500 + "}", b"\x00\xff"):
+            page.send(junk)
+        page.send('{"ping": true}')
+        assert json.loads(page.recv(timeout=5)) == {"pong": True}  # still open, still answering
