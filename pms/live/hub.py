@@ -43,7 +43,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from pms.live.access import Access, access_keys, sees_tenant
 from pms.live.pages import LivePage, concerns
 from pms.live.render import NotShown, render_regions
-from pms.pipeline.announce import ACCESS, LIVE_CHANNEL
+from pms.pipeline.announce import ACCESS, live_channel
 from pms.pipeline.log_context import bind_tenant
 from pms.pipeline.redis_client import redis_client
 
@@ -311,7 +311,7 @@ class Hub:
             pubsub = None
             try:
                 pubsub = redis_client().pubsub()
-                pubsub.subscribe(LIVE_CHANNEL)
+                pubsub.subscribe(live_channel())
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:

@@ -31,8 +31,20 @@ from config.redis_sentinel import is_sentinel_url, master_client
 
 logger = logging.getLogger(__name__)
 
-# The Redis pub/sub channel the live server subscribes to.
+# The Redis pub/sub channel the live server subscribes to, one per database (live_channel).
 LIVE_CHANNEL = "pms:live"
+
+
+def live_channel() -> str:
+    """This stack's channel: ``LIVE_CHANNEL`` and the name of its PostgreSQL database.
+
+    Redis pub/sub ignores the database number, so two stacks sharing one Redis (a
+    staging and a demo, or ``make test`` beside ``make mutation``) would otherwise see
+    each other's notices. The web, the workers and the live server of one stack share
+    a database, so they agree on the channel.
+    """
+    return f"{LIVE_CHANNEL}:{connection.settings_dict['NAME']}"
+
 
 # Topics: what kind of thing changed (pages subscribe to the topics they show). An
 # event's notice has its aggregate type as topic ("booking", "block", "payment",
@@ -132,10 +144,11 @@ def _client() -> redis.Redis:
 
 
 def _send(notices: Iterable[str]) -> None:
+    channel = live_channel()
     try:
         with _client().pipeline(transaction=False) as pipe:
             for text in notices:
-                pipe.publish(LIVE_CHANNEL, text)
+                pipe.publish(channel, text)
             pipe.execute()
     except (redis.RedisError, OSError) as exc:
         logger.debug("live notices not sent (%s); open pages catch up on their timers", exc)

@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from pms.models import EventDelivery
 from pms.pipeline import announce as announce_module
-from pms.pipeline.announce import CLEANING, LIVE_CHANNEL, announce
+from pms.pipeline.announce import CLEANING, announce, live_channel
 from pms.pipeline.delivery import run_delivery
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.registry import get_handler
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def notices():
     """The notices published while the test runs, read from Redis as the live server does."""
     pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(LIVE_CHANNEL)
+    pubsub.subscribe(live_channel())
     pubsub.get_message(timeout=1)
 
     def read(seconds: float = 0.5) -> list[dict]:
@@ -128,3 +128,19 @@ def test_a_handler_that_applied_an_event_announces_it(notices, settings, alice):
     assert notices() == [{"tenant": alice.tenant.pk, "topic": "probe"}]  # the handler's
     assert run_delivery(handler, delivery.pk) == "duplicate"
     assert notices() == []  # a duplicate changed nothing
+
+
+def test_notices_stay_on_their_databases_channel(notices):
+    """Redis pub/sub ignores the database number: a stack sharing this Redis (``make test``
+    beside ``make mutation``) listens on its own database's channel and hears nothing."""
+    other = redis_client().pubsub(ignore_subscribe_messages=True)
+    other.subscribe("pms:live:some_other_stack")
+    other.get_message(timeout=1)
+    try:
+        assert live_channel() == f"pms:live:{connection.settings_dict['NAME']}"
+        with transaction.atomic():
+            announce(tenant_id=7, topic=CLEANING)
+        assert notices() == [{"tenant": 7, "topic": CLEANING}]
+        assert other.get_message(timeout=0.5) is None
+    finally:
+        other.close()

@@ -179,3 +179,68 @@ def test_the_publisher_outlives_a_broker_outage(alice, own_broker, caplog):
     assert not thread.is_alive()
     assert sorted(m.task_id for m in queued_messages(own_broker.url)) == sorted(_task_ids(event))
     assert "outbox publisher: 2 deliveries not sent; retrying" in caplog.messages
+
+
+def _publisher_backends() -> list[int]:
+    """The publisher thread's two sessions: its LISTEN connection and its claim's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND (query = %s OR query LIKE %s)",
+            [f"LISTEN {CHANNEL}", "WITH batch AS MATERIALIZED%"],
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def _terminate(pids: list[int]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publisher_reconnects_after_postgresql_drops_it(alice, own_broker, caplog):
+    """PostgreSQL restarted under it (both its sessions terminated): it says so, opens a
+    new LISTEN session and a new claim session, and what is committed next is sent."""
+    caplog.set_level("INFO", logger="pms.pipeline.publisher")
+    stop = threading.Event()
+
+    def publish() -> None:
+        try:
+            run_publisher(stop, poll_seconds=0.2)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        first = emit_probe(alice.tenant, aggregate_id="first")
+        wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 10, what="first sent")
+        wait_until(lambda: len(_publisher_backends()) == 2, 10, what="both sessions seen")
+        dropped = _publisher_backends()
+        _terminate(dropped)
+        wait_until(
+            lambda: any("database unavailable" in m for m in caplog.messages),
+            10,
+            what="the publisher to notice",
+        )
+        second = emit_probe(alice.tenant, aggregate_id="second")
+        wait_until(lambda: len(queued_messages(own_broker.url)) == 4, 15, what="second sent")
+        wait_until(
+            lambda: len(set(_publisher_backends()) - set(dropped)) == 2,
+            10,
+            what="two new sessions",
+        )
+    finally:
+        stop.set()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        thread.join(10)
+    assert not thread.is_alive()
+    sent = sorted(m.task_id for m in queued_messages(own_broker.url))
+    assert sent == sorted(_task_ids(first, second))
+    warnings = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert warnings and all(r.levelname == "WARNING" for r in warnings)
+    assert warnings[0].getMessage().startswith("outbox publisher: database unavailable (")
+    assert warnings[0].getMessage().endswith("); reconnecting")
+    listening = [m for m in caplog.messages if m == f"outbox publisher listening on {CHANNEL}"]
+    assert len(listening) >= 2  # once at start, once after the reconnect
