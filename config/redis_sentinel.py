@@ -67,7 +67,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
 
 
 def sentinel_manager(target: SentinelTarget, **connection: Any) -> Sentinel:
-    timeouts = {
+    timeouts: dict[str, Any] = {
         key: connection[key]
         for key in ("socket_timeout", "socket_connect_timeout")
         if key in connection
