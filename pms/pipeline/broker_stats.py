@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,9 +51,13 @@ def _published_at(raw: bytes | str | None) -> float | None:
     try:
         message = json.loads(raw)
         value = (message.get("headers") or {}).get(PUBLISHED_AT_HEADER)
-        return float(value) if value is not None else None
+        published = float(value) if value is not None else None
     except (ValueError, TypeError, AttributeError):
         return None
+    # A header anyone could have written: a time, or unknown (never an age of 1e300 s).
+    if published is None or not math.isfinite(published) or published <= 0:
+        return None
+    return published
 
 
 def _redis_depths(channel: Any, queues: list[str], now: float) -> list[QueueDepth]:

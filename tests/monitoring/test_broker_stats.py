@@ -16,7 +16,7 @@ from testkit.processes import free_port
 PROBE_QUEUE = "monitoring-probe"  # not in the table: nobody consumes it
 
 
-def _publish(priority: int, published_at: float) -> None:
+def _publish(priority: int, published_at: Any) -> None:
     queue = Queue(PROBE_QUEUE, Exchange(PROBE_QUEUE), routing_key=PROBE_QUEUE)
     with celery_app.producer_or_acquire() as producer:
         producer.publish(
@@ -55,6 +55,25 @@ def test_depth_counts_every_priority_sub_queue_and_age_is_the_oldest_tail(broker
         _purge()
     (empty,) = queue_depths(queues=[PROBE_QUEUE])
     assert empty.depth == 0 and empty.oldest_age_seconds is None
+
+
+def test_a_tail_whose_publish_time_is_nonsense_has_no_age(broker):
+    """The header is whatever the producer wrote: an absurd one is no age, not 1e300 s (a
+    figure the relay could not turn into a time, and queue health would show)."""
+    if broker_is_amqp(broker.url):
+        pytest.skip("kombu's Redis layout; RabbitMQ's figures: tests/config/test_rabbitmq.py")
+    _purge()
+    try:
+        for nonsense in (-1e300, "-inf", "nan", 0, "yesterday"):
+            _publish(0, nonsense)
+            (stats,) = queue_depths(queues=[PROBE_QUEUE])
+            assert stats.oldest_age_seconds is None, nonsense
+        assert stats.depth == 5
+        _publish(5, time.time() - 60)  # a real one beside them still counts
+        (stats,) = queue_depths(queues=[PROBE_QUEUE])
+        assert stats.oldest_age_seconds is not None and 59 <= stats.oldest_age_seconds < 70
+    finally:
+        _purge()
 
 
 def test_an_unreachable_broker_reports_unknown_not_zero(broker, monkeypatch):
