@@ -54,6 +54,10 @@ KICK_KEY = "pms:fair-dispatch-kick"
 TENANT_PASS_KEY = "pms:fair-tenant-pass:"
 TENANT_KICK_KEY = "pms:fair-tenant-kick:"
 TENANT_PASS_MS = 500
+TENANT_PASS_SECONDS = TENANT_PASS_MS / 1000
+KICK_SECONDS = 2  # kicks within this share one queued pass
+# What the Redis markers hold: only whether they exist counts.
+_MARK = 1
 ADVISORY_LOCK_ID = 0x7FA1D15  # pg_advisory_xact_lock key of the dispatcher
 
 
@@ -149,14 +153,14 @@ def _admit_submitted(tenant_ids: list[int]) -> None:
     for tenant_id in tenant_ids:
         try:
             client = redis_client()
-            if client.set(f"{TENANT_PASS_KEY}{tenant_id}", 1, nx=True, px=TENANT_PASS_MS):
+            if client.set(f"{TENANT_PASS_KEY}{tenant_id}", _MARK, nx=True, px=TENANT_PASS_MS):
                 fair_dispatch(tenant_id=tenant_id)
-            elif client.set(f"{TENANT_KICK_KEY}{tenant_id}", 1, nx=True, px=TENANT_PASS_MS):
+            elif client.set(f"{TENANT_KICK_KEY}{tenant_id}", _MARK, nx=True, px=TENANT_PASS_MS):
                 # Submitted during the interval: one pass for this tenant once it ends.
                 enqueue(
                     FAIR_DISPATCH_TASK,
                     args=[tenant_id],
-                    countdown=TENANT_PASS_MS / 1000,
+                    countdown=TENANT_PASS_SECONDS,  # the interval left, at most
                     headers={"tenant_id": tenant_id},
                     caught_up_by="the periodic dispatch pass",
                 )
@@ -168,7 +172,7 @@ def _admit_submitted(tenant_ids: list[int]) -> None:
 def kick_dispatcher() -> None:
     """Ask for a dispatch pass soon; many kicks in a burst queue one pass."""
     try:
-        first_kick = redis_client().set(KICK_KEY, 1, nx=True, ex=2)
+        first_kick = redis_client().set(KICK_KEY, _MARK, nx=True, ex=KICK_SECONDS)
     except Exception:
         logger.warning("could not kick the fair dispatcher; the periodic pass will run it")
         return

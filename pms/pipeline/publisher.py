@@ -83,15 +83,14 @@ class BrokerUnavailable(Exception):
 
 
 def _listen() -> psycopg.Connection[tuple[object, ...]]:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    listener = psycopg.connect(**params, autocommit=True)
+    """A session of its own, on Django's connection parameters, in autocommit: LISTEN
+    takes effect at once and the notifications arrive between transactions."""
+    listener = psycopg.connect(**connection.get_connection_params(), autocommit=True)
     listener.execute(f"LISTEN {CHANNEL}")
     return listener
 
 
-def run_publisher(stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
+def run_publisher(stop: threading.Event, *, poll_seconds: float) -> None:
     """Publish until ``stop`` is set: drain, wait for a notification (or ``poll_seconds``)."""
     listener: psycopg.Connection[tuple[object, ...]] | None = None
     while not stop.is_set():

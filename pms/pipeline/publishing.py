@@ -194,6 +194,9 @@ def emit_event(
     return event
 
 
+_NEVER = float("-inf")  # an open-until time that has always passed
+
+
 class _BrokerBreaker:
     """After a failed publish, skip publishing for a few seconds.
 
@@ -203,7 +206,7 @@ class _BrokerBreaker:
 
     def __init__(self, cooldown: float = 5.0) -> None:
         self.cooldown = cooldown
-        self._open_until = 0.0
+        self._open_until = _NEVER
         self._lock = threading.Lock()
 
     def is_open(self) -> bool:
@@ -214,7 +217,7 @@ class _BrokerBreaker:
             self._open_until = time.monotonic() + self.cooldown
 
     def reset(self) -> None:
-        self._open_until = 0.0
+        self._open_until = _NEVER
 
 
 broker_breaker = _BrokerBreaker()

@@ -6,13 +6,16 @@ import uuid
 from datetime import datetime, timedelta
 from typing import cast
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from pms.models import EndpointCircuit, FairWorkItem
 from pms.pipeline.endpoints import circuit_record, endpoint_lane
 from pms.pipeline.fair_summary import fair_work_summary
 from pms.pipeline.fairness import (
+    ADVISORY_LOCK_ID,
     FAIR_DISPATCH_TASK,
     KICK_KEY,
     TENANT_KICK_KEY,
@@ -463,3 +466,107 @@ def test_the_lane_of_a_url_is_its_origin():
     assert endpoint_lane("https://Hooks.Example.com/a/b?x=1") == "https://hooks.example.com:443"
     assert endpoint_lane("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080"
     assert endpoint_lane("not a url") == ""
+
+
+# --- When the broker or the dispatcher's lock fails ------------------------------------------
+
+
+def _waiting_item(tenant, label):
+    """An item written without the submit's after-commit pass: only a dispatch admits it."""
+    return FairWorkItem.objects.create(
+        tenant=tenant, scope=SCOPE, task_name="tests.fair_work", args=[label], queue="bulk"
+    )
+
+
+@pytest.mark.django_db
+def test_work_the_broker_refuses_is_logged_with_what_sends_it_later(
+    alice, bob, own_broker, caplog, django_capture_on_commit_callbacks
+):
+    client = redis_client()
+    pass_key = f"{TENANT_PASS_KEY}{bob.tenant.pk}"
+    kick_key = f"{TENANT_KICK_KEY}{bob.tenant.pk}"
+    client.delete(KICK_KEY, kick_key)
+    client.set(pass_key, 1, px=60_000)  # bob just had a pass: his next submit queues one
+    (item,) = _submit(alice.tenant, 1, "a")
+    own_broker.server.stop()
+    try:
+        kick_dispatcher()
+        with django_capture_on_commit_callbacks(execute=True):
+            _submit(bob.tenant, 1, "b")
+        with django_capture_on_commit_callbacks(execute=True):
+            assert fair_dispatch(tenant_id=alice.tenant.pk) == 1
+    finally:
+        own_broker.server.start()
+        client.delete(KICK_KEY, pass_key, kick_key)
+    refused = [m for m in caplog.messages if m.startswith("could not enqueue")]
+    assert len(refused) == 3, caplog.messages
+    kick, bobs_pass, work = refused
+    assert kick.startswith(f"could not enqueue {FAIR_DISPATCH_TASK}[] (")
+    assert kick.endswith("); the periodic dispatch pass will send it")
+    assert bobs_pass.startswith(f"could not enqueue {FAIR_DISPATCH_TASK}[{bob.tenant.pk}] (")
+    assert bobs_pass.endswith("); the periodic dispatch pass will send it")
+    assert work.startswith("could not enqueue tests.fair_work['a0'] (")
+    assert work.endswith("); re-admission after the in-flight deadline will send it")
+    # The refused item stays admitted: the in-flight deadline admits it again.
+    item.refresh_from_db()
+    assert item.dispatched_at is not None and item.dispatch_count == 1
+
+
+@pytest.mark.django_db
+def test_a_submit_runs_a_pass_over_the_submitting_tenants_items_only(
+    alice, bob, django_capture_on_commit_callbacks
+):
+    others = _waiting_item(bob.tenant, "b")
+    redis_client().delete(f"{TENANT_PASS_KEY}{alice.tenant.pk}")
+    with django_capture_on_commit_callbacks(execute=True):
+        _submit(alice.tenant, 1, "a")
+    assert _inflight(alice.tenant) == 1
+    others.refresh_from_db()
+    assert others.dispatched_at is None  # bob's waits for a pass of its own
+    redis_client().delete(f"{TENANT_PASS_KEY}{alice.tenant.pk}")
+
+
+@pytest.mark.django_db
+def test_a_finished_item_admits_its_own_tenants_next_item_only_once(alice, bob):
+    bobs = _waiting_item(bob.tenant, "b")  # older than alice's, and never admitted here
+    first, second = _waiting_item(alice.tenant, "a0"), _waiting_item(alice.tenant, "a1")
+    FairWorkItem.objects.filter(pk=first.pk).update(dispatched_at=timezone.now())
+    fair_item_finished(first.pk)
+    second.refresh_from_db()
+    assert second.dispatched_at is not None  # alice's next, at once
+    bobs.refresh_from_db()
+    assert bobs.dispatched_at is None
+    late = _waiting_item(alice.tenant, "a2")
+    FairWorkItem.objects.filter(pk=second.pk).update(finished_at=timezone.now())
+    fair_item_finished(first.pk)  # reported again (a task retried after it returned)
+    late.refresh_from_db()
+    assert late.dispatched_at is None  # an item already finished frees nothing twice
+
+
+@pytest.mark.django_db
+def test_a_pass_that_cannot_run_after_a_finish_leaves_it_to_the_dispatcher(
+    alice, own_broker, caplog
+):
+    """The dispatcher's lock is held elsewhere past this session's lock timeout: the
+    worker does not wait, it says why and kicks a dispatch pass."""
+    first, second = _waiting_item(alice.tenant, "a0"), _waiting_item(alice.tenant, "a1")
+    FairWorkItem.objects.filter(pk=first.pk).update(dispatched_at=timezone.now())
+    redis_client().delete(KICK_KEY)
+    holder = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_ID])
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        fair_item_finished(first.pk)
+    finally:
+        holder.close()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.finished_at is not None  # the finish itself is kept
+    assert second.dispatched_at is None  # no pass ran here
+    (warning,) = [r for r in caplog.records if "next work here" in r.getMessage()]
+    assert warning.getMessage() == f"could not admit tenant {alice.tenant.pk}'s next work here"
+    assert warning.levelname == "WARNING" and warning.exc_info is not None
+    (kicked,) = queued_messages(own_broker.url)
+    assert kicked.task == FAIR_DISPATCH_TASK
+    redis_client().delete(KICK_KEY)

@@ -28,7 +28,7 @@ from pms.pipeline.publishing import (
 )
 from tests.support.broker import queued_messages
 from tests.support.fault_handlers import PROBE_EVENT
-from tests.support.pipeline import emit_probe
+from tests.support.pipeline import deliveries_refuse_updates, emit_probe
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +157,22 @@ def test_an_events_actor_is_cut_to_its_column_and_its_aggregate_id_is_text(alice
     assert stored.actor == "a" * 150 and stored.aggregate_id == "7"
     assert DomainEvent.objects.get(pk=plain.pk).actor == ""
     assert (stored.sequence, plain.sequence) == (1, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_that_cannot_be_brought_forward_are_logged_and_left_to_their_deadline(
+    alice, own_broker, caplog, settings
+):
+    event = emit_probe(alice.tenant)  # published: moved off its deadline below
+    deliveries = list(EventDelivery.objects.filter(event=event))
+    own_broker.server.stop()
+    try:
+        with deliveries_refuse_updates("NEW.due_at < OLD.due_at"):
+            assert publish_deliveries(deliveries) == 0
+    finally:
+        own_broker.server.start()
+    (record,) = [r for r in caplog.records if "unsent deliveries" in r.getMessage()]
+    assert record.getMessage() == "could not bring 2 unsent deliveries forward"
+    assert record.levelname == "ERROR" and record.exc_info is not None
+    for delivery in EventDelivery.objects.filter(event=event):  # untouched: due at deadline
+        assert delivery.due_at == delivery.created_at + settings.OUTBOX_DELIVERY_DEADLINE

@@ -20,7 +20,7 @@ from pms.pipeline.publishing import _BrokerBreaker, broker_breaker
 from pms.pipeline.reconcile import reconcile, reconcile_until_settled
 from pms.pipeline.relay import relay_due_deliveries
 from tests.support.broker import queued_messages
-from tests.support.pipeline import emit_probe
+from tests.support.pipeline import deliveries_refuse_updates, emit_probe
 
 
 @pytest.mark.django_db(transaction=True)
@@ -292,3 +292,29 @@ def test_a_relay_pass_with_nothing_due_is_one_query(alice, django_assert_num_que
     )
     with django_assert_num_queries(1):
         assert relay_due_deliveries() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused_sends_that_cannot_be_rescheduled_are_logged_and_keep_their_backoff(
+    alice, own_broker, caplog
+):
+    """The broker refuses the relay's sends and PostgreSQL then refuses the reschedule:
+    the relay says so, and the deliveries are due again after their first backoff."""
+    broker_breaker.trip()  # keep the commit-time publish out of the way
+    event = emit_probe(alice.tenant)
+    broker_breaker.reset()
+    _due_now(event)
+    own_broker.server.stop()
+    try:
+        with deliveries_refuse_updates("NEW.publish_count < OLD.publish_count"):
+            before = timezone.now()
+            assert relay_due_deliveries() == 0
+    finally:
+        own_broker.server.start()
+        broker_breaker.reset()
+    (record,) = [r for r in caplog.records if "reschedule" in r.getMessage()]
+    assert record.getMessage() == "could not reschedule 2 unsent deliveries"
+    assert record.levelname == "ERROR" and record.exc_info is not None
+    for delivery in EventDelivery.objects.filter(event=event):
+        assert delivery.publish_count == 1  # counted as sent: it may have been
+        assert delivery.due_at >= before + relay_backoff(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection, transaction
@@ -48,3 +50,23 @@ def assert_pipeline_settled(timeout: float = 45) -> ReconcileReport:
     assert report.settled, report.as_dict()
     assert duplicated_effects() == 0
     return report
+
+
+@contextmanager
+def deliveries_refuse_updates(when: str) -> Iterator[None]:
+    """PostgreSQL refuses an UPDATE of an event delivery matching ``when`` (a trigger's
+    WHEN condition over OLD and NEW): a database failing at exactly that statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE OR REPLACE FUNCTION test_refuse_update() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_refuse_update BEFORE UPDATE ON pms_eventdelivery "
+            f"FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION test_refuse_update()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_refuse_update ON pms_eventdelivery")
