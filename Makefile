@@ -115,6 +115,7 @@ $(addprefix faults-,$(FAULT_RUNS)): faults-%: $(STAMP)
 ## Its own test database, kept between mutants (--reuse-db), so `make test` can run beside it.
 mutation: $(STAMP)
 	$(if $(MUTANTS),,rm -rf mutants)
+	TEST_DATABASE_NAME=test_pms_mutation $(DEVSTACK) $(BIN)/python bench/mutation_fresh_db.py
 	TEST_DATABASE_NAME=test_pms_mutation $(DEVSTACK) $(BIN)/mutmut run --max-children 1 $(MUTANTS)
 	$(BIN)/python bench/mutation_report.py $(MUTATION_REPORT_ARGS)
 

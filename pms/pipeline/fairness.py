@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import CharField, Exists, OuterRef, Q, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from pms.models import FairWorkItem
@@ -234,7 +234,12 @@ def scope_cap(scope: str) -> int:
     return int(settings.FAIR_INFLIGHT_PER_SCOPE.get(scope, settings.FAIR_INFLIGHT_PER_TENANT))
 
 
-def fair_dispatch(*, batch: int = 500, tenant_id: int | None = None) -> int:
+DISPATCH_BATCH = 500  # items admitted per pass at most
+_ONLY_TENANT_SQL = "AND tenant_id = %(tenant)s"
+_DISPATCH_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def fair_dispatch(*, batch: int = DISPATCH_BATCH, tenant_id: int | None = None) -> int:
     """Admit waiting items up to every cap. Returns how many were sent.
 
     ``tenant_id``: a pass over that tenant's items only (its finished item freed a slot
@@ -244,14 +249,12 @@ def fair_dispatch(*, batch: int = 500, tenant_id: int | None = None) -> int:
     stale_before = timezone.now() - timedelta(seconds=settings.FAIR_INFLIGHT_DEADLINE)
     if tenant_id is None:
         redis_client().delete(KICK_KEY)
-    sql = _CANDIDATES_SQL.format(
-        only_tenant="AND tenant_id = %(tenant)s" if tenant_id is not None else ""
-    )
+    sql = _CANDIDATES_SQL.format(only_tenant=_ONLY_TENANT_SQL if tenant_id is not None else "")
     with transaction.atomic():
         # One pass at a time, everywhere: each pass must see the in-flight counts the
         # previous one committed, or two passes together would admit past the cap.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+            cursor.execute(_DISPATCH_LOCK_SQL, [ADVISORY_LOCK_ID])
             cursor.execute(
                 sql,
                 {
@@ -337,7 +340,8 @@ def without_open_work(
     open_work = FairWorkItem.objects.filter(
         scope=scope,
         finished_at__isnull=True,
-        dedupe_key=Concat(Value(key_prefix), Cast(OuterRef("pk"), output_field=CharField())),
+        # PostgreSQL's concatenation casts the pk to text itself.
+        dedupe_key=Concat(Value(key_prefix), OuterRef("pk"), output_field=CharField()),
     )
     return rows.filter(~Exists(open_work))
 

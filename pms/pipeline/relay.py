@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # commit); a backlog whose oldest message is this much younger still holds it.
 _PUBLISH_LAG_TOLERANCE = timedelta(seconds=5)
 
+# What the relay does with a claimed delivery (_hold).
+SEND, WAIT, ORPHAN = "send", "wait", "orphan"
+
 
 def _backlog_ages() -> dict[str, timedelta]:
     """Age of the oldest waiting message per queue that has a backlog (best effort)."""
@@ -69,7 +72,7 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
     if not due.exists():  # the usual pass: one indexed query, no broker round trip
         return 0
     backlog = _backlog_ages()  # never raises: unknown ages are no backlog (re-send)
-    actions: dict[int, str] = {}  # per claimed delivery: "send", "wait" or "orphan"
+    actions: dict[int, str] = {}  # per claimed delivery: SEND, WAIT or ORPHAN
 
     def hold(delivery: EventDelivery, now: datetime) -> None:
         actions[delivery.pk] = _hold(delivery, now, backlog)
@@ -77,7 +80,7 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
     def record_orphans(claimed: list[EventDelivery]) -> None:
         # In the claim's transaction: a delivery whose handler is gone fails for review.
         for delivery in claimed:
-            if actions[delivery.pk] == "orphan":
+            if actions[delivery.pk] == ORPHAN:
                 record_delivery_without_handler(
                     delivery=delivery,
                     task_id=delivery_task_id(delivery.event_id, delivery.handler),
@@ -93,8 +96,8 @@ def relay_due_deliveries(*, batch_size: int | None = None) -> int:
             batch_size=batch_size,
             in_claim=record_orphans,
         )
-        to_send = [d for d in claimed if actions[d.pk] == "send"]
-        orphaned = [d for d in claimed if actions[d.pk] == "orphan"]
+        to_send = [d for d in claimed if actions[d.pk] == SEND]
+        orphaned = [d for d in claimed if actions[d.pk] == ORPHAN]
         if not claimed:
             return total
         if deferred := len(claimed) - len(to_send) - len(orphaned):
@@ -114,14 +117,14 @@ def _hold(delivery: EventDelivery, now: datetime, backlog: dict[str, timedelta])
     """Move a claimed delivery forward; say what the relay does with it."""
     handler = get_handler(delivery.handler)
     if handler is None or handler.task is None:
-        return "orphan"  # would be re-published for ever
+        return ORPHAN  # would be re-published for ever
     if _still_queued(delivery, backlog, now):
         delivery.due_at = now + relay_backoff(0)
-        return "wait"
+        return WAIT
     delivery.publish_count += 1
     delivery.last_published_at = now
     delivery.due_at = now + relay_backoff(delivery.publish_count)
-    return "send"
+    return SEND
 
 
 def _relay_retry_soon(unsent: list[EventDelivery]) -> None:

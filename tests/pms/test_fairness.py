@@ -570,3 +570,19 @@ def test_a_pass_that_cannot_run_after_a_finish_leaves_it_to_the_dispatcher(
     (kicked,) = queued_messages(own_broker.url)
     assert kicked.task == FAIR_DISPATCH_TASK
     redis_client().delete(KICK_KEY)
+
+
+@pytest.mark.django_db
+def test_a_pass_sends_what_it_admits_oldest_first(
+    alice, own_broker, settings, django_capture_on_commit_callbacks
+):
+    """Also an item admitted again after the in-flight deadline: an UPDATE moved its row
+    to the end of the table, and it still goes before the younger ones."""
+    stale, *_ = [_waiting_item(alice.tenant, f"a{i}") for i in range(3)]
+    FairWorkItem.objects.filter(pk=stale.pk).update(
+        dispatched_at=timezone.now() - timedelta(seconds=settings.FAIR_INFLIGHT_DEADLINE + 1),
+        dispatch_count=1,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert fair_dispatch(tenant_id=alice.tenant.pk) == 3
+    assert [m.args for m in queued_messages(own_broker.url)] == [["a0"], ["a1"], ["a2"]]

@@ -11,7 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import close_old_connections
 from django.utils import timezone
+from kombu import Exchange, Queue
 
+from config.celery import app as celery_app
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import DomainEvent, EventDelivery, FailedTask
 from pms.pipeline import relay as relay_module
@@ -138,7 +140,9 @@ def test_a_delivery_whose_message_still_waits_in_its_queue_is_not_sent_twice(
     assert len(queued_messages(own_broker.url)) == 2
     for delivery in EventDelivery.objects.filter(event=event):
         assert delivery.publish_count == 0 and delivery.last_published_at is None
+        # Looked at again one deadline later (not backed off: nothing was sent).
         assert delivery.due_at > timezone.now() + relay_backoff(0) - timedelta(seconds=5)
+        assert delivery.due_at <= timezone.now() + relay_backoff(0)
 
     # Sent a minute before the oldest message that waits: its own message was lost.
     EventDelivery.objects.filter(event=event).update(
@@ -169,6 +173,15 @@ def test_the_relay_sends_every_due_delivery_batch_after_batch(alice, own_broker)
         EventDelivery.objects.filter(event=not_due).values_list("publish_count", flat=True)
     ) == {0}
     assert relay_due_deliveries(batch_size=2) == 0  # backed off: nothing is due
+    # Not applied a backoff later, and their messages are not the ones waiting (those
+    # were sent a minute after them): lost again, so sent again and counted twice.
+    due.update(last_published_at=timezone.now() - timedelta(minutes=1))
+    for event in events:
+        _due_now(event)
+    assert relay_due_deliveries(batch_size=4) == 6
+    for delivery in due:
+        assert delivery.publish_count == 2 and delivery.last_published_at is not None
+        assert delivery.due_at == delivery.last_published_at + relay_backoff(2)
 
 
 @pytest.mark.django_db
@@ -318,3 +331,28 @@ def test_refused_sends_that_cannot_be_rescheduled_are_logged_and_keep_their_back
     for delivery in EventDelivery.objects.filter(event=event):
         assert delivery.publish_count == 1  # counted as sent: it may have been
         assert delivery.due_at >= before + relay_backoff(1)
+
+
+@pytest.mark.django_db
+def test_a_queue_whose_waiting_message_has_no_publish_time_holds_nothing_back(
+    alice, own_broker, caplog
+):
+    """A message nobody stamped (another producer, a garbled header) waits in the
+    handlers' queue: its age is unknown, so it proves no backlog and the relay sends."""
+    broker_breaker.trip()
+    event = emit_probe(alice.tenant)
+    broker_breaker.reset()
+    for queue_name in {d.queue for d in EventDelivery.objects.filter(event=event)}:
+        queue = Queue(queue_name, Exchange(queue_name), routing_key=queue_name)
+        with celery_app.producer_or_acquire() as producer:
+            producer.publish(
+                {"unstamped": True},
+                exchange=queue.exchange,
+                routing_key=queue_name,
+                declare=[queue],
+                headers={"published_at": "sometime"},
+                serializer="json",
+            )
+    _due_now(event)
+    assert relay_due_deliveries() == 2
+    assert "backlog" not in caplog.text
