@@ -45,6 +45,10 @@ def delivery_task_id(event_id: uuid.UUID | str, handler: str) -> str:
     return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{event_id}:{handler}"))
 
 
+# The one row of an event no handler subscribes to (nothing is inserted for it).
+_NO_HANDLER_ROW = "(NULL::int, NULL, NULL)"
+
+
 def _insert_event(event: DomainEvent, handlers: list[tuple[str, str]], due_at: Any) -> list[int]:
     """The event, its sequence and one delivery per (handler, queue): one statement.
 
@@ -53,7 +57,7 @@ def _insert_event(event: DomainEvent, handlers: list[tuple[str, str]], due_at: A
     the sequence it returned and the deliveries the event's id. Returns the deliveries'
     ids, in ``handlers`` order. (Django's ORM would send three statements.)
     """
-    rows = ", ".join(["(%s::int, %s, %s)"] * len(handlers)) or "(NULL::int, NULL, NULL)"
+    rows = ", ".join(["(%s::int, %s, %s)"] * len(handlers)) or _NO_HANDLER_ROW
     sql = f"""
         WITH seq AS (
             INSERT INTO pms_aggregatesequence (aggregate_type, aggregate_id, last_sequence)
@@ -105,6 +109,7 @@ CHANNEL = "pms_outbox"
 NOTIFY_MODE = "notify"
 COMMIT_MODE = "commit"
 PUBLISH_MODES = (NOTIFY_MODE, COMMIT_MODE)
+_NOTIFY_SQL = "SELECT pg_notify(%s, '')"
 
 
 def notify_publisher() -> None:
@@ -113,7 +118,7 @@ def notify_publisher() -> None:
     PostgreSQL folds identical notifications of one transaction into one.
     """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        cursor.execute(_NOTIFY_SQL, [CHANNEL])
 
 
 # Where the deliveries of events caused in bulk go (config.queues: the sync worker group).
@@ -170,14 +175,9 @@ def emit_event(
     delivery_ids = _insert_event(event, handlers, due_at)
     if handlers:
         deliveries = [
+            # What publishing reads: the row itself was inserted above.
             EventDelivery(
-                pk=delivery_id,
-                event=event,
-                tenant_id=tenant_id,
-                handler=name,
-                queue=queue,
-                due_at=due_at,
-                created_at=now,
+                pk=delivery_id, event=event, tenant_id=tenant_id, handler=name, queue=queue
             )
             for delivery_id, (name, queue) in zip(delivery_ids, handlers, strict=True)
         ]
@@ -195,6 +195,7 @@ def emit_event(
 
 
 _NEVER = float("-inf")  # an open-until time that has always passed
+BREAKER_COOLDOWN_SECONDS = 5.0
 
 
 class _BrokerBreaker:
@@ -204,7 +205,7 @@ class _BrokerBreaker:
     connection timeout; the relay delivers the skipped work once it is back.
     """
 
-    def __init__(self, cooldown: float = 5.0) -> None:
+    def __init__(self, cooldown: float = BREAKER_COOLDOWN_SECONDS) -> None:
         self.cooldown = cooldown
         self._open_until = _NEVER
         self._lock = threading.Lock()
@@ -285,8 +286,6 @@ def _mark_due_now(deliveries: list[EventDelivery]) -> None:
     # Not required for correctness (the deadline already makes them due), but
     # brings unsent work forward so the relay sends it on its next pass.
     ids = [d.pk for d in deliveries]
-    if not ids:
-        return
     try:
         EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(
             due_at=timezone.now()

@@ -176,3 +176,59 @@ def test_deliveries_that_cannot_be_brought_forward_are_logged_and_left_to_their_
     assert record.levelname == "ERROR" and record.exc_info is not None
     for delivery in EventDelivery.objects.filter(event=event):  # untouched: due at deadline
         assert delivery.due_at == delivery.created_at + settings.OUTBOX_DELIVERY_DEADLINE
+
+
+def test_an_event_nobody_subscribes_to_is_recorded_alone_with_its_sequence(alice):
+    with transaction.atomic():
+        first = emit_event(
+            tenant_id=alice.tenant.pk,
+            aggregate_type="probe",
+            aggregate_id="quiet",
+            event_type="tests.nobody_listens",
+            payload={},
+        )
+        second = emit_event(
+            tenant_id=alice.tenant.pk,
+            aggregate_type="probe",
+            aggregate_id="quiet",
+            event_type="tests.nobody_listens",
+            payload={},
+        )
+    assert (first.sequence, second.sequence) == (1, 2)
+    assert not EventDelivery.objects.filter(event__in=[first, second]).exists()
+    # The returned event is the stored row: saving it again updates, never inserts.
+    first.payload = {"edited": True}
+    first.save()
+    assert DomainEvent.objects.get(pk=first.pk).payload == {"edited": True}
+
+
+def test_a_delivery_whose_handler_is_unknown_is_skipped_and_named(alice, own_broker, caplog):
+    event = emit_probe(alice.tenant)
+    orphan, kept = EventDelivery.objects.filter(event=event).order_by("pk")
+    orphan.handler = "tests.renamed_away"
+    assert publish_deliveries([orphan, kept]) == 1
+    assert [m.args for m in queued_messages(own_broker.url)] == [[kept.pk]]
+    (record,) = [r for r in caplog.records if "no handler" in r.getMessage()]
+    assert record.getMessage() == f"no handler tests.renamed_away for delivery {orphan.pk}"
+    assert record.levelname == "ERROR"
+
+
+def test_a_refused_batch_is_logged_with_its_first_delivery_and_the_brokers_error(
+    alice, bob, own_broker, caplog
+):
+    first = emit_probe(alice.tenant)
+    other = emit_probe(bob.tenant)
+    batch = [
+        *EventDelivery.objects.filter(event=first).order_by("pk"),
+        *EventDelivery.objects.filter(event=other).order_by("pk"),
+    ]
+    own_broker.server.stop()
+    try:
+        assert publish_deliveries(batch, on_failure_due_now=False) == 0
+    finally:
+        own_broker.server.start()
+    (message,) = [m for m in caplog.messages if m.startswith("publish failed")]
+    head = f"publish failed, relay will deliver: tenant={alice.tenant.pk} event={first.id} "
+    assert message.startswith(f"{head}deliveries=4 error=")
+    error = message.removeprefix(f"{head}deliveries=4 error=")
+    assert error and error != "None"
