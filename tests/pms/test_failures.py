@@ -7,6 +7,7 @@ the admin page re-running it) is in test_pipeline.py and test_failed_task_admin.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from datetime import timedelta
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from pms.choices import DeliveryStatus, FailedTaskStatus
 from pms.models import EventDelivery, FailedTask
+from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.errors import PermanentError
 from pms.pipeline.failures import (
     STAFF_ALERT_TASK,
@@ -28,7 +30,7 @@ from pms.pipeline.failures import (
     record_task_failure,
     record_task_success,
 )
-from pms.pipeline.publishing import delivery_task_id
+from pms.pipeline.publishing import BULK_QUEUE, delivery_task_id
 from pms.pipeline.redis_client import redis_client
 from pms.pipeline.registry import get_handler
 from pms.pipeline.task_base import poison_key
@@ -235,7 +237,10 @@ def test_a_delivery_whose_handler_is_gone_is_recorded_for_review(alice, caplog):
         delivery.pk,
     )
     assert failed.exception_class == "HandlerMissing" and failed.attempts == 4
-    assert "no handler named 'tests.renamed_away'" in failed.exception_message
+    assert failed.exception_message == (
+        "no handler named 'tests.renamed_away' is registered: the event's effect was not "
+        "applied (was the handler renamed or removed?)"
+    )
     assert failed.actions.get().action == "failed"
     assert failed.actions.get().note == failed.exception_message
     assert (
@@ -291,7 +296,8 @@ def test_a_staff_retry_sends_the_original_task_again_with_fresh_attempts(
     assert (action.action, action.user, action.note) == ("retry", alice.staff, "receiver fixed")
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.PENDING
-    assert delivery.due_at > timezone.now()  # the relay leaves the retry a moment to arrive
+    # The relay leaves the retry one deadline to arrive (not a backoff: nothing was lost).
+    assert before + relay_backoff(0) <= delivery.due_at <= timezone.now() + relay_backoff(0)
     assert not redis_client().exists(counter)
     (message,) = queued_messages(own_broker.url)
     assert (message.task, message.task_id, message.queue) == (
@@ -321,10 +327,12 @@ def test_a_closed_review_cannot_be_retried(alice, closed, django_capture_on_comm
     failed = _review(alice, status=closed)
     with (
         django_capture_on_commit_callbacks() as sent,
-        pytest.raises(ValueError, match="nothing to retry"),
+        pytest.raises(ValueError) as refused,
     ):
         failed_task_retry(failed_task=failed, user=alice.staff)
     assert sent == []
+    word = {FailedTaskStatus.RESOLVED: "resolved", FailedTaskStatus.DISCARDED: "discarded"}[closed]
+    assert str(refused.value) == f"{failed} is {word}; nothing to retry"  # the admin shows it
     failed.refresh_from_db()
     assert failed.status == closed and not failed.actions.exists()
 
@@ -333,8 +341,9 @@ def test_resolving_and_discarding_record_who_why_and_when(alice, bob):
     resolved, discarded = _review(alice, task_id="a"), _review(alice, task_id="b")
     before = timezone.now()
     failed_task_resolve(failed_task=resolved, user=alice.manager, note="refunded by hand")
-    with pytest.raises(ValueError, match="reason is required"):
+    with pytest.raises(ValueError) as refused:
         failed_task_discard(failed_task=discarded, user=alice.staff, reason="  ")
+    assert str(refused.value) == "A reason is required to discard a failed task."
     failed_task_discard(failed_task=discarded, user=alice.staff, reason="duplicate")
     for failed, status, user, note, action in (
         (resolved, FailedTaskStatus.RESOLVED, alice.manager, "refunded by hand", "resolve"),
@@ -395,3 +404,66 @@ def test_an_open_review_whose_retry_succeeds_is_resolved_too(alice):
     record_task_success(sender=_Finished(failed_task_id=failed.pk))
     failed.refresh_from_db()
     assert failed.status == FailedTaskStatus.RESOLVED
+
+
+def test_a_staff_retry_goes_back_to_the_queue_the_task_failed_on(
+    alice, own_broker, django_capture_on_commit_callbacks
+):
+    """A delivery of bulk work failed on the bulk queue: its retry must not jump the
+    handler's own queue, in front of other tenants' bookings."""
+    event = emit_probe(alice.tenant)
+    delivery = _delivery(event)
+    failed = _review(alice, delivery, queue=BULK_QUEUE)
+    with django_capture_on_commit_callbacks(execute=True):
+        failed_task_retry(failed_task=failed, user=alice.staff)
+    (message,) = queued_messages(own_broker.url)
+    assert message.queue == BULK_QUEUE
+
+
+def test_an_applied_delivery_closes_its_own_reviews_not_another_deliverys(alice):
+    first, second = (
+        emit_probe(alice.tenant, aggregate_id="a"),
+        emit_probe(alice.tenant, aggregate_id="b"),
+    )
+    mine = _review(alice, _delivery(first))
+    other = _review(alice, _delivery(second))
+    failed_tasks_resolve_for_delivery(delivery=_delivery(first))
+    mine.refresh_from_db()
+    other.refresh_from_db()
+    assert mine.status == FailedTaskStatus.RESOLVED
+    assert (mine.actions.get().action, mine.actions.get().note) == ("succeeded", "re-run succeeded")
+    assert other.status == FailedTaskStatus.OPEN and not other.actions.exists()
+
+
+def test_a_plain_task_whose_first_argument_is_a_delivery_id_is_not_that_delivery(alice):
+    """Only a handler task's argument is a delivery: a send task failing with args [42]
+    must not fail (or later resolve) delivery 42's review."""
+    delivery = _delivery(emit_probe(alice.tenant))
+    _fail(relay_outbox, "plain-with-id", _raised(RuntimeError("x")), [delivery.pk])
+    failed = FailedTask.objects.get(task_id="plain-with-id")
+    assert failed.delivery_id is None and failed.event_id is None
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PENDING
+
+
+def test_a_failure_keeps_its_keyword_arguments_and_builds_a_traceback_when_celery_has_none(
+    alice, handler_task
+):
+    exception = _raised(RuntimeError("gateway said no"))
+    relay_outbox.push_request(id="with-kwargs", args=[], kwargs={"batch": 3})
+    try:
+        record_task_failure(
+            sender=relay_outbox,
+            task_id="with-kwargs",
+            exception=exception,
+            args=[],
+            kwargs={"batch": 3},
+            einfo=None,
+        )
+    finally:
+        relay_outbox.pop_request()
+    failed = FailedTask.objects.get(task_id="with-kwargs")
+    assert failed.kwargs == {"batch": 3}  # a retry sends them again
+    assert failed.traceback == "".join(traceback.format_exception(exception))
+    _fail(handler_task, "no-exception", None, ["x"])  # Celery gave no exception
+    assert FailedTask.objects.get(task_id="no-exception").exception_class == "Unknown"
