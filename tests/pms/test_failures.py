@@ -56,7 +56,9 @@ def _raised(exception: BaseException) -> BaseException:
         return caught
 
 
-def _fail(task: Any, task_id: str, exception: BaseException, args: list[Any], **request: Any):
+def _fail(
+    task: Any, task_id: str, exception: BaseException | None, args: list[Any], **request: Any
+):
     """What Celery's task_failure signal does after the task's last attempt."""
     task.push_request(id=task_id, args=args, kwargs={}, **request)
     try:
