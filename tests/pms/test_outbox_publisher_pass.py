@@ -109,13 +109,18 @@ def test_a_delivery_whose_handler_is_gone_is_claimed_but_not_sent(alice, own_bro
 
 @pytest.mark.django_db
 def test_a_refused_batch_is_given_back_for_the_next_pass(alice, own_broker):
-    emit_probe(alice.tenant)
+    event = emit_probe(alice.tenant)
     waiting = _unpublished()
+    deadlines = dict(EventDelivery.objects.filter(event=event).values_list("pk", "due_at"))
     own_broker.server.stop()
     try:
         with pytest.raises(BrokerUnavailable, match="2 deliveries not sent"):
             publish_unsent()
         assert _unpublished() == waiting
+        # Given back to the publisher, not to the relay: their deadline is unchanged, so
+        # the relay does not send them too while the publisher retries.
+        after = dict(EventDelivery.objects.filter(event=event).values_list("pk", "due_at"))
+        assert after == deadlines
     finally:
         own_broker.server.start()
         broker_breaker.reset()
@@ -290,3 +295,4 @@ def test_the_publisher_drains_batch_after_batch_then_waits_quietly(alice, own_br
         thread.join(10)
     assert not thread.is_alive()
     assert sorted(m.task_id for m in queued_messages(own_broker.url)) == sorted(_task_ids(*events))
+    wait_until(lambda: _publisher_backends() == [], 10, what="its sessions closed on stop")
