@@ -43,11 +43,18 @@ def _breaker_closed() -> Iterator[None]:
 def test_a_refused_publish_leaves_its_deliveries_due_now_for_the_relay(
     alice, own_broker, django_capture_on_commit_callbacks, caplog
 ):
+    bystander = emit_probe(alice.tenant, aggregate_id="bystander")  # pending, not sent here
+    bystanders = dict(EventDelivery.objects.filter(event=bystander).values_list("pk", "due_at"))
     own_broker.server.stop()
     try:
         with django_capture_on_commit_callbacks(execute=True):
             event = emit_probe(alice.tenant)  # the request is not failed by the broker
         after = timezone.now()
+        # Only the refused deliveries are brought forward, never every pending one.
+        assert (
+            dict(EventDelivery.objects.filter(event=bystander).values_list("pk", "due_at"))
+            == bystanders
+        )
         deliveries = list(EventDelivery.objects.filter(event=event))
         assert len(deliveries) == 2
         assert all(d.due_at <= after and d.status == DeliveryStatus.PENDING for d in deliveries)
@@ -233,3 +240,12 @@ def test_a_refused_batch_is_logged_with_its_first_delivery_and_the_brokers_error
     assert message.startswith(f"{head}deliveries=4 error=")
     error = message.removeprefix(f"{head}deliveries=4 error=")
     assert error and error != "None"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emitting_outside_the_services_transaction_is_refused():
+    with pytest.raises(RuntimeError) as refused:
+        emit_event(
+            tenant_id=1, aggregate_type="probe", aggregate_id=1, event_type=PROBE_EVENT, payload={}
+        )
+    assert str(refused.value) == "emit_event must run inside the service's transaction"
