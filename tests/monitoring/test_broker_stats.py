@@ -6,28 +6,24 @@ import time
 from typing import Any
 
 import pytest
-from kombu import Exchange, Queue
 
 from config.celery import app as celery_app
 from config.queues import broker_is_amqp
 from pms.pipeline.broker_stats import queue_depths
 from testkit.processes import free_port
+from tests.support.broker import publish_raw
 
 PROBE_QUEUE = "monitoring-probe"  # not in the table: nobody consumes it
 
 
 def _publish(priority: int, published_at: Any) -> None:
-    queue = Queue(PROBE_QUEUE, Exchange(PROBE_QUEUE), routing_key=PROBE_QUEUE)
-    with celery_app.producer_or_acquire() as producer:
-        producer.publish(
-            {"probe": True},
-            exchange=queue.exchange,
-            routing_key=PROBE_QUEUE,
-            declare=[queue],
-            priority=priority,
-            headers={"published_at": published_at},
-            serializer="json",
-        )
+    publish_raw(
+        celery_app,
+        PROBE_QUEUE,
+        {"probe": True},
+        headers={"published_at": published_at},
+        priority=priority,
+    )
 
 
 def _purge() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -48,6 +49,29 @@ def _task_ids(*events: DomainEvent) -> list[str]:
         delivery_task_id(d.event_id, d.handler)
         for d in EventDelivery.objects.filter(event__in=events).order_by("pk")
     ]
+
+
+@contextmanager
+def running_publisher(poll_seconds: float) -> Iterator[threading.Thread]:
+    """``run_publisher`` in a thread of this process, stopped (and woken to see it) at exit."""
+    stop = threading.Event()
+
+    def publish() -> None:
+        try:
+            run_publisher(stop, poll_seconds=poll_seconds)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 @pytest.mark.django_db
@@ -131,44 +155,19 @@ def test_a_refused_batch_is_given_back_for_the_next_pass(alice, own_broker):
 @pytest.mark.django_db(transaction=True)
 def test_the_publisher_sends_what_was_committed_before_and_after_it_started(alice, own_broker):
     before = emit_probe(alice.tenant, aggregate_id="before")
-    stop = threading.Event()
-
-    def publish() -> None:
-        try:  # a poll too long to matter: only the NOTIFY can wake it in time
-            run_publisher(stop, poll_seconds=60)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    try:
+    # A poll too long to matter: only the NOTIFY can wake it in time.
+    with running_publisher(poll_seconds=60):
         wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 10, what="drain")
         after = emit_probe(alice.tenant, aggregate_id="after")
         wait_until(lambda: len(queued_messages(own_broker.url)) == 4, 10, what="notified")
-    finally:
-        stop.set()
-        with connection.cursor() as cursor:  # wake it to see the stop
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
-        thread.join(10)
-    assert not thread.is_alive()
     sent = [m.task_id for m in queued_messages(own_broker.url)]
     assert sorted(sent) == sorted(_task_ids(before, after))
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_publisher_outlives_a_broker_outage(alice, own_broker, caplog):
-    stop = threading.Event()
-
-    def publish() -> None:
-        try:
-            run_publisher(stop, poll_seconds=0.2)
-        finally:
-            connection.close()
-
     own_broker.server.stop()
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    try:
+    with running_publisher(poll_seconds=0.2) as thread:
         event = emit_probe(alice.tenant)
         wait_until(
             lambda: any("deliveries not sent; retrying" in m for m in caplog.messages),
@@ -179,10 +178,6 @@ def test_the_publisher_outlives_a_broker_outage(alice, own_broker, caplog):
         own_broker.server.start()
         broker_breaker.reset()
         wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 15, what="the resend")
-    finally:
-        stop.set()
-        thread.join(10)
-    assert not thread.is_alive()
     assert sorted(m.task_id for m in queued_messages(own_broker.url)) == sorted(_task_ids(event))
     assert "outbox publisher: 2 deliveries not sent; retrying" in caplog.messages
 
@@ -208,17 +203,7 @@ def test_the_publisher_reconnects_after_postgresql_drops_it(alice, own_broker, c
     """PostgreSQL restarted under it (both its sessions terminated): it says so, opens a
     new LISTEN session and a new claim session, and what is committed next is sent."""
     caplog.set_level("INFO", logger="pms.pipeline.publisher")
-    stop = threading.Event()
-
-    def publish() -> None:
-        try:
-            run_publisher(stop, poll_seconds=0.2)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    try:
+    with running_publisher(poll_seconds=0.2):
         first = emit_probe(alice.tenant, aggregate_id="first")
         wait_until(lambda: len(queued_messages(own_broker.url)) == 2, 10, what="first sent")
         wait_until(lambda: len(_publisher_backends()) == 2, 10, what="both sessions seen")
@@ -236,12 +221,6 @@ def test_the_publisher_reconnects_after_postgresql_drops_it(alice, own_broker, c
             10,
             what="two new sessions",
         )
-    finally:
-        stop.set()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
-        thread.join(10)
-    assert not thread.is_alive()
     sent = sorted(m.task_id for m in queued_messages(own_broker.url))
     assert sent == sorted(_task_ids(first, second))
     warnings = [r for r in caplog.records if "database unavailable" in r.getMessage()]
@@ -272,27 +251,12 @@ def test_the_publisher_drains_batch_after_batch_then_waits_quietly(alice, own_br
     with nothing to send, it waits for a notification and asks PostgreSQL nothing."""
     settings.OUTBOX_RELAY_BATCH = 2
     events = [emit_probe(alice.tenant, aggregate_id=f"backlog-{i}") for i in range(3)]
-    stop = threading.Event()
-
-    def publish() -> None:
-        try:  # a poll too long to matter: only the drain can send the backlog in time
-            run_publisher(stop, poll_seconds=60)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    try:
+    # A poll too long to matter: only the drain can send the backlog in time.
+    with running_publisher(poll_seconds=60):
         wait_until(lambda: len(queued_messages(own_broker.url)) == 6, 10, what="the backlog")
         wait_until(lambda: _claim_session_last_query() is not None, 10, what="its session")
         first = _claim_session_last_query()
         time.sleep(1.0)
         assert _claim_session_last_query() == first  # no claim while nothing was notified
-    finally:
-        stop.set()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
-        thread.join(10)
-    assert not thread.is_alive()
     assert sorted(m.task_id for m in queued_messages(own_broker.url)) == sorted(_task_ids(*events))
     wait_until(lambda: _publisher_backends() == [], 10, what="its sessions closed on stop")

@@ -11,7 +11,6 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import close_old_connections
 from django.utils import timezone
-from kombu import Exchange, Queue
 
 from config.celery import app as celery_app
 from pms.choices import DeliveryStatus, FailedTaskStatus
@@ -21,7 +20,7 @@ from pms.pipeline.deadlines import relay_backoff
 from pms.pipeline.publishing import _BrokerBreaker, broker_breaker
 from pms.pipeline.reconcile import reconcile, reconcile_until_settled
 from pms.pipeline.relay import relay_due_deliveries
-from tests.support.broker import queued_messages
+from tests.support.broker import publish_raw, queued_messages
 from tests.support.pipeline import deliveries_refuse_updates, emit_probe
 
 
@@ -344,16 +343,9 @@ def test_a_queue_whose_waiting_message_has_no_publish_time_holds_nothing_back(
     event = emit_probe(alice.tenant)
     broker_breaker.reset()
     for queue_name in {d.queue for d in EventDelivery.objects.filter(event=event)}:
-        queue = Queue(queue_name, Exchange(queue_name), routing_key=queue_name)
-        with celery_app.producer_or_acquire() as producer:
-            producer.publish(
-                {"unstamped": True},
-                exchange=queue.exchange,
-                routing_key=queue_name,
-                declare=[queue],
-                headers={"published_at": "sometime"},
-                serializer="json",
-            )
+        publish_raw(
+            celery_app, queue_name, {"unstamped": True}, headers={"published_at": "sometime"}
+        )
     _due_now(event)
     assert relay_due_deliveries() == 2
     assert "backlog" not in caplog.text

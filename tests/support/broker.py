@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kombu import Exchange, Queue
+
 from config.queues import QUEUES, QUORUM, broker_is_amqp, broker_settings
 from config.redis_sentinel import is_sentinel_url, kombu_broker_url
 
@@ -141,3 +143,21 @@ def queued_messages(url: str) -> list[QueuedMessage]:
                 QueuedMessage(queue, headers["task"], headers["id"], args, kwargs, headers)
             )
     return found
+
+
+def publish_raw(
+    app: Any, queue_name: str, body: Any, *, headers: dict[str, Any], priority: int = 0
+):
+    """A message in ``queue_name`` as another producer would leave it (no Celery task)."""
+
+    queue = Queue(queue_name, Exchange(queue_name), routing_key=queue_name)
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=queue_name,
+            declare=[queue],
+            priority=priority,
+            headers=headers,
+            serializer="json",
+        )
