@@ -54,6 +54,17 @@ COUNTED = {
 
 
 @pytest.fixture(autouse=True)
+def _a_morning() -> Iterator[None]:
+    """The test makes today's work, then runs each job later today (``_moment``). Run
+    from the evening, "later" was tomorrow, whose cleaning lists nobody had made: the
+    cleaning sweep found nothing to do (a CI run at 22:00 UTC). So the test's today
+    starts in the morning, whatever the clock says."""
+    morning = timezone.make_aware(datetime.combine(timezone.localdate(), time(9, 0)))
+    with time_machine.travel(morning, tick=True):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _no_messages_left_behind() -> Iterator[None]:
     """The sweeps publish (the relay, time-critical sends, fair admissions) about rows
     this test rolls back: drop those messages, or the session worker's first tests
