@@ -20,8 +20,13 @@ def main() -> int:
     if not url:
         print("mutation_fresh_db: DATABASE_URL is not set (run it under devstack exec)")
         return 1
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mutation_fresh_db: could not drop {NAME}: {reason}")
+        return 1
     return 0
 
 
